@@ -1,0 +1,164 @@
+"""Clinical types shared by the pure engine core.
+
+Everything here is plain data: frozen dataclasses and enums, no I/O. The gRPC edge converts
+protobuf messages to and from these types; the store builds `PatientSnapshot` from decrypted rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Alert",
+    "AlertKind",
+    "AllergyFact",
+    "BiometricFact",
+    "ConditionFact",
+    "EvaluationRequest",
+    "EvaluationResult",
+    "EvidenceLevel",
+    "MedicationFact",
+    "PatientSnapshot",
+    "RuleError",
+    "Severity",
+]
+
+
+class Severity(enum.IntEnum):
+    """Our one severity scale, low to high (DESIGN.md: INFO, LOW, MODERATE, HIGH, CRITICAL)."""
+
+    INFO = 0
+    LOW = 1
+    MODERATE = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def interruptive(self) -> bool:
+        # Alert tiering: only the two highest severities interrupt the workflow; the rest are
+        # passive, because interrupting on everything is what produces alert fatigue.
+        return self >= Severity.HIGH
+
+
+class EvidenceLevel(enum.IntEnum):
+    """Strength of evidence, weakest to strongest; ranks alerts of equal severity."""
+
+    UNKNOWN = 0
+    EXPERT_OPINION = 1
+    CASE_REPORTS = 2
+    OBSERVATIONAL = 3
+    CLINICAL_TRIAL = 4
+    SYSTEMATIC_REVIEW = 5
+
+
+class AlertKind(enum.StrEnum):
+    DRUG_DRUG_INTERACTION = "DRUG_DRUG_INTERACTION"
+    DRUG_ALLERGY = "DRUG_ALLERGY"
+    FOOD_ALLERGY = "FOOD_ALLERGY"
+    FOOD_DRUG_INTERACTION = "FOOD_DRUG_INTERACTION"
+    DUPLICATE_THERAPY = "DUPLICATE_THERAPY"
+    DRUG_CONDITION = "DRUG_CONDITION"
+    DOSE_RANGE = "DOSE_RANGE"
+    AGE_RELATED = "AGE_RELATED"
+    PREGNANCY = "PREGNANCY"
+    RENAL = "RENAL"
+    LAB_VALUE = "LAB_VALUE"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationFact:
+    id: str
+    name: str  # as entered: brand, generic, with or without salt ("Toprol XL", "metoprolol succinate")
+    dose: str | None = None
+    route: str | None = None
+    frequency: str | None = None
+    proposed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyFact:
+    id: str
+    allergen: str
+    category: str | None = None  # allergen_category: DRUG, FOOD, ENVIRONMENTAL, ...
+    severity: str | None = None  # allergy_severity: MILD, MODERATE, SEVERE, ANAPHYLACTIC
+    reactions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFact:
+    id: str
+    name: str
+    code: str | None = None  # ICD-10 or SNOMED code when known
+
+
+@dataclass(frozen=True, slots=True)
+class BiometricFact:
+    id: str
+    reading_type: str  # egfr, potassium, inr, qtc, systolic_bp, ...
+    value: float
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSnapshot:
+    patient_id: str
+    tenant_id: str
+    age: int | None = None
+    sex: str | None = None
+    pregnant: bool | None = None
+    subscription_tier: str = "BASIC"
+    medications: tuple[MedicationFact, ...] = ()
+    allergies: tuple[AllergyFact, ...] = ()
+    conditions: tuple[ConditionFact, ...] = ()
+    biometrics: tuple[BiometricFact, ...] = ()  # the latest reading of each type
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRequest:
+    proposed_medications: tuple[MedicationFact, ...] = ()
+    proposed_foods: tuple[str, ...] = ()  # foods, or a recipe's ingredients
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    severity: Severity
+    summary: str  # at most 140 characters
+    detail: str
+    recommendation: str
+    evidence: EvidenceLevel
+    involved_ids: tuple[str, ...]  # medication / allergy / condition / biometric ids, or "food:<name>"
+    rule_id: str  # a clinical rule id, or "kb:<pair id>" for the interaction knowledge base
+    rule_version: int
+    finding_key: str  # identifies the clinical finding, so a KB pair and a rule saying the same merge
+    references: tuple[str, ...] = ()
+
+    @property
+    def interruptive(self) -> bool:
+        return self.severity.interruptive
+
+    @property
+    def stable_id(self) -> str:
+        return f"{self.finding_key}|{self.rule_id}|{','.join(sorted(self.involved_ids))}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    rule_id: str
+    rule_version: int
+    reason: str  # "insufficient data: egfr" or "error: <exception class>: <message without PHI>"
+    insufficient_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    alerts: tuple[Alert, ...]
+    complete: bool
+    rule_errors: tuple[RuleError, ...] = ()
+    shadow_alerts: tuple[Alert, ...] = ()
+    ruleset_version: str = ""
+    knowledge_version: str = ""
+    rules_evaluated: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
