@@ -1,0 +1,896 @@
+"""Clinical knowledge: drug vocabulary, allergen groups, conditions and the interaction knowledge base.
+
+Pure data and lookups. The store builds these records from `clinical.*` rows; `load_knowledge_files`
+builds them from `rules/knowledge/` for `praneya rules lint|test` and for tests. Nothing here talks to
+a database.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import yaml
+
+from engine.model import EvidenceLevel, Severity
+
+__all__ = [
+    "AliasRecord",
+    "AllergenRecord",
+    "ConditionRecord",
+    "CrossReactivity",
+    "CsvImportError",
+    "DrugClassRecord",
+    "FoodRecord",
+    "IngredientRecord",
+    "InteractionKnowledge",
+    "InteractionPair",
+    "Knowledge",
+    "KnowledgeFileError",
+    "NormalizedAllergen",
+    "NormalizedCondition",
+    "NormalizedDrug",
+    "NormalizedFood",
+    "PairOverride",
+    "Vocabulary",
+    "clean_name",
+    "evidence_from_source",
+    "load_knowledge_files",
+    "pair_id",
+    "parse_interactions_csv",
+    "severity_from_source",
+]
+
+PairKind = Literal["ingredient", "class", "food", "food_group"]
+PAIR_KINDS: tuple[str, ...] = ("ingredient", "class", "food", "food_group")
+EntityKey = tuple[str, str]  # (kind, normalised name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Records (what the store builds from rows)
+
+
+@dataclass(frozen=True, slots=True)
+class IngredientRecord:
+    name: str
+    atc_code: str | None = None
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DrugClassRecord:
+    id: str
+    name: str
+    kind: Literal["ATC", "CLINICAL"] = "CLINICAL"
+    atc_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    alias: str  # a brand, synonym or combination product
+    ingredients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FoodRecord:
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CrossReactivity:
+    target_kind: Literal["class", "ingredient"]
+    target: str
+    severity: Severity
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AllergenRecord:
+    name: str
+    category: str  # allergen_category: DRUG, FOOD, ENVIRONMENTAL, ...
+    match_ingredients: tuple[str, ...] = ()
+    match_classes: tuple[str, ...] = ()
+    match_foods: tuple[str, ...] = ()
+    match_food_groups: tuple[str, ...] = ()
+    cross: tuple[CrossReactivity, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRecord:
+    id: str
+    synonyms: tuple[str, ...] = ()
+    icd10: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionPair:
+    id: str
+    a_kind: str  # ingredient | class | food | food_group
+    a: str
+    b_kind: str
+    b: str
+    severity: Severity
+    source_severity: str  # the value as the source graded it ("1", "X", "major")
+    interaction_type: str
+    evidence: EvidenceLevel
+    description: str
+    recommendation: str
+    avoid_combination: bool
+    source: str
+
+    @property
+    def keys(self) -> tuple[EntityKey, EntityKey]:
+        return (self.a_kind, self.a), (self.b_kind, self.b)
+
+
+@dataclass(frozen=True, slots=True)
+class PairOverride:
+    """A tenant's local decision about one pair: re-grade it, or switch it off."""
+
+    pair_id: str
+    severity: Severity | None = None
+    disabled: bool = False
+
+
+# --------------------------------------------------------------------------------------------------
+# Severity and evidence on source scales
+
+# First Databank MedKnowledge drug-drug interaction module, severity levels: 1 = contraindicated drug
+# combination, 2 = severe interaction, 3 = moderate interaction, 9 = undetermined severity.
+# Lexicomp (Lexi-Interact) risk rating: X = avoid combination, D = consider therapy modification,
+# C = monitor therapy, B = no action needed, A = no known interaction.
+_SEVERITY_SCALES: dict[str, Severity] = {
+    # FDB
+    "1": Severity.CRITICAL,
+    "2": Severity.HIGH,
+    "3": Severity.MODERATE,
+    "9": Severity.INFO,
+    # Lexicomp
+    "x": Severity.CRITICAL,
+    "d": Severity.HIGH,
+    "c": Severity.MODERATE,
+    "b": Severity.LOW,
+    "a": Severity.INFO,
+    # words used by Micromedex, DrugBank and most monographs
+    "contraindicated": Severity.CRITICAL,
+    "major": Severity.HIGH,
+    "severe": Severity.HIGH,
+    "moderate": Severity.MODERATE,
+    "minor": Severity.LOW,
+    "unknown": Severity.INFO,
+    # ours
+    **{s.name.lower(): s for s in Severity},
+}
+
+
+def severity_from_source(value: str) -> Severity:
+    """Map a severity on any supported source scale onto ours; refuse what we cannot place."""
+    key = " ".join(str(value).split()).lower()
+    try:
+        return _SEVERITY_SCALES[key]
+    except KeyError:
+        raise ValueError(
+            f"severity {value!r} is not on a known scale "
+            "(FDB 1/2/3/9, Lexicomp X/D/C/B/A, contraindicated/major/moderate/minor/unknown, "
+            "or INFO/LOW/MODERATE/HIGH/CRITICAL)"
+        ) from None
+
+
+_EVIDENCE_WORDS: dict[str, EvidenceLevel] = {
+    **{e.name.lower(): e for e in EvidenceLevel},
+    "": EvidenceLevel.UNKNOWN,
+    # Micromedex documentation ratings
+    "excellent": EvidenceLevel.CLINICAL_TRIAL,
+    "good": EvidenceLevel.OBSERVATIONAL,
+    "fair": EvidenceLevel.CASE_REPORTS,
+    "poor": EvidenceLevel.EXPERT_OPINION,
+    "theoretical": EvidenceLevel.EXPERT_OPINION,
+}
+
+
+def evidence_from_source(value: str) -> EvidenceLevel:
+    key = "_".join(str(value).replace("-", " ").split()).lower()
+    try:
+        return _EVIDENCE_WORDS[key]
+    except KeyError:
+        raise ValueError(f"evidence level {value!r} is not known") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Names
+
+_PARENS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_SPACES = re.compile(r"\s+")
+_STARTS_WITH_DIGIT = re.compile(r"^[\d.]")
+# Dosage forms and routes that trail a drug name in prescriptions ("sertraline tablet oral").
+_FORM_WORDS = frozenset(
+    """tablet tablets tab tabs capsule capsules cap caps oral po iv im sc subcut injection injectable
+    solution suspension syrup elixir cream ointment gel patch patches drops inhaler spray nasal topical
+    chewable dispersible film-coated coated extended-release delayed-release modified-release
+    orally-disintegrating odt daily bid tid qid qd prn once twice""".split()
+)
+_COMBINATION_SEPARATORS = re.compile(r"\s*/\s*|\s+\+\s+|\s*\+\s*|\s+and\s+|\s+with\s+|\s*&\s*|\s*,\s*")
+_ALLERGY_WORDS = re.compile(r"^(?:allergic to|allergy to)\s+|\s+(?:allergy|allergies|intolerance)$")
+_FOOD_QUANTITY_WORDS = frozenset(
+    """cup cups tbsp tablespoon tablespoons tsp teaspoon teaspoons g kg mg oz ounce ounces lb lbs pound
+    pounds ml l litre liter slice slices piece pieces pinch clove cloves can cans handful of a an
+    fresh chopped sliced diced large small medium""".split()
+)
+
+
+def clean_name(text: str) -> str:
+    """Lower case, one space between words, no surrounding punctuation."""
+    return _SPACES.sub(" ", str(text).replace("\u00a0", " ")).strip(" \t\n\r.,;:").lower()
+
+
+def _singular(word: str) -> str | None:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedDrug:
+    ingredients: tuple[str, ...]
+    classes: tuple[str, ...]
+    recognised: bool
+    unrecognised: tuple[str, ...] = ()  # the cleaned parts that matched nothing in the vocabulary
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedFood:
+    name: str
+    groups: tuple[str, ...]
+    recognised: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedAllergen:
+    name: str
+    category: str | None
+    ingredients: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    foods: tuple[str, ...] = ()
+    food_groups: tuple[str, ...] = ()
+    cross: tuple[CrossReactivity, ...] = ()
+    recognised: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedCondition:
+    id: str
+    recognised: bool
+
+
+class Vocabulary:
+    """Maps names as people write them to the ingredients, classes, foods and conditions we reason on."""
+
+    def __init__(
+        self,
+        *,
+        ingredients: Iterable[IngredientRecord] = (),
+        classes: Iterable[DrugClassRecord] = (),
+        aliases: Iterable[AliasRecord] = (),
+        foods: Iterable[FoodRecord] = (),
+        allergens: Iterable[AllergenRecord] = (),
+        conditions: Iterable[ConditionRecord] = (),
+        salt_words: Iterable[str] = (),
+    ) -> None:
+        self.classes: dict[str, DrugClassRecord] = {c.id: c for c in classes}
+        self.ingredients: dict[str, IngredientRecord] = {clean_name(i.name): i for i in ingredients}
+        self.aliases: dict[str, tuple[str, ...]] = {
+            clean_name(a.alias): tuple(clean_name(i) for i in a.ingredients) for a in aliases
+        }
+        self.foods: dict[str, FoodRecord] = {clean_name(f.name): f for f in foods}
+        self.food_groups: frozenset[str] = frozenset(g for f in self.foods.values() for g in f.groups)
+        self.allergens: dict[str, AllergenRecord] = {clean_name(a.name): a for a in allergens}
+        self.conditions: dict[str, ConditionRecord] = {c.id: c for c in conditions}
+        self.salt_words: frozenset[str] = frozenset(clean_name(w) for w in salt_words)
+        self._class_by_name = {clean_name(c.name): c.id for c in self.classes.values()}
+        self._class_by_name.update({cid: cid for cid in self.classes})
+        self._condition_by_name: dict[str, str] = {}
+        self._condition_by_icd: dict[str, str] = {}
+        for cond in self.conditions.values():
+            self._condition_by_name[clean_name(cond.id.replace("_", " "))] = cond.id
+            self._condition_by_name[cond.id] = cond.id
+            for syn in cond.synonyms:
+                self._condition_by_name[clean_name(syn)] = cond.id
+            for code in cond.icd10:
+                self._condition_by_icd[code.upper().replace(".", "")] = cond.id
+        # ATC is a hierarchy: an ingredient whose ATC code starts with a class's code belongs to that
+        # class even when the vocabulary file does not list the class on the ingredient.
+        atc_classes = [(c.atc_code.upper(), c.id) for c in self.classes.values() if c.atc_code]
+        self._ingredient_classes: dict[str, tuple[str, ...]] = {}
+        for name, rec in self.ingredients.items():
+            found = set(rec.classes)
+            code = (rec.atc_code or "").upper()
+            if code:
+                found.update(cid for prefix, cid in atc_classes if code.startswith(prefix))
+            self._ingredient_classes[name] = tuple(sorted(found))
+        self._drug_cache: dict[str, NormalizedDrug] = {}
+
+    # -- drugs ---------------------------------------------------------------------------------
+
+    def classes_of(self, ingredient: str) -> tuple[str, ...]:
+        return self._ingredient_classes.get(ingredient, ())
+
+    def _lookup(self, text: str) -> tuple[str, ...] | None:
+        if text in self.ingredients:
+            return (text,)
+        if text in self.aliases:
+            return self.aliases[text]
+        return None
+
+    def _strip_salts(self, text: str) -> str:
+        words = [w for w in text.split(" ") if w not in self.salt_words]
+        # A name made only of salt words ("potassium") is itself the drug.
+        return " ".join(words) if words else text
+
+    def _resolve(self, part: str) -> tuple[str, ...] | None:
+        found = self._lookup(part)
+        if found is None:
+            found = self._lookup(self._strip_salts(part))
+        return found
+
+    @staticmethod
+    def _strip_dose(text: str) -> str:
+        text = _PARENS.sub(" ", text)
+        words = clean_name(text).split(" ")
+        kept: list[str] = []
+        for i, word in enumerate(words):
+            # Dose text starts at the first number after the name: "sertraline 50 mg tablet".
+            if i > 0 and _STARTS_WITH_DIGIT.match(word):
+                break
+            if i > 0 and word in _FORM_WORDS:
+                continue
+            kept.append(word)
+        return " ".join(kept).strip(" -/+,")
+
+    def normalize_drug(self, name: str) -> NormalizedDrug:
+        cached = self._drug_cache.get(name)
+        if cached is not None:
+            return cached
+        result = self._normalize_drug(name)
+        if len(self._drug_cache) < 50_000:  # bounded: names come from patients' records
+            self._drug_cache[name] = result
+        return result
+
+    def _normalize_drug(self, name: str) -> NormalizedDrug:
+        raw = clean_name(name)
+        if not raw:
+            return NormalizedDrug((), (), recognised=False, unrecognised=("",))
+        found = self._resolve(raw)
+        parts: list[str]
+        if found is not None:
+            return self._drug(found, ())
+        text = self._strip_dose(raw)
+        found = self._resolve(text)
+        if found is not None:
+            return self._drug(found, ())
+        parts = [p for p in _COMBINATION_SEPARATORS.split(text) if p] or [text]
+        ingredients: list[str] = []
+        unknown: list[str] = []
+        for part in parts:
+            resolved = self._resolve(part)
+            if resolved is None and "-" in part:
+                # "X-Y" combination products, only when every piece is a known drug: hyphens also
+                # occur inside single names.
+                pieces = [self._resolve(p.strip()) for p in part.split("-") if p.strip()]
+                if pieces and all(p is not None for p in pieces):
+                    resolved = tuple(i for p in pieces if p is not None for i in p)
+            if resolved is None:
+                cleaned = self._strip_salts(part)
+                unknown.append(cleaned)
+                ingredients.append(cleaned)
+            else:
+                ingredients.extend(resolved)
+        return self._drug(tuple(ingredients), tuple(unknown))
+
+    def _drug(self, ingredients: Sequence[str], unknown: tuple[str, ...]) -> NormalizedDrug:
+        unique = tuple(dict.fromkeys(ingredients))
+        classes = sorted({c for i in unique for c in self.classes_of(i)})
+        return NormalizedDrug(
+            ingredients=unique, classes=tuple(classes), recognised=not unknown, unrecognised=unknown
+        )
+
+    def class_id(self, name: str) -> str | None:
+        text = clean_name(name)
+        return self._class_by_name.get(text) or self._class_by_name.get(_singular(text) or "")
+
+    # -- foods ---------------------------------------------------------------------------------
+
+    def _food_groups(self, name: str) -> tuple[str, ...] | None:
+        if name in self.foods:
+            groups = set(self.foods[name].groups)
+            if name in self.food_groups:
+                groups.add(name)
+            return tuple(sorted(groups))
+        if name in self.food_groups:
+            return (name,)
+        return None
+
+    def normalize_food(self, name: str) -> NormalizedFood:
+        text = clean_name(_PARENS.sub(" ", name))
+        words = [w for w in text.split(" ") if w and not _STARTS_WITH_DIGIT.match(w)]
+        words = [w for w in words if w not in _FOOD_QUANTITY_WORDS] or words
+        text = " ".join(words)
+        for candidate in (text, _singular(text)):
+            if candidate:
+                groups = self._food_groups(candidate)
+                if groups is not None:
+                    return NormalizedFood(candidate, groups, True)
+        # A recipe line names more than the food ("fresh grapefruit juice, chilled"): take the
+        # longest run of words that is a known food or group, so an allergen is not missed.
+        for size in range(len(words) - 1, 0, -1):
+            for start in range(len(words) - size + 1):
+                phrase = " ".join(words[start : start + size])
+                for candidate in (phrase, _singular(phrase)):
+                    if candidate:
+                        groups = self._food_groups(candidate)
+                        if groups is not None:
+                            return NormalizedFood(candidate, groups, True)
+        return NormalizedFood(text, (), False)
+
+    # -- allergens -----------------------------------------------------------------------------
+
+    def normalize_allergen(self, name: str, category: str | None = None) -> NormalizedAllergen:
+        text = _ALLERGY_WORDS.sub("", clean_name(name))
+        category = category.upper() if category else None
+        for candidate in (text, _singular(text)):
+            if candidate and candidate in self.allergens:
+                rec = self.allergens[candidate]
+                return NormalizedAllergen(
+                    name=rec.name,
+                    category=category or rec.category,
+                    ingredients=rec.match_ingredients,
+                    classes=rec.match_classes,
+                    foods=rec.match_foods,
+                    food_groups=rec.match_food_groups,
+                    cross=rec.cross,
+                )
+        if category not in ("FOOD", "ENVIRONMENTAL"):
+            cls = self.class_id(text)
+            if cls is not None:
+                return NormalizedAllergen(name=cls, category=category or "DRUG", classes=(cls,))
+            drug = self.normalize_drug(text)
+            if drug.recognised:
+                return NormalizedAllergen(
+                    name=" / ".join(drug.ingredients), category=category or "DRUG", ingredients=drug.ingredients
+                )
+        if category != "DRUG":
+            food = self.normalize_food(text)
+            if food.recognised:
+                return NormalizedAllergen(
+                    name=food.name,
+                    category=category or "FOOD",
+                    foods=(food.name,),
+                    food_groups=(food.name,) if food.name in self.food_groups else (),
+                )
+        # Unknown allergen: keep it, matching its literal name against drugs and foods, so that an
+        # allergy to something we have never heard of still meets a medication of the same name.
+        cleaned = self._strip_dose(text) or text
+        return NormalizedAllergen(
+            name=cleaned, category=category, ingredients=(cleaned,), foods=(cleaned,), recognised=False
+        )
+
+    # -- conditions ----------------------------------------------------------------------------
+
+    def normalize_condition(self, name: str, code: str | None = None) -> NormalizedCondition:
+        if code:
+            icd = code.upper().replace(".", "").strip()
+            # ICD-10 is hierarchical: N18.4 is a chronic kidney disease because N18 is.
+            for length in range(len(icd), 2, -1):
+                if icd[:length] in self._condition_by_icd:
+                    return NormalizedCondition(self._condition_by_icd[icd[:length]], True)
+        text = clean_name(name)
+        for candidate in (text, text.replace("_", " "), _singular(text)):
+            if candidate and candidate in self._condition_by_name:
+                return NormalizedCondition(self._condition_by_name[candidate], True)
+        return NormalizedCondition(text.replace(" ", "_"), False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Interaction knowledge base
+
+
+def _pair_key(a: EntityKey, b: EntityKey) -> tuple[EntityKey, EntityKey]:
+    return (a, b) if a <= b else (b, a)
+
+
+def pair_id(a: EntityKey, b: EntityKey, source: str) -> str:
+    """Deterministic id of an unordered pair from one source, so that re-importing is idempotent."""
+    (ka, na), (kb, nb) = _pair_key(a, b)
+    digest = hashlib.sha256(f"{ka}:{na}\x1f{kb}:{nb}\x1f{source}".encode()).hexdigest()
+    return f"ix-{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class InteractionKnowledge:
+    """Interaction pairs indexed on their unordered (kind, name) endpoints.
+
+    Checking two medications costs one dict lookup per combination of their keys (an ingredient and a
+    handful of classes each), whatever the size of the knowledge base.
+    """
+
+    pairs: tuple[InteractionPair, ...]
+    _by_pair: Mapping[tuple[EntityKey, EntityKey], tuple[InteractionPair, ...]] = field(repr=False)
+    _by_entity: Mapping[EntityKey, tuple[InteractionPair, ...]] = field(repr=False)
+
+    @classmethod
+    def from_pairs(
+        cls, pairs: Iterable[InteractionPair], overrides: Iterable[PairOverride] = ()
+    ) -> InteractionKnowledge:
+        by_id = {o.pair_id: o for o in overrides}
+        kept: list[InteractionPair] = []
+        by_pair: dict[tuple[EntityKey, EntityKey], list[InteractionPair]] = defaultdict(list)
+        by_entity: dict[EntityKey, list[InteractionPair]] = defaultdict(list)
+        for pair in pairs:
+            override = by_id.get(pair.id)
+            if override is not None:
+                if override.disabled:
+                    continue
+                if override.severity is not None:
+                    pair = replace(pair, severity=override.severity)
+            kept.append(pair)
+            a, b = pair.keys
+            by_pair[_pair_key(a, b)].append(pair)
+            by_entity[a].append(pair)
+            if b != a:
+                by_entity[b].append(pair)
+        return cls(
+            pairs=tuple(kept),
+            _by_pair={k: tuple(v) for k, v in by_pair.items()},
+            _by_entity={k: tuple(v) for k, v in by_entity.items()},
+        )
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def between(self, keys_a: Iterable[EntityKey], keys_b: Iterable[EntityKey]) -> list[InteractionPair]:
+        """Every pair with one endpoint among keys_a and the other among keys_b, each once."""
+        found: dict[str, InteractionPair] = {}
+        right = tuple(keys_b)
+        for ka in keys_a:
+            for kb in right:
+                for pair in self._by_pair.get(_pair_key(ka, kb), ()):
+                    found.setdefault(pair.id, pair)
+        return [found[k] for k in sorted(found)]
+
+    def involving(self, kind: str, name: str) -> tuple[InteractionPair, ...]:
+        return self._by_entity.get((kind, name), ())
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV import
+
+
+class CsvImportError(ValueError):
+    """The whole file is refused; every problem is listed with its line number."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = tuple(errors)
+        shown = "\n".join(self.errors[:50])
+        more = f"\n... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
+        super().__init__(f"{len(self.errors)} problem(s) in the interactions file:\n{shown}{more}")
+
+
+_CSV_REQUIRED = ("drug_a", "drug_b", "severity")
+_CSV_OPTIONAL = (
+    "description",
+    "recommendation",
+    "interaction_type",
+    "evidence_level",
+    "avoid_combination",
+    "source",
+)
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", ""})
+
+
+def _endpoint(value: str) -> EntityKey:
+    text = value.strip()
+    kind, sep, rest = text.partition(":")
+    if sep and kind.strip().lower() in ("class", "food", "food_group", "ingredient"):
+        name = clean_name(rest)
+        kind = kind.strip().lower()
+        if kind == "class":
+            name = name.replace(" ", "_")
+        if not name:
+            raise ValueError(f"{value!r} names no {kind}")
+        return kind, name
+    name = clean_name(text)
+    if not name:
+        raise ValueError("is empty")
+    return "ingredient", name
+
+
+def parse_interactions_csv(
+    source: str | TextIO | Path,
+    *,
+    default_source: str = "",
+    vocabulary: Vocabulary | None = None,
+) -> list[InteractionPair]:
+    """Parse an interactions CSV, all or nothing.
+
+    `source` is the CSV text, an open text file or a path. With a vocabulary, brand and salt names in
+    ingredient columns are resolved to their ingredient.
+    """
+    if isinstance(source, Path):
+        stream: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"))
+    elif isinstance(source, str):
+        stream = io.StringIO(source.lstrip("\ufeff"))
+    else:
+        stream = source
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CsvImportError(["line 1: the file is empty; expected a header row"]) from None
+    columns = [h.strip().lower() for h in header]
+    errors: list[str] = []
+    missing = [c for c in _CSV_REQUIRED if c not in columns]
+    if missing:
+        errors.append(f"line 1: missing required column(s) {', '.join(missing)}")
+    unknown = [c for c in columns if c not in _CSV_REQUIRED + _CSV_OPTIONAL]
+    if unknown:
+        errors.append(
+            f"line 1: unknown column(s) {', '.join(repr(c) for c in unknown)}; "
+            f"expected {', '.join(_CSV_REQUIRED + _CSV_OPTIONAL)}"
+        )
+    if len(set(columns)) != len(columns):
+        errors.append("line 1: a column appears twice")
+    if errors:
+        raise CsvImportError(errors)
+    index = {c: i for i, c in enumerate(columns)}
+    width = len(columns)
+
+    def col(row: list[str], name: str) -> str:
+        i = index.get(name)
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    resolved: dict[str, EntityKey] = {}
+
+    def endpoint(value: str) -> EntityKey:
+        key = resolved.get(value)
+        if key is None:
+            key = _endpoint(value)
+            if vocabulary is not None and key[0] == "ingredient":
+                drug = vocabulary.normalize_drug(key[1])
+                if len(drug.ingredients) != 1:
+                    raise ValueError(f"{value!r} is a combination product; list each ingredient on its own row")
+                key = ("ingredient", drug.ingredients[0])
+            resolved[value] = key
+        return key
+
+    pairs: list[InteractionPair] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) > width:
+            errors.append(f"line {line}: {len(row)} fields, the header has {width}")
+            continue
+        problems: list[str] = []
+        a = b = ("", "")
+        for column in ("drug_a", "drug_b"):
+            try:
+                key = endpoint(col(row, column))
+            except ValueError as exc:
+                problems.append(f"{column} {exc}")
+                continue
+            if column == "drug_a":
+                a = key
+            else:
+                b = key
+        raw_severity = col(row, "severity")
+        severity = Severity.INFO
+        try:
+            severity = severity_from_source(raw_severity)
+        except ValueError:
+            problems.append(f"severity {raw_severity!r} is not on a known scale")
+        evidence = EvidenceLevel.UNKNOWN
+        try:
+            evidence = evidence_from_source(col(row, "evidence_level"))
+        except ValueError as exc:
+            problems.append(str(exc))
+        avoid_text = col(row, "avoid_combination").lower()
+        if avoid_text not in _TRUE and avoid_text not in _FALSE:
+            problems.append(f"avoid_combination {avoid_text!r} is not true or false")
+        if problems:
+            errors.extend(f"line {line}: {p}" for p in problems)
+            continue
+        if a[0].startswith("food") and b[0].startswith("food"):
+            errors.append(f"line {line}: both sides are foods; the knowledge base holds drug interactions")
+            continue
+        src = col(row, "source") or default_source
+        pid = pair_id(a, b, src)
+        if pid in seen:
+            errors.append(f"line {line}: the same pair from the same source as line {seen[pid]}")
+            continue
+        seen[pid] = line
+        food_side = a[0].startswith("food") or b[0].startswith("food")
+        pairs.append(
+            InteractionPair(
+                id=pid,
+                a_kind=a[0],
+                a=a[1],
+                b_kind=b[0],
+                b=b[1],
+                severity=severity,
+                source_severity=raw_severity,
+                interaction_type=(col(row, "interaction_type") or ("FOOD_DRUG" if food_side else "DRUG_DRUG")).upper(),
+                evidence=evidence,
+                description=col(row, "description"),
+                recommendation=col(row, "recommendation"),
+                # A contraindicated pair is one to avoid unless the source says otherwise.
+                avoid_combination=avoid_text in _TRUE or (severity is Severity.CRITICAL and avoid_text == ""),
+                source=src,
+            )
+        )
+    if errors:
+        raise CsvImportError(errors)
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------------
+# Knowledge as a whole
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    vocabulary: Vocabulary
+    interactions: InteractionKnowledge
+    allergens: Mapping[str, AllergenRecord]  # the allergen groups; normally vocabulary.allergens
+    version: str
+
+
+class KnowledgeFileError(ValueError):
+    pass
+
+
+def _tuple(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise KnowledgeFileError(f"{where}: expected a list of names, got {value!r}")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise KnowledgeFileError(f"{where}: expected a mapping")
+    return value
+
+
+def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
+    """Build a Vocabulary from the parsed `vocabulary.yaml` document (the shape in rules/README.md)."""
+    classes = []
+    for cid, spec in _mapping(doc.get("classes"), "classes").items():
+        spec = _mapping(spec, f"classes.{cid}")
+        kind = str(spec.get("kind", "CLINICAL")).upper()
+        if kind not in ("ATC", "CLINICAL"):
+            raise KnowledgeFileError(f"classes.{cid}.kind: {kind!r} is not ATC or CLINICAL")
+        classes.append(
+            DrugClassRecord(
+                id=str(cid),
+                name=str(spec.get("name", cid)),
+                kind="ATC" if kind == "ATC" else "CLINICAL",
+                atc_code=spec.get("atc"),
+            )
+        )
+    ingredients = []
+    for name, spec in _mapping(doc.get("ingredients"), "ingredients").items():
+        spec = _mapping(spec, f"ingredients.{name}")
+        ingredients.append(
+            IngredientRecord(
+                name=clean_name(str(name)),
+                atc_code=spec.get("atc"),
+                classes=_tuple(spec.get("classes"), f"ingredients.{name}.classes"),
+            )
+        )
+    aliases = [
+        AliasRecord(alias=str(alias), ingredients=_tuple(target, f"aliases.{alias}"))
+        for alias, target in _mapping(doc.get("aliases"), "aliases").items()
+    ]
+    foods = [
+        FoodRecord(
+            name=clean_name(str(name)),
+            groups=_tuple(_mapping(spec, f"foods.{name}").get("groups"), f"foods.{name}.groups"),
+        )
+        for name, spec in _mapping(doc.get("foods"), "foods").items()
+    ]
+    allergens = []
+    for name, spec in _mapping(doc.get("allergens"), "allergens").items():
+        spec = _mapping(spec, f"allergens.{name}")
+        cross = []
+        for i, item in enumerate(spec.get("cross") or ()):
+            item = _mapping(item, f"allergens.{name}.cross[{i}]")
+            if "class" in item:
+                target_kind: Literal["class", "ingredient"] = "class"
+                target = str(item["class"])
+            elif "ingredient" in item:
+                target_kind, target = "ingredient", clean_name(str(item["ingredient"]))
+            else:
+                raise KnowledgeFileError(f"allergens.{name}.cross[{i}]: needs a class or an ingredient")
+            try:
+                severity = severity_from_source(str(item.get("severity", "MODERATE")))
+            except ValueError as exc:
+                raise KnowledgeFileError(f"allergens.{name}.cross[{i}]: {exc}") from None
+            cross.append(CrossReactivity(target_kind, target, severity, str(item.get("note", ""))))
+        allergens.append(
+            AllergenRecord(
+                name=clean_name(str(name)),
+                category=str(spec.get("category", "DRUG")).upper(),
+                match_ingredients=tuple(clean_name(i) for i in _tuple(spec.get("ingredients"), name)),
+                match_classes=_tuple(spec.get("classes"), f"allergens.{name}.classes"),
+                match_foods=tuple(clean_name(f) for f in _tuple(spec.get("foods"), name)),
+                match_food_groups=_tuple(spec.get("food_groups"), f"allergens.{name}.food_groups"),
+                cross=tuple(cross),
+            )
+        )
+    conditions = []
+    for cid, spec in _mapping(doc.get("conditions"), "conditions").items():
+        spec = _mapping(spec, f"conditions.{cid}")
+        conditions.append(
+            ConditionRecord(
+                id=str(cid),
+                synonyms=_tuple(spec.get("synonyms"), f"conditions.{cid}.synonyms"),
+                icd10=_tuple(spec.get("icd10"), f"conditions.{cid}.icd10"),
+            )
+        )
+    return Vocabulary(
+        ingredients=ingredients,
+        classes=classes,
+        aliases=aliases,
+        foods=foods,
+        allergens=allergens,
+        conditions=conditions,
+        salt_words=_tuple(doc.get("salt_words"), "salt_words"),
+    )
+
+
+def load_knowledge_files(directory: Path) -> Knowledge:
+    """Read `vocabulary.yaml` and `interactions.csv` from a knowledge folder (rules/knowledge)."""
+    vocab_path = directory / "vocabulary.yaml"
+    csv_path = directory / "interactions.csv"
+    if not vocab_path.is_file():
+        raise KnowledgeFileError(f"{vocab_path}: not found")
+    vocab_text = vocab_path.read_text(encoding="utf-8")
+    try:
+        doc = yaml.safe_load(vocab_text)
+    except yaml.YAMLError as exc:
+        raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
+    try:
+        vocabulary = vocabulary_from_document(_mapping(doc, "vocabulary"))
+    except KnowledgeFileError as exc:
+        raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
+    digest = hashlib.sha256(vocab_text.encode())
+    pairs: list[InteractionPair] = []
+    if csv_path.is_file():
+        csv_text = csv_path.read_text(encoding="utf-8-sig")
+        digest.update(csv_text.encode())
+        try:
+            pairs = parse_interactions_csv(csv_text, default_source="rules/knowledge/interactions.csv")
+        except CsvImportError as exc:
+            raise KnowledgeFileError(f"{csv_path}: {exc}") from None
+    return Knowledge(
+        vocabulary=vocabulary,
+        interactions=InteractionKnowledge.from_pairs(pairs),
+        allergens=vocabulary.allergens,
+        version=f"files:{digest.hexdigest()[:16]}",
+    )

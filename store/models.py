@@ -1,0 +1,2 @@
+from sqlalchemy import MetaData
+metadata = MetaData()
