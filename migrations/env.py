@@ -22,6 +22,8 @@ _PARTITION_PREFIXES = ("audit_logs_p", "audit_logs_default")
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    if type_ == "table" and name == "alembic_version":
+        return False
     if type_ == "table" and name is not None and name.startswith(_PARTITION_PREFIXES):
         return False
     if type_ == "index" and name is not None and name.startswith(_PARTITION_PREFIXES):

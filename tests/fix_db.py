@@ -1,0 +1,127 @@
+"""Database fixtures: one migrated database per test worker, and connections as praneya_app.
+
+Data for a test is set up through an admin connection and committed, under tenant ids unique to
+the test, because row-level security can only be tested from a *different* connection logged in
+as praneya_app (a superuser or the table owner would bypass it). Tests never share tenants, so
+they need no cleanup and can run in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from store.config import app_database_url, sqlalchemy_url
+
+
+def _libpq(url: str) -> str:
+    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _server_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from store import provision
+
+    return provision.up()
+
+
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from store.config import PROJECT_ROOT
+
+    cfg = Config(toml_file=str(PROJECT_ROOT / "pyproject.toml"))
+    cfg.attributes["database_url"] = sqlalchemy_url(url).render_as_string(hide_password=False)
+    if down:
+        command.downgrade(cfg, revision)
+    else:
+        command.upgrade(cfg, revision)
+
+
+def create_database(server_url: str, name: str) -> str:
+    base = sqlalchemy_url(server_url)
+    with psycopg.connect(_libpq(base.set(database="postgres").render_as_string(False)), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str, db_worker: str) -> str:
+    """A freshly migrated database for this test worker (admin URL)."""
+    url = create_database(server_url, f"praneya_test_{db_worker}")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def app_url(database_url: str) -> str:
+    return _libpq(app_database_url(database_url))
+
+
+@pytest.fixture
+def admin(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A superuser connection for setting up data (autocommit). Never for asserting visibility."""
+    with psycopg.connect(_libpq(database_url), autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+class AppSession:
+    """Opens transactions as praneya_app with the RLS context set transaction-locally."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.url, row_factory=dict_row)
+
+    @contextmanager
+    def scoped(self, tenant: str | None, user: str | None, role: str | None,
+               conn: psycopg.Connection[dict[str, Any]] | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        own = conn is None
+        c = conn or self.connect()
+        try:
+            with c.transaction():
+                c.execute(
+                    "SELECT set_config('app.tenant_id', %s, true), set_config('app.user_id', %s, true),"
+                    " set_config('app.role', %s, true)",
+                    (tenant or "", user or "", role or ""),
+                )
+                yield c
+        finally:
+            if own:
+                c.close()
+
+
+@pytest.fixture(scope="session")
+def app(app_url: str) -> AppSession:
+    return AppSession(app_url)
+
+
+@pytest.fixture
+def uid() -> Any:
+    """Ids unique to this test: uid('tenant') -> 'tenant-1a2b3c4d'."""
+    suffix = uuid.uuid4().hex[:10]
+    return lambda prefix: f"{prefix}-{suffix}"
+
+
+@pytest.fixture(scope="session")
+def db_worker(request: pytest.FixtureRequest) -> str:
+    # pytest-xdist provides this fixture; without xdist there is one worker.
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
