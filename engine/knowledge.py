@@ -215,7 +215,7 @@ _FORM_WORDS = frozenset(
     """tablet tablets tab tabs capsule capsules cap caps oral po iv im sc subcut injection injectable
     solution suspension syrup elixir cream ointment gel patch patches drops inhaler spray nasal topical
     chewable dispersible film-coated coated extended-release delayed-release modified-release
-    orally-disintegrating odt daily bid tid qid qd prn once twice""".split()
+    orally-disintegrating odt ds forte daily bid tid qid qd prn once twice""".split()
 )
 _COMBINATION_SEPARATORS = re.compile(r"\s*/\s*|\s+\+\s+|\s*\+\s*|\s+and\s+|\s+with\s+|\s*&\s*|\s*,\s*")
 _ALLERGY_WORDS = re.compile(r"^(?:allergic to|allergy to)\s+|\s+(?:allergy|allergies|intolerance)$")
@@ -307,16 +307,11 @@ class Vocabulary:
                 self._condition_by_name[clean_name(syn)] = cond.id
             for code in cond.icd10:
                 self._condition_by_icd[code.upper().replace(".", "")] = cond.id
-        # ATC is a hierarchy: an ingredient whose ATC code starts with a class's code belongs to that
-        # class even when the vocabulary file does not list the class on the ingredient.
-        atc_classes = [(c.atc_code.upper(), c.id) for c in self.classes.values() if c.atc_code]
-        self._ingredient_classes: dict[str, tuple[str, ...]] = {}
-        for name, rec in self.ingredients.items():
-            found = set(rec.classes)
-            code = (rec.atc_code or "").upper()
-            if code:
-                found.update(cid for prefix, cid in atc_classes if code.startswith(prefix))
-            self._ingredient_classes[name] = tuple(sorted(found))
+        # Membership is what the vocabulary lists, nothing inferred: the content states it explicitly
+        # per ingredient, and `praneya rules lint` cross-checks it against the ATC prefixes.
+        self._ingredient_classes: dict[str, tuple[str, ...]] = {
+            name: tuple(sorted(set(rec.classes))) for name, rec in self.ingredients.items()
+        }
         self._drug_cache: dict[str, NormalizedDrug] = {}
 
     # -- drugs ---------------------------------------------------------------------------------
@@ -370,14 +365,13 @@ class Vocabulary:
         if not raw:
             return NormalizedDrug((), (), recognised=False, unrecognised=("",))
         found = self._resolve(raw)
-        parts: list[str]
         if found is not None:
             return self._drug(found, ())
         text = self._strip_dose(raw)
         found = self._resolve(text)
         if found is not None:
             return self._drug(found, ())
-        parts = [p for p in _COMBINATION_SEPARATORS.split(text) if p] or [text]
+        parts: list[str] = [p for p in _COMBINATION_SEPARATORS.split(text) if p] or [text]
         ingredients: list[str] = []
         unknown: list[str] = []
         for part in parts:
@@ -389,9 +383,19 @@ class Vocabulary:
                 if pieces and all(p is not None for p in pieces):
                     resolved = tuple(i for p in pieces if p is not None for i in p)
             if resolved is None:
-                cleaned = self._strip_salts(part)
-                unknown.append(cleaned)
-                ingredients.append(cleaned)
+                # "Bactrim DS", "Advil PM": the longest known leading name, with the rest reported as
+                # unrecognised, so the part we know is screened and the gap is not hidden.
+                words = part.split(" ")
+                for cut in range(len(words) - 1, 0, -1):
+                    head = self._resolve(" ".join(words[:cut]))
+                    if head is not None:
+                        ingredients.extend(head)
+                        unknown.append(self._strip_salts(" ".join(words[cut:])))
+                        break
+                else:
+                    cleaned = self._strip_salts(part)
+                    unknown.append(cleaned)
+                    ingredients.append(cleaned)
             else:
                 ingredients.extend(resolved)
         return self._drug(tuple(ingredients), tuple(unknown))
@@ -465,7 +469,9 @@ class Vocabulary:
             drug = self.normalize_drug(text)
             if drug.recognised:
                 return NormalizedAllergen(
-                    name=" / ".join(drug.ingredients), category=category or "DRUG", ingredients=drug.ingredients
+                    name=" / ".join(drug.ingredients),
+                    category=category or "DRUG",
+                    ingredients=drug.ingredients,
                 )
         if category != "DRUG":
             food = self.normalize_food(text)
@@ -667,7 +673,9 @@ def parse_interactions_csv(
             if vocabulary is not None and key[0] == "ingredient":
                 drug = vocabulary.normalize_drug(key[1])
                 if len(drug.ingredients) != 1:
-                    raise ValueError(f"{value!r} is a combination product; list each ingredient on its own row")
+                    raise ValueError(
+                        f"{value!r} is a combination product; list each ingredient on its own row"
+                    )
                 key = ("ingredient", drug.ingredients[0])
             resolved[value] = key
         return key
@@ -729,7 +737,9 @@ def parse_interactions_csv(
                 b=b[1],
                 severity=severity,
                 source_severity=raw_severity,
-                interaction_type=(col(row, "interaction_type") or ("FOOD_DRUG" if food_side else "DRUG_DRUG")).upper(),
+                interaction_type=(
+                    col(row, "interaction_type") or ("FOOD_DRUG" if food_side else "DRUG_DRUG")
+                ).upper(),
                 evidence=evidence,
                 description=col(row, "description"),
                 recommendation=col(row, "recommendation"),

@@ -1,0 +1,429 @@
+"""One evaluation: knowledge-base interactions, allergies, relevant rules; merged and ranked.
+
+Fail closed: a rule that cannot be evaluated (insufficient data, an error, a rule that did not
+compile) is reported in `rule_errors` and makes the result incomplete. It is never read as "no alert".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from engine.facts import AllergyItem, Facts, FoodItem, MedicationItem, build_facts
+from engine.knowledge import EntityKey, InteractionPair, Knowledge
+from engine.logic import evaluate_condition
+from engine.model import (
+    Alert,
+    AlertKind,
+    EvaluationRequest,
+    EvaluationResult,
+    EvidenceLevel,
+    PatientSnapshot,
+    RuleError,
+    Severity,
+)
+from engine.rules import SUMMARY_MAX, CompiledRule, RuleSet, tier_allows
+
+__all__ = [
+    "AllergyMatch",
+    "RuleOutcome",
+    "allergy_matches",
+    "evaluate",
+    "finding_key",
+    "interaction_alerts",
+    "merge_alerts",
+    "rank_alerts",
+    "run_rules",
+]
+
+_ALLERGY_KINDS = frozenset({AlertKind.DRUG_ALLERGY, AlertKind.FOOD_ALLERGY})
+_MILD_REACTIONS = frozenset({"MILD", "MODERATE"})
+
+
+def finding_key(kind: AlertKind, involved_ids: Iterable[str]) -> str:
+    return f"{kind.value}:{'+'.join(sorted(set(involved_ids)))}"
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _first_sentence(text: str) -> str:
+    head, _, _ = text.partition(". ")
+    return head.rstrip(".")
+
+
+def _label(item: MedicationItem) -> str:
+    return "/".join(item.drug.ingredients) or item.fact.name
+
+
+# --------------------------------------------------------------------------------------------------
+# Interaction knowledge base
+
+
+def _drug_keys(item: MedicationItem) -> list[EntityKey]:
+    return [("ingredient", i) for i in item.drug.ingredients] + [("class", c) for c in item.drug.classes]
+
+
+def _food_keys(item: FoodItem) -> list[EntityKey]:
+    return [("food", item.food.name)] + [("food_group", g) for g in item.food.groups]
+
+
+def _pair_alert(pair: InteractionPair, kind: AlertKind, ids: Sequence[str], a: str, b: str) -> Alert:
+    headline = f"{a} with {b}"
+    if pair.description:
+        headline += f": {_first_sentence(pair.description)}"
+    detail = pair.description
+    if pair.source:
+        detail = f"{detail} (source: {pair.source}, graded {pair.source_severity!r})".strip()
+    recommendation = pair.recommendation or ("Avoid this combination." if pair.avoid_combination else "")
+    return Alert(
+        kind=kind,
+        severity=pair.severity,
+        summary=_summary(headline),
+        detail=detail,
+        recommendation=recommendation,
+        evidence=pair.evidence,
+        involved_ids=tuple(sorted(set(ids))),
+        rule_id=f"kb:{pair.id}",
+        rule_version=0,
+        finding_key=finding_key(kind, ids),
+        references=(pair.source,) if pair.source else (),
+    )
+
+
+def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
+    """Drug-drug pairs among all medications (current and proposed) and drug-food pairs against the
+    proposed foods, at ingredient and class level."""
+    kb = knowledge.interactions
+    alerts: list[Alert] = []
+    keys = [(m, _drug_keys(m)) for m in facts.medications]
+    for (ma, ka), (mb, kb_keys) in itertools.combinations(keys, 2):
+        # Two current medications were (presumably) reviewed when prescribed, but a new allergy,
+        # a new rule or a new KB entry can make an old pair dangerous: check them too.
+        for pair in kb.between(ka, kb_keys):
+            alerts.append(
+                _pair_alert(
+                    pair, AlertKind.DRUG_DRUG_INTERACTION, (ma.fact.id, mb.fact.id), _label(ma), _label(mb)
+                )
+            )
+    for food in facts.foods:
+        food_keys = _food_keys(food)
+        for med, mk in keys:
+            for pair in kb.between(mk, food_keys):
+                alerts.append(
+                    _pair_alert(
+                        pair,
+                        AlertKind.FOOD_DRUG_INTERACTION,
+                        (med.fact.id, food.id),
+                        _label(med),
+                        food.food.name,
+                    )
+                )
+    return alerts
+
+
+# --------------------------------------------------------------------------------------------------
+# Allergies
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyMatch:
+    allergy: AllergyItem
+    item_id: str  # the medication id or "food:<name>"
+    item_label: str
+    kind: AlertKind  # DRUG_ALLERGY or FOOD_ALLERGY
+    cross_reactive: bool
+    severity: Severity
+    note: str = ""
+
+    def alert(self) -> Alert:
+        name = self.allergy.allergen.name
+        if self.cross_reactive:
+            summary = f"{self.item_label}: possible cross-reactivity in a patient allergic to {name}"
+            detail = self.note or f"{self.item_label} may cross-react with a documented {name} allergy."
+            recommendation = "Check the reaction history; consider an alternative or a supervised first dose."
+            # Cross-reactivity rates come from population studies, not from this patient.
+            evidence = EvidenceLevel.OBSERVATIONAL
+        else:
+            summary = f"{self.item_label}: patient is allergic to {name}"
+            reaction = f" ({self.allergy.fact.severity.lower()})" if self.allergy.fact.severity else ""
+            detail = f"A documented {name} allergy{reaction} covers {self.item_label}."
+            recommendation = "Do not give; choose an agent outside this allergen group."
+            # The patient's own documented reaction: the strongest evidence the engine has about them.
+            evidence = EvidenceLevel.CLINICAL_TRIAL
+        ids = (self.allergy.fact.id, self.item_id)
+        return Alert(
+            kind=self.kind,
+            severity=self.severity,
+            summary=_summary(summary),
+            detail=detail,
+            recommendation=recommendation,
+            evidence=evidence,
+            involved_ids=tuple(sorted(ids)),
+            rule_id=f"kb:allergen:{name}" + (":cross" if self.cross_reactive else ""),
+            rule_version=0,
+            finding_key=finding_key(self.kind, ids),
+        )
+
+
+def _direct_severity(allergy: AllergyItem) -> Severity:
+    # A documented allergy met head-on is a hard stop unless the recorded reaction was mild or
+    # moderate; an allergy of unknown severity is treated as severe.
+    severity = (allergy.fact.severity or "").upper()
+    return Severity.HIGH if severity in _MILD_REACTIONS else Severity.CRITICAL
+
+
+def allergy_matches(facts: Facts) -> list[AllergyMatch]:
+    matches: list[AllergyMatch] = []
+    for allergy in facts.allergies:
+        allergen = allergy.allergen
+        for med in facts.medications:
+            ingredients, classes = set(med.drug.ingredients), set(med.drug.classes)
+            label = _label(med)
+            if ingredients.intersection(allergen.ingredients) or classes.intersection(allergen.classes):
+                matches.append(
+                    AllergyMatch(
+                        allergy, med.fact.id, label, AlertKind.DRUG_ALLERGY, False, _direct_severity(allergy)
+                    )
+                )
+                continue
+            cross = [
+                c
+                for c in allergen.cross
+                if (c.target_kind == "class" and c.target in classes)
+                or (c.target_kind == "ingredient" and c.target in ingredients)
+            ]
+            if cross:
+                worst = max(cross, key=lambda c: c.severity)
+                matches.append(
+                    AllergyMatch(
+                        allergy, med.fact.id, label, AlertKind.DRUG_ALLERGY, True, worst.severity, worst.note
+                    )
+                )
+        covered = set(allergen.foods) | set(allergen.food_groups)
+        for food in facts.foods:
+            if covered.intersection((food.food.name, *food.food.groups)):
+                matches.append(
+                    AllergyMatch(
+                        allergy,
+                        food.id,
+                        food.food.name,
+                        AlertKind.FOOD_ALLERGY,
+                        False,
+                        _direct_severity(allergy),
+                    )
+                )
+    return matches
+
+
+# --------------------------------------------------------------------------------------------------
+# Rules
+
+OutcomeStatus = Literal["FIRED", "NOT_FIRED", "INSUFFICIENT_DATA", "ERROR", "TIER"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    rule: CompiledRule
+    status: OutcomeStatus
+    alert: Alert | None = None
+    error: RuleError | None = None
+
+
+def _status_name(status: object) -> str:
+    # engine.logic reports an enum; accept its name or its value, whichever carries the word.
+    for candidate in (getattr(status, "name", None), getattr(status, "value", None), status):
+        if isinstance(candidate, str) and candidate.upper() in ("FIRED", "NOT_FIRED", "INSUFFICIENT_DATA"):
+            return candidate.upper()
+    raise TypeError(f"unexpected condition status {status!r}")
+
+
+def _rule_alert(compiled: CompiledRule, facts: Facts) -> Alert:
+    rule = compiled.rule
+    ids = facts.involved_ids(rule.applies_to, allergies=rule.kind in _ALLERGY_KINDS)
+    # A rule about no particular item (age alone) is its own finding; it must not merge with others.
+    key = finding_key(rule.kind, ids) if ids else f"{rule.kind.value}:rule:{rule.id}"
+    return Alert(
+        kind=rule.kind,
+        severity=rule.severity,
+        summary=rule.summary,
+        detail=rule.detail or rule.description,
+        recommendation=rule.recommendation,
+        evidence=rule.evidence,
+        involved_ids=ids,
+        rule_id=rule.id,
+        rule_version=rule.version,
+        finding_key=key,
+        references=rule.references,
+    )
+
+
+def run_rules(facts: Facts, ruleset: RuleSet) -> list[RuleOutcome]:
+    """Evaluate the rules relevant to these facts, each on its own; nothing merged yet."""
+    outcomes: list[RuleOutcome] = []
+    tier = str(facts.data.get("tier", "BASIC"))
+    for compiled in ruleset.relevant(facts.relevance_keys()):
+        rule = compiled.rule
+        if not tier_allows(tier, rule.min_tier):
+            outcomes.append(RuleOutcome(compiled, "TIER"))
+            continue
+        if compiled.logic is None:
+            error = RuleError(rule.id, rule.version, f"error: rule did not compile: {compiled.compile_error}")
+            outcomes.append(RuleOutcome(compiled, "ERROR", error=error))
+            continue
+        try:
+            outcome = evaluate_condition(compiled.logic, facts.data)
+            status = _status_name(outcome.status)
+        except Exception as exc:  # noqa: BLE001 - reported as a RuleError and complete=false, never dropped
+            # The class only: messages can quote patient values (PHI) and travel to logs and audit.
+            error = RuleError(rule.id, rule.version, f"error: {type(exc).__name__}")
+            outcomes.append(RuleOutcome(compiled, "ERROR", error=error))
+            continue
+        if status == "FIRED":
+            outcomes.append(RuleOutcome(compiled, "FIRED", alert=_rule_alert(compiled, facts)))
+        elif status == "NOT_FIRED":
+            outcomes.append(RuleOutcome(compiled, "NOT_FIRED"))
+        else:
+            missing = ", ".join(outcome.missing) or "unspecified"
+            error = RuleError(rule.id, rule.version, f"insufficient data: {missing}", insufficient_data=True)
+            outcomes.append(RuleOutcome(compiled, "INSUFFICIENT_DATA", error=error))
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------------
+# Merge and rank
+
+
+def _text_weight(alert: Alert) -> int:
+    return len(alert.detail) + len(alert.recommendation)
+
+
+def merge_alerts(alerts: Iterable[Alert]) -> list[Alert]:
+    """One alert per finding (same kind, same involved items): the highest severity and evidence,
+    the richest text, every reference."""
+    groups: dict[tuple[str, frozenset[str]] | str, list[Alert]] = {}
+    for alert in alerts:
+        key: tuple[str, frozenset[str]] | str = (
+            (alert.kind.value, frozenset(alert.involved_ids)) if alert.involved_ids else alert.finding_key
+        )
+        groups.setdefault(key, []).append(alert)
+    merged: list[Alert] = []
+    for members in groups.values():
+        if len(members) == 1:
+            merged.append(members[0])
+            continue
+        members = rank_alerts(members)
+        # Attribution goes to the most severe; on a tie a clinician's rule beats the knowledge base.
+        lead = min(
+            members, key=lambda a: (-a.severity, a.rule_id.startswith("kb:"), -a.evidence, a.stable_id)
+        )
+        richest = max(members, key=lambda a: (_text_weight(a), -members.index(a)))
+        references = tuple(dict.fromkeys(r for a in [lead, *members] for r in a.references))
+        merged.append(
+            replace(
+                lead,
+                summary=richest.summary,
+                detail=richest.detail,
+                recommendation=richest.recommendation,
+                evidence=max(a.evidence for a in members),
+                references=references,
+            )
+        )
+    return merged
+
+
+def _rank_key(alert: Alert) -> tuple[int, int, str, str, str, str, tuple[str, ...], int]:
+    # Severity, then evidence, then the stable id; the remaining fields only make the order total
+    # for alerts that share a stable id.
+    return (
+        -alert.severity,
+        -alert.evidence,
+        alert.stable_id,
+        alert.summary,
+        alert.detail,
+        alert.recommendation,
+        alert.references,
+        alert.rule_version,
+    )
+
+
+def rank_alerts(alerts: Iterable[Alert]) -> list[Alert]:
+    return sorted(alerts, key=_rank_key)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _unrecognised_alerts(facts: Facts) -> list[Alert]:
+    alerts = []
+    for med in facts.medications:
+        if med.drug.recognised:
+            continue
+        alerts.append(
+            Alert(
+                kind=AlertKind.OTHER,
+                severity=Severity.INFO,
+                summary=_summary(f"{med.fact.name}: not in the drug vocabulary; screened by name only"),
+                detail=(
+                    "The medication could not be matched to an ingredient, so class-based interactions, "
+                    "allergies and rules could not be checked for it."
+                ),
+                recommendation="Record the generic name so the medication can be screened.",
+                evidence=EvidenceLevel.UNKNOWN,
+                involved_ids=(med.fact.id,),
+                rule_id="kb:vocabulary",
+                rule_version=0,
+                finding_key=f"{AlertKind.OTHER.value}:unrecognised:{med.fact.id}",
+            )
+        )
+    return alerts
+
+
+def evaluate(
+    snapshot: PatientSnapshot,
+    request: EvaluationRequest,
+    ruleset: RuleSet,
+    knowledge: Knowledge,
+    *,
+    facts: Facts | None = None,
+) -> EvaluationResult:
+    facts = facts if facts is not None else build_facts(snapshot, request, knowledge)
+    found: list[Alert] = interaction_alerts(facts, knowledge)
+    found.extend(m.alert() for m in allergy_matches(facts))
+    found.extend(_unrecognised_alerts(facts))
+
+    errors: list[RuleError] = []
+    shadow: list[Alert] = []
+    shadow_errors: list[str] = []
+    outcomes = run_rules(facts, ruleset)
+    for outcome in outcomes:
+        is_shadow = outcome.rule.rule.status == "shadow"
+        if outcome.alert is not None:
+            (shadow if is_shadow else found).append(outcome.alert)
+        if outcome.error is not None:
+            # A shadow rule is on trial: its failures are recorded but do not make the live answer
+            # incomplete.
+            if is_shadow:
+                shadow_errors.append(f"{outcome.error.rule_id}: {outcome.error.reason}")
+            else:
+                errors.append(outcome.error)
+
+    extra: dict[str, str] = {}
+    if facts.unrecognised_medication_ids:
+        extra["unrecognised_medications"] = ",".join(facts.unrecognised_medication_ids)
+    if shadow_errors:
+        extra["shadow_rule_errors"] = "; ".join(shadow_errors)
+    return EvaluationResult(
+        alerts=tuple(rank_alerts(merge_alerts(found))),
+        complete=not errors,
+        rule_errors=tuple(sorted(errors, key=lambda e: (e.rule_id, e.reason))),
+        shadow_alerts=tuple(rank_alerts(shadow)),
+        ruleset_version=ruleset.version,
+        knowledge_version=knowledge.version,
+        rules_evaluated=sum(1 for o in outcomes if o.status != "TIER"),
+        extra=extra,
+    )

@@ -1,0 +1,273 @@
+"""The fact model (rules/README.md) built from a patient snapshot and a request.
+
+Besides the dict that rules see, `Facts` keeps which item ids carry which ingredient, class,
+allergen, condition, food or reading, so every alert can name the items it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.knowledge import (
+    Knowledge,
+    NormalizedAllergen,
+    NormalizedDrug,
+    NormalizedFood,
+    clean_name,
+)
+from engine.model import AllergyFact, EvaluationRequest, MedicationFact, PatientSnapshot
+from engine.rules import AppliesTo
+
+__all__ = [
+    "AllergyItem",
+    "Facts",
+    "FoodItem",
+    "MedicationItem",
+    "build_facts",
+    "parse_dose_mg",
+]
+
+_DOSE = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s*(mg|milligrams?|g|grams?|mcg|micrograms?|µg|ug)(?![\w/])", re.IGNORECASE
+)
+_TO_MG = {
+    "mg": 1.0,
+    "milligram": 1.0,
+    "g": 1000.0,
+    "gram": 1000.0,
+    "mcg": 0.001,
+    "microgram": 0.001,
+    "µg": 0.001,
+    "ug": 0.001,
+}
+
+# Reading types as the store or a device may name them -> the fact model's `labs.<type>`.
+_LAB_ALIASES = {
+    "gfr": "egfr",
+    "e_gfr": "egfr",
+    "k": "potassium",
+    "serum_potassium": "potassium",
+    "na": "sodium",
+    "serum_sodium": "sodium",
+    "qt_c": "qtc",
+    "qtc_interval": "qtc",
+    "sbp": "systolic_bp",
+    "systolic": "systolic_bp",
+    "dbp": "diastolic_bp",
+    "diastolic": "diastolic_bp",
+    "hr": "heart_rate",
+    "pulse": "heart_rate",
+    "blood_glucose": "glucose",
+    "a1c": "hba1c",
+    "weight": "weight_kg",
+    "plt": "platelets",
+    "serum_creatinine": "creatinine",
+}
+_SEX = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
+_SEX_UNKNOWN = frozenset({"", "unknown", "u", "not recorded"})
+
+
+def parse_dose_mg(text: str | None) -> float | None:
+    """One simple strength in mg ("500 mg", "1 g", "250mcg"); None when absent or not simple
+    ("800/160 mg", "5 mg/kg", "1 tablet")."""
+    if not text:
+        return None
+    found = _DOSE.findall(text)
+    if len(found) != 1 or "/" in text:
+        return None
+    value, unit = found[0]
+    unit = unit.lower().rstrip("s")
+    return float(value) * _TO_MG[unit]
+
+
+def _lab_type(reading_type: str) -> str:
+    key = clean_name(reading_type).replace(" ", "_").replace("-", "_")
+    return _LAB_ALIASES.get(key, key)
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationItem:
+    fact: MedicationFact
+    drug: NormalizedDrug
+    dose_mg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyItem:
+    fact: AllergyFact
+    allergen: NormalizedAllergen
+
+
+@dataclass(frozen=True, slots=True)
+class FoodItem:
+    id: str  # "food:<normalised name>"
+    food: NormalizedFood
+
+
+@dataclass(frozen=True)
+class Facts:
+    data: Mapping[str, Any]  # the fact model; what `when` sees
+    medications: tuple[MedicationItem, ...]
+    allergies: tuple[AllergyItem, ...]
+    foods: tuple[FoodItem, ...]
+    # bookkeeping: (dimension, value) -> ids of the items that carry it, dimensions as in
+    # engine.rules.APPLIES_TO_DIMENSIONS
+    item_ids: Mapping[tuple[str, str], tuple[str, ...]]
+    # the same for allergies, by what they cover: kept apart because only an allergy rule is about
+    # the allergy itself (an interaction rule on penicillins is not about a penicillin allergy)
+    allergy_ids: Mapping[tuple[str, str], tuple[str, ...]]
+
+    def relevance_keys(self) -> Iterator[tuple[str, str]]:
+        yield from self.item_ids
+        yield from self.allergy_ids
+        for name, key in (("age", "age"), ("sex", "sex"), ("pregnant", "pregnancy")):
+            if name in self.data:
+                yield "demographic", key
+
+    def involved_ids(self, applies_to: AppliesTo, *, allergies: bool = False) -> tuple[str, ...]:
+        """Ids of the items whose ingredients, classes, conditions, foods or readings a rule is about."""
+        ids: set[str] = set()
+        for key in applies_to.keys():
+            ids.update(self.item_ids.get(key, ()))
+            if allergies:
+                ids.update(self.allergy_ids.get(key, ()))
+        return tuple(sorted(ids))
+
+    @property
+    def unrecognised_medication_ids(self) -> tuple[str, ...]:
+        return tuple(m.fact.id for m in self.medications if not m.drug.recognised)
+
+
+def _sorted(values: Iterable[str]) -> list[str]:
+    return sorted(set(values))
+
+
+def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge: Knowledge) -> Facts:
+    vocabulary = knowledge.vocabulary
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    medications: list[MedicationItem] = []
+    for med in (*snapshot.medications, *request.proposed_medications):
+        proposed = med.proposed or med in request.proposed_medications
+        if proposed != med.proposed:
+            med = MedicationFact(med.id, med.name, med.dose, med.route, med.frequency, proposed=True)
+        drug = vocabulary.normalize_drug(med.name)
+        dose_mg = parse_dose_mg(med.dose) if med.dose else parse_dose_mg(med.name)
+        medications.append(MedicationItem(med, drug, dose_mg))
+        for ingredient in drug.ingredients:
+            ids[("ingredient", ingredient)].add(med.id)
+        for cls in drug.classes:
+            ids[("class", cls)].add(med.id)
+
+    allergies: list[AllergyItem] = []
+    allergy_ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for allergy in snapshot.allergies:
+        allergen = vocabulary.normalize_allergen(allergy.allergen, allergy.category)
+        allergies.append(AllergyItem(allergy, allergen))
+        # An allergy is "about" the drugs and foods it covers, so an allergy rule names it.
+        for dimension, values in (
+            ("ingredient", allergen.ingredients),
+            ("class", allergen.classes),
+            ("food_group", (*allergen.foods, *allergen.food_groups)),
+        ):
+            for value in values:
+                allergy_ids[(dimension, value)].add(allergy.id)
+
+    conditions: list[str] = []
+    for condition in snapshot.conditions:
+        normalized = vocabulary.normalize_condition(condition.name, condition.code)
+        conditions.append(normalized.id)
+        ids[("condition", normalized.id)].add(condition.id)
+
+    foods: list[FoodItem] = []
+    for name in request.proposed_foods:
+        food = vocabulary.normalize_food(name)
+        item = FoodItem(f"food:{food.name}", food)
+        if item.id in {f.id for f in foods}:
+            continue
+        foods.append(item)
+        for value in (food.name, *food.groups):
+            ids[("food_group", value)].add(item.id)
+
+    labs: dict[str, float] = {}
+    for reading in snapshot.biometrics:
+        lab = _lab_type(reading.reading_type)
+        # The snapshot holds the latest reading of each type; if a type repeats, the last wins.
+        labs[lab] = reading.value
+        ids[("biometric", lab)] = {reading.id}
+
+    def ingredients_of(items: Iterable[MedicationItem]) -> list[str]:
+        return _sorted(i for m in items for i in m.drug.ingredients)
+
+    def classes_of(items: Iterable[MedicationItem]) -> list[str]:
+        return _sorted(c for m in items for c in m.drug.classes)
+
+    current = [m for m in medications if not m.fact.proposed]
+    proposed_items = [m for m in medications if m.fact.proposed]
+    all_ingredients = ingredients_of(medications)
+    # Every known class has a count, zero included: "no NSAID" is a fact, not missing data.
+    counts: dict[str, int] = dict.fromkeys(vocabulary.classes, 0)
+    for ingredient in all_ingredients:
+        for cls in vocabulary.classes_of(ingredient):
+            counts[cls] = counts.get(cls, 0) + 1
+
+    data: dict[str, Any] = {
+        "tier": snapshot.subscription_tier,
+        "ingredients": all_ingredients,
+        "classes": classes_of(medications),
+        "medications": [
+            {
+                "id": m.fact.id,
+                "name": m.fact.name,
+                "ingredients": list(m.drug.ingredients),
+                "classes": list(m.drug.classes),
+                "dose": m.fact.dose,
+                "dose_mg": m.dose_mg,
+                "route": m.fact.route,
+                "frequency": m.fact.frequency,
+                "proposed": m.fact.proposed,
+            }
+            for m in medications
+        ],
+        "proposed": {"ingredients": ingredients_of(proposed_items), "classes": classes_of(proposed_items)},
+        "current": {"ingredients": ingredients_of(current), "classes": classes_of(current)},
+        "allergies": [
+            {
+                "id": a.fact.id,
+                "allergen": a.allergen.name,
+                "category": a.allergen.category,
+                "severity": a.fact.severity,
+                "reactions": list(a.fact.reactions),
+            }
+            for a in allergies
+        ],
+        "allergens": _sorted(a.allergen.name for a in allergies),
+        "conditions": _sorted(conditions),
+        "foods": _sorted(f.food.name for f in foods),
+        "food_groups": _sorted(g for f in foods for g in f.food.groups),
+        "labs": labs,
+        "counts": counts,
+    }
+    # Missing demographics are absent keys, never a default: a rule comparing them gets
+    # "insufficient data" rather than a guess.
+    if snapshot.age is not None:
+        data["age"] = snapshot.age
+    if snapshot.sex is not None:
+        sex = clean_name(snapshot.sex)
+        if sex not in _SEX_UNKNOWN:
+            data["sex"] = _SEX.get(sex, "other")
+    if snapshot.pregnant is not None:
+        data["pregnant"] = snapshot.pregnant
+
+    return Facts(
+        data=data,
+        medications=tuple(medications),
+        allergies=tuple(allergies),
+        foods=tuple(foods),
+        item_ids={k: tuple(sorted(v)) for k, v in ids.items()},
+        allergy_ids={k: tuple(sorted(v)) for k, v in allergy_ids.items()},
+    )

@@ -1,0 +1,359 @@
+"""`praneya rules lint` and `praneya rules test`: check rule files and run their cases, offline.
+
+Both read the knowledge files next to the rules (`rules/knowledge/`) or from an explicit folder, and
+print one line per finding as `file:line: error|warning: message`, the way compilers do, so editors
+can jump to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import jsonschema
+
+from engine.cases import CaseFormatError, cases_of_rule, run_case
+from engine.knowledge import Knowledge, KnowledgeFileError, Vocabulary, load_knowledge_files
+from engine.logic import (
+    COMPUTED_PATH,
+    OPERATORS,
+    LogicError,
+    compile_logic,
+    unguarded_comparisons,
+    variables_used,
+)
+from engine.rules import LAB_TYPES, LoadedRule, Where, load_rule_files, logic_operators
+
+__all__ = ["LintReport", "lint", "lint_main", "test_main"]
+
+_REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
+
+# Fact-model fields (rules/README.md) that are always present, so comparing them needs no guard.
+_LISTS = ("ingredients", "classes", "allergens", "conditions", "foods", "food_groups")
+_MEDICATION_FIELDS = (
+    "id",
+    "name",
+    "ingredients",
+    "classes",
+    "dose",
+    "dose_mg",
+    "route",
+    "frequency",
+    "proposed",
+)
+_ALLERGY_FIELDS = ("id", "allergen", "category", "severity", "reactions")
+_ALWAYS_PRESENT_ROOTS = frozenset({"tier", "counts", *_LISTS, "proposed", "current"})
+
+
+@dataclass
+class LintReport:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _find_upwards(paths: Iterable[str | Path], relative: str) -> Path | None:
+    for raw in paths:
+        start = Path(raw).resolve()
+        for folder in (start, *start.parents) if start.is_dir() else start.parents:
+            if (folder / relative).exists():
+                return folder / relative
+            if (folder / "rules" / relative).exists():
+                return folder / "rules" / relative
+    return None
+
+
+def _knowledge_dir(paths: list[str], explicit: str | Path | None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    found = _find_upwards(paths, "knowledge/vocabulary.yaml")
+    return found.parent if found is not None else _REPO_RULES / "knowledge"
+
+
+def _schema(paths: list[str]) -> dict[str, Any]:
+    found = _find_upwards(paths, "schema/rule.schema.json") or _REPO_RULES / "schema" / "rule.schema.json"
+    schema: dict[str, Any] = json.loads(found.read_text(encoding="utf-8"))
+    return schema
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks on `when`
+
+
+def _check_variable(path: str, vocabulary: Vocabulary) -> str | None:
+    """None when `path` names something in the fact model, else why not."""
+    if path == COMPUTED_PATH or path.startswith(COMPUTED_PATH):
+        return None if path != COMPUTED_PATH else "a variable name is computed; the linter cannot check it"
+    parts = ["*" if p.isdigit() else p for p in path.split(".")] if path else [""]
+    head, rest = parts[0], parts[1:]
+
+    def ok(condition: bool) -> str | None:
+        return None if condition else f"variable {path!r} is not in the fact model (rules/README.md)"
+
+    if head in ("age", "sex", "pregnant", "tier"):
+        return ok(not rest)
+    if head in _LISTS:
+        return ok(rest in ([], ["*"]))
+    if head in ("proposed", "current"):
+        return ok(not rest or (rest[0] in ("ingredients", "classes") and rest[1:] in ([], ["*"])))
+    if head == "medications":
+        return ok(
+            (len(rest) <= 1 and rest in ([], ["*"]))
+            or (
+                (len(rest) >= 2 and rest[0] == "*" and rest[1] in _MEDICATION_FIELDS)
+                and (len(rest) == 2 or (rest[1] in ("ingredients", "classes") and rest[2:] == ["*"]))
+            )
+        )
+    if head == "allergies":
+        return ok(
+            rest in ([], ["*"])
+            or (
+                (len(rest) >= 2 and rest[0] == "*" and rest[1] in _ALLERGY_FIELDS)
+                and (len(rest) == 2 or (rest[1] == "reactions" and rest[2:] == ["*"]))
+            )
+        )
+    if head == "labs":
+        if len(rest) == 1 and rest[0] not in LAB_TYPES:
+            return f"labs.{rest[0]} is not a known reading ({', '.join(LAB_TYPES)})"
+        return ok(len(rest) <= 1)
+    if head == "counts":
+        if len(rest) == 1 and rest[0] not in vocabulary.classes:
+            return f"counts.{rest[0]}: {rest[0]!r} is not a drug class in the vocabulary"
+        return ok(len(rest) <= 1)
+    return ok(False)
+
+
+def _literal_ids(logic: Any) -> Iterator[tuple[str, str, Where]]:
+    """(list variable, literal, where) for `{"in": ["ssri", {"var": "classes"}]}`-style tests."""
+
+    def walk(node: Any, where: Where) -> Iterator[tuple[str, str, Where]]:
+        if isinstance(node, dict):
+            for op, args in node.items():
+                if op == "in" and isinstance(args, list) and len(args) == 2 and isinstance(args[0], str):
+                    target = args[1]
+                    if isinstance(target, dict) and isinstance(target.get("var"), str):
+                        yield target["var"].split(".")[-1], args[0], where
+                yield from walk(args, (*where, str(op)))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from walk(item, (*where, i))
+
+    return walk(logic, ())
+
+
+def _known(vocabulary: Vocabulary, dimension: str, value: str) -> bool:
+    if dimension in ("ingredients",):
+        return value in vocabulary.ingredients
+    if dimension == "classes":
+        return value in vocabulary.classes
+    if dimension == "conditions":
+        return value in vocabulary.conditions
+    if dimension in ("food_groups", "foods"):
+        return value in vocabulary.foods or value in vocabulary.food_groups
+    if dimension == "allergens":
+        return value in vocabulary.allergens
+    return True
+
+
+def _is_always_present(path: str) -> bool:
+    return path.split(".")[0] in _ALWAYS_PRESENT_ROOTS
+
+
+# --------------------------------------------------------------------------------------------------
+# Lint
+
+
+def _lint_vocabulary(knowledge: Knowledge, where: str, report: LintReport) -> None:
+    vocabulary = knowledge.vocabulary
+    for name, ingredient in sorted(vocabulary.ingredients.items()):
+        for cls in ingredient.classes:
+            if cls not in vocabulary.classes:
+                report.errors.append(f"{where}: error: ingredient {name!r} lists unknown class {cls!r}")
+        code = (ingredient.atc_code or "").upper()
+        for cls_rec in vocabulary.classes.values():
+            prefix = (cls_rec.atc_code or "").upper()
+            if (
+                cls_rec.kind == "ATC"
+                and prefix
+                and code.startswith(prefix)
+                and cls_rec.id not in ingredient.classes
+            ):
+                report.warnings.append(
+                    f"{where}: warning: ingredient {name!r} (ATC {code}) is in ATC group {prefix} "
+                    f"but does not list class {cls_rec.id!r}"
+                )
+    for alias, targets in sorted(vocabulary.aliases.items()):
+        for target in targets:
+            if target not in vocabulary.ingredients:
+                report.errors.append(
+                    f"{where}: error: alias {alias!r} points to unknown ingredient {target!r}"
+                )
+    for name, allergen in sorted(vocabulary.allergens.items()):
+        for cls in (*allergen.match_classes, *(c.target for c in allergen.cross if c.target_kind == "class")):
+            if cls not in vocabulary.classes:
+                report.errors.append(f"{where}: error: allergen {name!r} names unknown class {cls!r}")
+
+
+def _lint_rule(
+    loaded: LoadedRule, knowledge: Knowledge, validator: jsonschema.Draft202012Validator
+) -> LintReport:
+    report = LintReport()
+
+    def error(where: Where, message: str) -> None:
+        report.errors.append(f"{loaded.path}:{loaded.line_of(where)}: error: {message}")
+
+    def warning(where: Where, message: str) -> None:
+        report.warnings.append(f"{loaded.path}:{loaded.line_of(where)}: warning: {message}")
+
+    document = loaded.document
+    if document is not None:
+        for err in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
+            where: Where = tuple(err.absolute_path)
+            location = ".".join(str(p) for p in where) or "(top)"
+            error(where, f"schema: {location}: {err.message}")
+    for problem in loaded.problems:
+        error(problem.where, str(problem))
+    if document is None:
+        return report
+
+    vocabulary = knowledge.vocabulary
+    when = document.get("when")
+    for op, where in logic_operators(when):
+        if op != "method" and op not in OPERATORS:
+            error(("when", *where), f"unknown operator {op!r}")
+    try:
+        compile_logic(when)
+    except LogicError as exc:
+        error(("when",), f"condition does not compile: {exc}")
+    else:
+        for path in sorted(variables_used(when)):
+            why = _check_variable(path, vocabulary)
+            if why:
+                error(("when",), why)
+        for path in unguarded_comparisons(when):
+            if not _is_always_present(path):
+                warning(
+                    ("when",),
+                    f"comparison on {path!r}, which may be missing, without a guard: "
+                    "patients without it get 'insufficient data'",
+                )
+        for variable, literal, where in _literal_ids(when):
+            if not _known(vocabulary, variable, literal):
+                error(
+                    ("when", *where), f"{literal!r} is not a known {variable.rstrip('s')} in the vocabulary"
+                )
+
+    applies = document.get("applies_to")
+    if isinstance(applies, dict):
+        for dimension in ("ingredients", "classes", "conditions", "food_groups"):
+            for i, value in enumerate(applies.get(dimension) or []):
+                if isinstance(value, str) and not _known(vocabulary, dimension, value):
+                    error(
+                        ("applies_to", dimension, i),
+                        f"applies_to.{dimension}: {value!r} is not in the vocabulary",
+                    )
+
+    rule = loaded.rule
+    if rule is not None:
+        try:
+            cases = cases_of_rule(rule, loaded)
+        except CaseFormatError as exc:
+            error(("cases",), str(exc))
+        else:
+            if not any(c.expect.fires is True for c in cases):
+                error(("cases",), "no case in which the rule fires")
+            if not any(c.expect.fires is False for c in cases):
+                error(("cases",), "no case in which the rule does not fire")
+    return report
+
+
+def lint(paths: list[str], knowledge: Knowledge, schema: dict[str, Any]) -> LintReport:
+    report = LintReport()
+    validator = jsonschema.Draft202012Validator(schema)
+    loaded_rules = load_rule_files(paths)
+    if not loaded_rules:
+        report.errors.append(f"{', '.join(paths)}: error: no rule files found")
+    ids: dict[str, list[LoadedRule]] = defaultdict(list)
+    for loaded in loaded_rules:
+        sub = _lint_rule(loaded, knowledge, validator)
+        report.errors.extend(dict.fromkeys(sub.errors))
+        report.warnings.extend(dict.fromkeys(sub.warnings))
+        rule_id = loaded.document.get("id") if loaded.document else None
+        if isinstance(rule_id, str):
+            ids[rule_id].append(loaded)
+    for rule_id, holders in sorted(ids.items()):
+        if len(holders) > 1:
+            for loaded in holders:
+                others = ", ".join(str(h.path) for h in holders if h is not loaded)
+                line = loaded.line_of(("id",))
+                report.errors.append(
+                    f"{loaded.path}:{line}: error: duplicate rule id {rule_id!r} (also in {others})"
+                )
+    return report
+
+
+def _load_knowledge(paths: list[str], knowledge_dir: str | Path | None, out: TextIO) -> Knowledge | None:
+    directory = _knowledge_dir(paths, knowledge_dir)
+    try:
+        return load_knowledge_files(directory)
+    except KnowledgeFileError as exc:
+        print(f"{directory}: error: knowledge did not load: {exc}", file=out)
+        return None
+
+
+def lint_main(paths: list[str], knowledge_dir: str | Path | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    paths = list(paths) or ["rules"]
+    knowledge = _load_knowledge(paths, knowledge_dir, out)
+    if knowledge is None:
+        return 1
+    report = LintReport()
+    _lint_vocabulary(knowledge, str(_knowledge_dir(paths, knowledge_dir) / "vocabulary.yaml"), report)
+    sub = lint(paths, knowledge, _schema(paths))
+    report.errors.extend(sub.errors)
+    report.warnings.extend(sub.warnings)
+    for line in [*report.errors, *report.warnings]:
+        print(line, file=out)
+    print(f"rules lint: {len(report.errors)} error(s), {len(report.warnings)} warning(s)", file=out)
+    return 1 if report.errors else 0
+
+
+def test_main(paths: list[str], knowledge_dir: str | Path | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    paths = list(paths) or ["rules"]
+    knowledge = _load_knowledge(paths, knowledge_dir, out)
+    if knowledge is None:
+        return 1
+    loaded_rules = load_rule_files(paths)
+    failures = total = 0
+    if not loaded_rules:
+        print(f"{', '.join(paths)}: error: no rule files found", file=out)
+        return 1
+    for loaded in loaded_rules:
+        if loaded.rule is None:
+            failures += 1
+            for line in loaded.errors:
+                print(f"{line} (run `praneya rules lint`)", file=out)
+            continue
+        try:
+            cases = cases_of_rule(loaded.rule, loaded)
+        except CaseFormatError as exc:
+            failures += 1
+            print(f"error: {exc}", file=out)
+            continue
+        for case in cases:
+            total += 1
+            result = run_case(case, knowledge)
+            if not result.passed:
+                failures += 1
+                print(f"FAIL {case.location} {case.case_id}: {result.reason}", file=out)
+    print(f"rules test: {total} case(s), {failures} failure(s)", file=out)
+    return 1 if failures or total == 0 else 0
+
+
+# pytest collects module-level names starting with "test"; this one is a command, not a test.
+test_main.__test__ = False  # type: ignore[attr-defined]
