@@ -919,7 +919,10 @@ CREATE FUNCTION healthcare.bump_profile_version() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
 AS $$
 BEGIN
-    IF (pg_catalog.to_jsonb(NEW) - ARRAY['data_integrity_hash', 'last_verified', 'version', 'updated_at'])
+    -- A changed version means a child row changed (bump_parent_profile_version): count it once,
+    -- whatever value was written, so nobody can set the version to an arbitrary number.
+    IF NEW.version IS DISTINCT FROM OLD.version
+       OR (pg_catalog.to_jsonb(NEW) - ARRAY['data_integrity_hash', 'last_verified', 'version', 'updated_at'])
        IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - ARRAY['data_integrity_hash', 'last_verified', 'version', 'updated_at']) THEN
         NEW.version := OLD.version + 1;
         NEW.updated_at := pg_catalog.now();

@@ -1,0 +1,169 @@
+"""Tenant data keys: creation, rotation, re-encryption, master-key rotation, and the in-memory cache.
+
+Unwrapped keys live only in this process's memory. The database holds them wrapped by the master
+key; SQL never sees a key (so neither do its logs nor pg_stat_statements).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, text
+
+from store.crypto import KeyProvider, KeyProviderError, TenantKeyring, wrap_context
+from store.phi import ENCRYPTED_COLUMNS
+
+__all__ = ["KeyStore", "ReencryptProgress", "create_data_key", "reencrypt_tenant", "rotate_master_key"]
+
+_KEY_CACHE_SECONDS = 60.0
+
+
+class KeyStore:
+    """Unwrapped keyrings by tenant, refreshed after a minute or when a newer version shows up."""
+
+    def __init__(self, provider: KeyProvider) -> None:
+        self.provider = provider
+        self._cache: dict[str, tuple[float, TenantKeyring]] = {}
+        self._lock = threading.Lock()
+
+    def keyring(self, conn: Connection, tenant_id: str, *, refresh: bool = False) -> TenantKeyring:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+        if hit is not None and not refresh and now - hit[0] < _KEY_CACHE_SECONDS:
+            return hit[1]
+        rows = conn.execute(
+            text("SELECT key_version, wrapped_key FROM public.tenant_data_keys WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        ).all()
+        if not rows:
+            raise KeyProviderError(f"tenant {tenant_id} has no data key (or is not visible to this principal)")
+        ring = TenantKeyring(
+            tenant_id,
+            {int(v): self.provider.unwrap(bytes(w), wrap_context(tenant_id, int(v))) for v, w in rows},
+        )
+        with self._lock:
+            self._cache[tenant_id] = (now, ring)
+        return ring
+
+    def forget(self, tenant_id: str | None = None) -> None:
+        with self._lock:
+            if tenant_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(tenant_id, None)
+
+
+def create_data_key(conn: Connection, provider: KeyProvider, tenant_id: str) -> int:
+    """Adds the tenant's next data key version (version 1 at tenant creation). Admin connection."""
+    # Serialise concurrent rotations of one tenant on its tenant row.
+    conn.execute(text("SELECT 1 FROM public.tenants WHERE id = :t FOR UPDATE"), {"t": tenant_id})
+    version = int(conn.execute(
+        text("SELECT COALESCE(max(key_version), 0) + 1 FROM public.tenant_data_keys WHERE tenant_id = :t"),
+        {"t": tenant_id},
+    ).scalar_one())
+    wrapped = provider.wrap(os.urandom(32), wrap_context(tenant_id, version))
+    conn.execute(
+        text("INSERT INTO public.tenant_data_keys (tenant_id, key_version, wrapped_key, master_key_id)"
+             " VALUES (:t, :v, :w, :m)"),
+        {"t": tenant_id, "v": version, "w": wrapped, "m": provider.master_key_id},
+    )
+    conn.execute(text("UPDATE public.tenants SET encryption_key_id = :k, updated_at = now() WHERE id = :t"),
+                 {"k": f"{tenant_id}/v{version}", "t": tenant_id})
+    return version
+
+
+def admin_keyring(conn: Connection, provider: KeyProvider, tenant_id: str) -> TenantKeyring:
+    rows = conn.execute(
+        text("SELECT key_version, wrapped_key FROM public.tenant_data_keys WHERE tenant_id = :t"), {"t": tenant_id}
+    ).all()
+    if not rows:
+        raise KeyProviderError(f"tenant {tenant_id} has no data key")
+    return TenantKeyring(tenant_id, {int(v): provider.unwrap(bytes(w), wrap_context(tenant_id, int(v)))
+                                     for v, w in rows})
+
+
+def rotate_master_key(conn: Connection, old: KeyProvider, new: KeyProvider) -> int:
+    """Re-wraps every data key under the new master key, in the caller's single transaction.
+
+    Every key is unwrapped with the old master key before anything is written, so a wrong old key
+    fails with nothing changed.
+    """
+    rows = conn.execute(text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys"
+                             " ORDER BY tenant_id, key_version FOR UPDATE")).all()
+    plain = [(t, int(v), old.unwrap(bytes(w), wrap_context(t, int(v)))) for t, v, w in rows]
+    for tenant_id, version, key in plain:
+        conn.execute(
+            text("UPDATE public.tenant_data_keys SET wrapped_key = :w, master_key_id = :m"
+                 " WHERE tenant_id = :t AND key_version = :v"),
+            {"w": new.wrap(key, wrap_context(tenant_id, version)), "m": new.master_key_id, "t": tenant_id,
+             "v": version},
+        )
+    return len(plain)
+
+
+@dataclass
+class ReencryptProgress:
+    done: int = 0
+    total: int = 0
+
+    def render(self, stream: object = sys.stderr, width: int = 30) -> None:
+        filled = width if self.total == 0 else int(width * self.done / self.total)
+        line = f"\rre-encrypting [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        print(line, end="", file=stream, flush=True)  # type: ignore[call-overload]
+
+
+def _stale_filter(columns: tuple[str, ...]) -> str:
+    # Column names come from store.phi, never from input.
+    return " OR ".join(f"({c} IS NOT NULL AND split_part({c}, '.', 2)::int < :current)" for c in columns)
+
+
+def reencrypt_tenant(engine: Engine, provider: KeyProvider, tenant_id: str, *, batch_size: int = 500,
+                     on_progress: Callable[[ReencryptProgress], None] | None = None) -> int:
+    """Moves every PHI value of a tenant to its newest key version, one committed batch at a time.
+
+    Online (short transactions, row locks per batch) and resumable (each batch re-selects only
+    values still on an older version, so a rerun continues where an interrupted one stopped).
+    Runs on an admin engine: operators re-encrypt across every patient, whatever RLS would show.
+    """
+    with engine.begin() as conn:
+        ring = admin_keyring(conn, provider, tenant_id)
+        current = ring.current_version
+        progress = ReencryptProgress()
+        for table, columns in ENCRYPTED_COLUMNS.items():
+            progress.total += int(conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t AND ({_stale_filter(columns)})"),  # noqa: S608
+                {"t": tenant_id, "current": current},
+            ).scalar_one())
+    changed = 0
+    for table, columns in ENCRYPTED_COLUMNS.items():
+        while True:
+            with engine.begin() as conn:
+                rows = conn.execute(
+                    text(f"SELECT id, {', '.join(columns)} FROM {table} WHERE tenant_id = :t"  # noqa: S608
+                         f" AND ({_stale_filter(columns)}) ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"),
+                    {"t": tenant_id, "current": current, "n": batch_size},
+                ).mappings().all()
+                if not rows:
+                    break
+                for row in rows:
+                    values: dict[str, str | None] = {}
+                    for col in columns:
+                        ct = row[col]
+                        if ct is None or TenantKeyring.version_of(ct) >= current:
+                            continue
+                        plain = ring.decrypt(table, col, row["id"], ct)
+                        values[col] = ring.encrypt(table, col, row["id"], plain)
+                    sets = ", ".join(f"{c} = :{c}" for c in values)
+                    conn.execute(text(f"UPDATE {table} SET {sets} WHERE id = :id"),  # noqa: S608
+                                 {**values, "id": row["id"]})
+                changed += len(rows)
+                progress.done += len(rows)
+            if on_progress:
+                on_progress(progress)
+    return changed

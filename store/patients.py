@@ -1,0 +1,419 @@
+"""Patient records: the decrypted snapshot the engine evaluates, and encrypted writes.
+
+Reading a patient for evaluation is the service's main cost, so the snapshot is one statement:
+the profile, its active medications, allergies and conditions, and the latest biometric reading
+of each type, aggregated as JSON by the server. Row-level security decides what that statement
+sees; a patient the caller may not see is indistinguishable from one that does not exist.
+
+Every read verifies the profile's integrity hash; every write recomputes it in the same
+transaction. The audit rows of writes come from the database's triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from engine.model import AllergyFact, BiometricFact, ConditionFact, MedicationFact, PatientSnapshot
+from store.crypto import TenantKeyring
+from store.keys import KeyStore
+
+__all__ = [
+    "AllergyInput",
+    "BiometricInput",
+    "ConditionInput",
+    "IntegrityError",
+    "MedicationInput",
+    "PatientNotFound",
+    "PatientRecord",
+    "ProfileInput",
+    "create_profile",
+    "deactivate_medication",
+    "put_allergy",
+    "put_biometric",
+    "put_condition",
+    "put_medication",
+    "read_patient",
+    "refresh_integrity",
+]
+
+
+class PatientNotFound(LookupError):
+    """No such patient, or not visible to this principal (the two are deliberately the same)."""
+
+
+class IntegrityError(RuntimeError):
+    """The stored integrity hash does not match the profile's content: refuse, never evaluate."""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileInput:
+    sex: str | None = None
+    pregnancy_status: str | None = None  # "pregnant" | "not_pregnant" | None (unknown)
+    blood_type: str | None = None
+    notes: str | None = None
+    subscription_tier: str = "BASIC"
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationInput:
+    generic_name: str
+    brand_name: str | None = None
+    dosage: str | None = None
+    frequency: str | None = None
+    route: str | None = None
+    indication: str | None = None
+    prescribed_by: str | None = None
+    is_emergency_medication: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyInput:
+    allergen: str
+    allergen_category: str
+    severity: str
+    reactions: tuple[str, ...] = ()
+    emergency_medication: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionInput:
+    name: str
+    code: str | None = None
+    notes: str | None = None
+    is_critical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BiometricInput:
+    reading_type: str
+    value: float
+    unit: str | None = None
+    taken_at: datetime | None = None
+    trend_direction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """A patient's decrypted, integrity-checked clinical content."""
+
+    patient_id: str
+    tenant_id: str
+    profile_id: str
+    version: int
+    subscription_tier: str
+    date_of_birth: date | None
+    profile: dict[str, Any]
+    medications: tuple[dict[str, Any], ...]
+    allergies: tuple[dict[str, Any], ...]
+    conditions: tuple[dict[str, Any], ...]
+    biometrics: tuple[dict[str, Any], ...] = field(default=())
+
+    def age(self, today: date | None = None) -> int | None:
+        if self.date_of_birth is None:
+            return None
+        t = today or date.today()
+        dob = self.date_of_birth
+        return t.year - dob.year - ((t.month, t.day) < (dob.month, dob.day))
+
+    def to_snapshot(self, today: date | None = None) -> PatientSnapshot:
+        status = self.profile.get("pregnancy_status")
+        return PatientSnapshot(
+            patient_id=self.patient_id,
+            tenant_id=self.tenant_id,
+            age=self.age(today),
+            sex=self.profile.get("sex"),
+            pregnant=None if status is None else status == "pregnant",
+            subscription_tier=self.subscription_tier,
+            medications=tuple(
+                MedicationFact(id=m["id"], name=m["generic_name"], dose=m["dosage"], route=m["route"],
+                               frequency=m["frequency"])
+                for m in self.medications
+            ),
+            allergies=tuple(
+                AllergyFact(id=a["id"], allergen=a["allergen"], category=a["allergen_category"],
+                            severity=a["severity"], reactions=tuple(a["reactions"]))
+                for a in self.allergies
+            ),
+            conditions=tuple(ConditionFact(id=c["id"], name=c["name"], code=c["code"]) for c in self.conditions),
+            biometrics=tuple(
+                BiometricFact(id=b["id"], reading_type=b["reading_type"], value=b["value"], unit=b["unit"])
+                for b in self.biometrics
+            ),
+        )
+
+
+_SNAPSHOT = text("""
+SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tier, p.data_integrity_hash,
+       p.encrypted_sex, p.encrypted_pregnancy_status, p.encrypted_blood_type, p.encrypted_notes,
+       u.encrypted_date_of_birth,
+       (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]') FROM (
+            SELECT id, encrypted_generic_name, encrypted_brand_name, encrypted_dosage, encrypted_frequency,
+                   encrypted_route, encrypted_indication, encrypted_prescribed_by, is_emergency_medication
+            FROM healthcare.medications WHERE health_profile_id = p.id AND is_active) m) AS medications,
+       (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]') FROM (
+            SELECT id, encrypted_allergen, allergen_category, severity, encrypted_reactions,
+                   encrypted_emergency_medication
+            FROM healthcare.allergies WHERE health_profile_id = p.id AND is_active) a) AS allergies,
+       (SELECT COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]') FROM (
+            SELECT id, encrypted_name, encrypted_code, encrypted_notes, is_critical
+            FROM healthcare.conditions WHERE health_profile_id = p.id AND is_active) c) AS conditions,
+       (SELECT COALESCE(jsonb_agg(to_jsonb(b) ORDER BY b.reading_type), '[]') FROM (
+            SELECT DISTINCT ON (reading_type) id, reading_type, encrypted_value, encrypted_unit, taken_at
+            FROM healthcare.biometric_readings WHERE user_id = p.user_id AND tenant_id = p.tenant_id
+            ORDER BY reading_type, taken_at DESC, id) b) AS biometrics
+FROM healthcare.health_profiles p
+JOIN public.users u ON u.id = p.user_id AND u.tenant_id = p.tenant_id
+WHERE p.user_id = :patient
+""")
+
+_MED = "healthcare.medications"
+_ALG = "healthcare.allergies"
+_CND = "healthcare.conditions"
+_BIO = "healthcare.biometric_readings"
+_PRF = "healthcare.health_profiles"
+
+
+def _decrypt_row(ring: TenantKeyring, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key.startswith("encrypted_"):
+            out[key.removeprefix("encrypted_")] = ring.decrypt_optional(table, key, row["id"], value)
+        else:
+            out[key] = value
+    return out
+
+
+def canonical_content(profile: Mapping[str, Any], medications: Sequence[Mapping[str, Any]],
+                      allergies: Sequence[Mapping[str, Any]], conditions: Sequence[Mapping[str, Any]]) -> bytes:
+    """The profile's clinical content in one byte string: sorted keys and ids, no whitespace."""
+    doc = {
+        "profile": {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type",
+                                            "notes")},
+        "medications": sorted(medications, key=lambda m: str(m["id"])),
+        "allergies": sorted(allergies, key=lambda a: str(a["id"])),
+        "conditions": sorted(conditions, key=lambda c: str(c["id"])),
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRecord, str | None, bytes]:
+    row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
+    if row is None:
+        raise PatientNotFound("patient not found")
+    tenant = row["tenant_id"]
+    ring = keys.keyring(conn, tenant)
+    if _needs_newer_key(ring, row):
+        ring = keys.keyring(conn, tenant, refresh=True)
+    profile = {
+        "id": row["id"], "user_id": row["user_id"], "tier": row["tier"],
+        "sex": ring.decrypt_optional(_PRF, "encrypted_sex", row["id"], row["encrypted_sex"]),
+        "pregnancy_status": ring.decrypt_optional(_PRF, "encrypted_pregnancy_status", row["id"],
+                                                  row["encrypted_pregnancy_status"]),
+        "blood_type": ring.decrypt_optional(_PRF, "encrypted_blood_type", row["id"], row["encrypted_blood_type"]),
+        "notes": ring.decrypt_optional(_PRF, "encrypted_notes", row["id"], row["encrypted_notes"]),
+    }
+    meds = [_decrypt_row(ring, _MED, m) for m in row["medications"]]
+    allergies = []
+    for a in row["allergies"]:
+        d = _decrypt_row(ring, _ALG, a)
+        d["reactions"] = json.loads(d["reactions"]) if d["reactions"] else []
+        allergies.append(d)
+    conditions = [_decrypt_row(ring, _CND, c) for c in row["conditions"]]
+    biometrics = []
+    for b in row["biometrics"]:
+        d = _decrypt_row(ring, _BIO, b)
+        d["value"] = float(d["value"])
+        biometrics.append(d)
+    dob_text = ring.decrypt_optional("public.users", "encrypted_date_of_birth", row["user_id"],
+                                     row["encrypted_date_of_birth"])
+    record = PatientRecord(
+        patient_id=row["user_id"], tenant_id=tenant, profile_id=row["id"], version=row["version"],
+        subscription_tier=row["tier"], date_of_birth=date.fromisoformat(dob_text) if dob_text else None,
+        profile=profile, medications=tuple(meds), allergies=tuple(allergies), conditions=tuple(conditions),
+        biometrics=tuple(biometrics),
+    )
+    return record, row["data_integrity_hash"], canonical_content(profile, meds, allergies, conditions)
+
+
+def _needs_newer_key(ring: TenantKeyring, row: Mapping[str, Any]) -> bool:
+    # A value written under a key version this process has not loaded yet (rotated elsewhere).
+    for value in (row["encrypted_sex"], row["encrypted_pregnancy_status"]):
+        if value and TenantKeyring.version_of(value) not in ring.keys:
+            return True
+    for group, col in (("medications", "encrypted_generic_name"), ("allergies", "encrypted_allergen"),
+                       ("conditions", "encrypted_name")):
+        for item in row[group]:
+            if TenantKeyring.version_of(item[col]) not in ring.keys:
+                return True
+    return False
+
+
+def read_patient(conn: Connection, keys: KeyStore, patient_id: str) -> PatientRecord:
+    """The decrypted snapshot; raises PatientNotFound, IntegrityError or DecryptionError."""
+    record, stored, canonical = _load(conn, keys, patient_id)
+    ring = keys.keyring(conn, record.tenant_id)
+    if stored is None or stored != ring.integrity_hash(canonical):
+        raise IntegrityError(f"health profile {record.profile_id} failed its integrity check")
+    return record
+
+
+def refresh_integrity(conn: Connection, keys: KeyStore, patient_id: str) -> int:
+    """Recomputes the integrity hash after a write, in the writer's transaction. Returns the version."""
+    record, _, canonical = _load(conn, keys, patient_id)
+    ring = keys.keyring(conn, record.tenant_id)
+    version = conn.execute(
+        text(f"UPDATE {_PRF} SET data_integrity_hash = :h, last_verified = now() WHERE id = :id RETURNING version"),  # noqa: S608
+        {"h": ring.integrity_hash(canonical), "id": record.profile_id},
+    ).scalar_one_or_none()
+    if version is None:
+        raise PatientNotFound("patient not found")
+    return int(version)
+
+
+def _profile_of(conn: Connection, patient_id: str) -> tuple[str, str]:
+    row = conn.execute(text(f"SELECT id, tenant_id FROM {_PRF} WHERE user_id = :u"), {"u": patient_id}).one_or_none()  # noqa: S608
+    if row is None:
+        raise PatientNotFound("patient not found")
+    return str(row[0]), str(row[1])
+
+
+def create_profile(conn: Connection, keys: KeyStore, tenant_id: str, patient_id: str,
+                   profile: ProfileInput, profile_id: str | None = None) -> str:
+    ring = keys.keyring(conn, tenant_id)
+    pid = profile_id or new_id("hp")
+    conn.execute(
+        text(f"INSERT INTO {_PRF} (id, tenant_id, user_id, subscription_tier, encrypted_sex,"  # noqa: S608
+             " encrypted_pregnancy_status, encrypted_blood_type, encrypted_notes)"
+             " VALUES (:id, :t, :u, CAST(:tier AS public.subscription_tier), :sex, :preg, :blood, :notes)"),
+        {"id": pid, "t": tenant_id, "u": patient_id, "tier": profile.subscription_tier,
+         "sex": ring.encrypt_optional(_PRF, "encrypted_sex", pid, profile.sex),
+         "preg": ring.encrypt_optional(_PRF, "encrypted_pregnancy_status", pid, profile.pregnancy_status),
+         "blood": ring.encrypt_optional(_PRF, "encrypted_blood_type", pid, profile.blood_type),
+         "notes": ring.encrypt_optional(_PRF, "encrypted_notes", pid, profile.notes)},
+    )
+    refresh_integrity(conn, keys, patient_id)
+    return pid
+
+
+def put_medication(conn: Connection, keys: KeyStore, patient_id: str, med: MedicationInput,
+                   medication_id: str | None = None) -> str:
+    profile_id, tenant = _profile_of(conn, patient_id)
+    ring = keys.keyring(conn, tenant)
+    mid = medication_id or new_id("med")
+
+    def enc(col: str, value: str | None) -> str | None:
+        return ring.encrypt_optional(_MED, col, mid, value)
+
+    params = {
+        "id": mid, "t": tenant, "p": profile_id, "u": patient_id,
+        "g": enc("encrypted_generic_name", med.generic_name), "b": enc("encrypted_brand_name", med.brand_name),
+        "d": enc("encrypted_dosage", med.dosage), "f": enc("encrypted_frequency", med.frequency),
+        "r": enc("encrypted_route", med.route), "i": enc("encrypted_indication", med.indication),
+        "pb": enc("encrypted_prescribed_by", med.prescribed_by), "em": med.is_emergency_medication,
+    }
+    conn.execute(text(f"""
+        INSERT INTO {_MED} (id, tenant_id, health_profile_id, user_id, encrypted_generic_name, encrypted_brand_name,
+            encrypted_dosage, encrypted_frequency, encrypted_route, encrypted_indication, encrypted_prescribed_by,
+            is_emergency_medication)
+        VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em)
+        ON CONFLICT (id) DO UPDATE SET encrypted_generic_name = EXCLUDED.encrypted_generic_name,
+            encrypted_brand_name = EXCLUDED.encrypted_brand_name, encrypted_dosage = EXCLUDED.encrypted_dosage,
+            encrypted_frequency = EXCLUDED.encrypted_frequency, encrypted_route = EXCLUDED.encrypted_route,
+            encrypted_indication = EXCLUDED.encrypted_indication,
+            encrypted_prescribed_by = EXCLUDED.encrypted_prescribed_by,
+            is_emergency_medication = EXCLUDED.is_emergency_medication, is_active = true, updated_at = now()
+        WHERE {_MED}.user_id = EXCLUDED.user_id
+    """), params)  # noqa: S608
+    refresh_integrity(conn, keys, patient_id)
+    return mid
+
+
+def deactivate_medication(conn: Connection, keys: KeyStore, patient_id: str, medication_id: str) -> None:
+    done = conn.execute(
+        text(f"UPDATE {_MED} SET is_active = false, ended_on = COALESCE(ended_on, current_date), updated_at = now()"  # noqa: S608
+             " WHERE id = :id AND user_id = :u AND is_active RETURNING id"),
+        {"id": medication_id, "u": patient_id},
+    ).one_or_none()
+    if done is None:
+        raise PatientNotFound("active medication not found")
+    refresh_integrity(conn, keys, patient_id)
+
+
+def put_allergy(conn: Connection, keys: KeyStore, patient_id: str, allergy: AllergyInput,
+                allergy_id: str | None = None) -> str:
+    profile_id, tenant = _profile_of(conn, patient_id)
+    ring = keys.keyring(conn, tenant)
+    aid = allergy_id or new_id("alg")
+    conn.execute(text(f"""
+        INSERT INTO {_ALG} (id, tenant_id, health_profile_id, user_id, encrypted_allergen, allergen_category,
+            severity, encrypted_reactions, encrypted_emergency_medication)
+        VALUES (:id, :t, :p, :u, :a, CAST(:c AS public.allergen_category), CAST(:s AS public.allergy_severity),
+            :r, :em)
+        ON CONFLICT (id) DO UPDATE SET encrypted_allergen = EXCLUDED.encrypted_allergen,
+            allergen_category = EXCLUDED.allergen_category, severity = EXCLUDED.severity,
+            encrypted_reactions = EXCLUDED.encrypted_reactions,
+            encrypted_emergency_medication = EXCLUDED.encrypted_emergency_medication, is_active = true,
+            updated_at = now()
+        WHERE {_ALG}.user_id = EXCLUDED.user_id
+    """), {  # noqa: S608
+        "id": aid, "t": tenant, "p": profile_id, "u": patient_id,
+        "a": ring.encrypt(_ALG, "encrypted_allergen", aid, allergy.allergen),
+        "c": allergy.allergen_category, "s": allergy.severity,
+        "r": ring.encrypt(_ALG, "encrypted_reactions", aid, json.dumps(list(allergy.reactions))),
+        "em": ring.encrypt_optional(_ALG, "encrypted_emergency_medication", aid, allergy.emergency_medication),
+    })
+    refresh_integrity(conn, keys, patient_id)
+    return aid
+
+
+def put_condition(conn: Connection, keys: KeyStore, patient_id: str, condition: ConditionInput,
+                  condition_id: str | None = None) -> str:
+    profile_id, tenant = _profile_of(conn, patient_id)
+    ring = keys.keyring(conn, tenant)
+    cid = condition_id or new_id("cond")
+    conn.execute(text(f"""
+        INSERT INTO {_CND} (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
+            encrypted_notes, is_critical)
+        VALUES (:id, :t, :p, :u, :n, :c, :no, :crit)
+        ON CONFLICT (id) DO UPDATE SET encrypted_name = EXCLUDED.encrypted_name,
+            encrypted_code = EXCLUDED.encrypted_code, encrypted_notes = EXCLUDED.encrypted_notes,
+            is_critical = EXCLUDED.is_critical, is_active = true, updated_at = now()
+        WHERE {_CND}.user_id = EXCLUDED.user_id
+    """), {  # noqa: S608
+        "id": cid, "t": tenant, "p": profile_id, "u": patient_id,
+        "n": ring.encrypt(_CND, "encrypted_name", cid, condition.name),
+        "c": ring.encrypt_optional(_CND, "encrypted_code", cid, condition.code),
+        "no": ring.encrypt_optional(_CND, "encrypted_notes", cid, condition.notes),
+        "crit": condition.is_critical,
+    })
+    refresh_integrity(conn, keys, patient_id)
+    return cid
+
+
+def put_biometric(conn: Connection, keys: KeyStore, patient_id: str, reading: BiometricInput,
+                  reading_id: str | None = None) -> str:
+    profile_id, tenant = _profile_of(conn, patient_id)
+    ring = keys.keyring(conn, tenant)
+    bid = reading_id or new_id("bio")
+    conn.execute(text(f"""
+        INSERT INTO {_BIO} (id, tenant_id, health_profile_id, user_id, reading_type, encrypted_value,
+            encrypted_unit, trend_direction, taken_at)
+        VALUES (:id, :t, :p, :u, :rt, :v, :un, :tr, COALESCE(:at, now()))
+    """), {  # noqa: S608
+        "id": bid, "t": tenant, "p": profile_id, "u": patient_id, "rt": reading.reading_type,
+        "v": ring.encrypt(_BIO, "encrypted_value", bid, repr(float(reading.value))),
+        "un": ring.encrypt_optional(_BIO, "encrypted_unit", bid, reading.unit),
+        "tr": reading.trend_direction, "at": reading.taken_at,
+    })
+    return bid

@@ -1,0 +1,78 @@
+"""One pool for praneya_app; one transaction per request with the RLS context set first.
+
+`scoped(principal)` is the only way service code reaches tenant data. The context is set with
+set_config(..., true) — transaction-local — so a pooled connection never carries one request's
+identity into the next. Store code may flush, never commit: the transaction belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, create_engine, text
+
+from store.config import app_database_url
+
+__all__ = ["HEALTHCARE_ROLES", "Database", "Principal"]
+
+HEALTHCARE_ROLES = ("END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant_id: str
+    user_id: str
+    role: str
+    mfa: bool = False
+    purpose: str = "TREATMENT"
+
+    def __post_init__(self) -> None:
+        if self.role not in HEALTHCARE_ROLES:
+            raise ValueError(f"unknown healthcare role {self.role!r}")
+        if not self.tenant_id or not self.user_id:
+            raise ValueError("a principal needs a tenant and a user")
+
+
+_SET_CONTEXT = text(
+    "SELECT set_config('app.tenant_id', :tenant, true), set_config('app.user_id', :user, true),"
+    " set_config('app.role', :role, true)"
+)
+
+
+class Database:
+    def __init__(self, url: str | None = None, *, pool_size: int = 8, pool_timeout: float = 5.0,
+                 statement_timeout_ms: int = 5000) -> None:
+        connect_args: dict[str, object] = {
+            "connect_timeout": int(os.environ.get("PRANEYA_DB_CONNECT_TIMEOUT", "5")),
+            # Bounded statements: a slow database turns into a clear error, not a hung request.
+            "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=2000",
+            "application_name": "praneya-safety",
+        }
+        sslmode = os.environ.get("PRANEYA_DB_SSLMODE")
+        if sslmode:
+            connect_args["sslmode"] = sslmode
+            if os.environ.get("PRANEYA_DB_SSLROOTCERT"):
+                connect_args["sslrootcert"] = os.environ["PRANEYA_DB_SSLROOTCERT"]
+        self.engine: Engine = create_engine(
+            url or app_database_url(),
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=pool_timeout,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
+
+    @contextmanager
+    def scoped(self, principal: Principal) -> Iterator[Connection]:
+        """One transaction as praneya_app, RLS context first; commits on success, rolls back on error."""
+        with self.engine.begin() as conn:
+            conn.execute(_SET_CONTEXT, {"tenant": principal.tenant_id, "user": principal.user_id,
+                                        "role": principal.role})
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
