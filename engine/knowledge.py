@@ -371,7 +371,10 @@ class Vocabulary:
         found = self._resolve(text)
         if found is not None:
             return self._drug(found, ())
-        parts: list[str] = [p for p in _COMBINATION_SEPARATORS.split(text) if p] or [text]
+        parts: list[str] = [p for p in _COMBINATION_SEPARATORS.split(text) if p]
+        if not parts:
+            # Only punctuation or dose text: nothing to screen, and said so.
+            return NormalizedDrug((), (), recognised=False, unrecognised=(raw,))
         ingredients: list[str] = []
         unknown: list[str] = []
         for part in parts:

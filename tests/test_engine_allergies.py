@@ -26,7 +26,9 @@ def _allergy_alerts(
 ) -> list[Alert]:
     snapshot = PatientSnapshot("p", "t", allergies=allergies)
     request = EvaluationRequest(
-        proposed_medications=tuple(MedicationFact(f"m{i}", n, proposed=True) for i, n in enumerate(medications)),
+        proposed_medications=tuple(
+            MedicationFact(f"m{i}", n, proposed=True) for i, n in enumerate(medications)
+        ),
         proposed_foods=foods,
     )
     result = evaluate(snapshot, request, NO_RULES, KNOWLEDGE)
@@ -34,7 +36,9 @@ def _allergy_alerts(
 
 
 def test_penicillin_allergy_matches_amoxicillin_by_class() -> None:
-    (alert,) = _allergy_alerts((AllergyFact("a1", "Penicillin", "DRUG", "ANAPHYLACTIC"),), ("amoxicillin 500 mg",))
+    (alert,) = _allergy_alerts(
+        (AllergyFact("a1", "Penicillin", "DRUG", "ANAPHYLACTIC"),), ("amoxicillin 500 mg",)
+    )
     assert alert.kind is AlertKind.DRUG_ALLERGY
     assert alert.severity is Severity.CRITICAL
     assert alert.involved_ids == ("a1", "m0")

@@ -17,11 +17,19 @@ from engine.knowledge import (
     load_knowledge_files,
     parse_interactions_csv,
 )
-from engine.model import AlertKind, EvaluationRequest, EvidenceLevel, MedicationFact, PatientSnapshot, Severity
+from engine.model import (
+    AlertKind,
+    EvaluationRequest,
+    EvidenceLevel,
+    MedicationFact,
+    PatientSnapshot,
+    Severity,
+)
 from engine.rules import RuleSet
 
 KNOWLEDGE = load_knowledge_files(Path(__file__).parent / "data" / "knowledge")
-HEADER = "drug_a,drug_b,severity,description,recommendation,interaction_type,evidence_level,avoid_combination,source\n"
+COLUMNS = "drug_a drug_b severity description recommendation interaction_type evidence_level avoid_combination source"
+HEADER = ",".join(COLUMNS.split()) + "\n"
 NO_RULES = RuleSet.build([], "none")
 
 
@@ -29,9 +37,14 @@ def _meds(*names: str) -> tuple[MedicationFact, ...]:
     return tuple(MedicationFact(id=f"m{i}", name=n) for i, n in enumerate(names))
 
 
-def _alerts(knowledge: Knowledge, *names: str, foods: tuple[str, ...] = ()) -> list[tuple[AlertKind, Severity, tuple[str, ...]]]:
+def _alerts(
+    knowledge: Knowledge, *names: str, foods: tuple[str, ...] = ()
+) -> list[tuple[AlertKind, Severity, tuple[str, ...]]]:
     result = evaluate(
-        PatientSnapshot("p", "t", medications=_meds(*names)), EvaluationRequest(proposed_foods=foods), NO_RULES, knowledge
+        PatientSnapshot("p", "t", medications=_meds(*names)),
+        EvaluationRequest(proposed_foods=foods),
+        NO_RULES,
+        knowledge,
     )
     return [(a.kind, a.severity, a.involved_ids) for a in result.alerts if a.kind is not AlertKind.OTHER]
 
@@ -52,7 +65,13 @@ def test_pair_id_is_deterministic_and_unordered() -> None:
 
 
 def test_errors_are_all_listed_with_line_numbers_and_nothing_is_imported() -> None:
-    text = HEADER + "warfarin,class:nsaid,2,,,,,,\n" + "a,b,Q,,,,,,\n" + ",b,1,,,,,,\n" + "a,b,1,,,,strong,maybe,\n"
+    text = (
+        HEADER
+        + "warfarin,class:nsaid,2,,,,,,\n"
+        + "a,b,Q,,,,,,\n"
+        + ",b,1,,,,,,\n"
+        + "a,b,1,,,,strong,maybe,\n"
+    )
     with pytest.raises(CsvImportError) as caught:
         parse_interactions_csv(text)
     errors = caught.value.errors
@@ -127,7 +146,9 @@ def test_150k_rows_import_and_lookup_stay_fast() -> None:
     out = io.StringIO()
     out.write(HEADER)
     for i in range(150_000):
-        out.write(f"drug{i},drug{i + 1},{'123'[i % 3]},desc {i},rec,PHARMACOKINETIC,OBSERVATIONAL,false,Bulk\n")
+        out.write(
+            f"drug{i},drug{i + 1},{'123'[i % 3]},desc {i},rec,PHARMACOKINETIC,OBSERVATIONAL,false,Bulk\n"
+        )
     text = out.getvalue()
     start = time.perf_counter()
     pairs = parse_interactions_csv(text)

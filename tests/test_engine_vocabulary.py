@@ -47,7 +47,10 @@ def test_drug_names_normalise_to_ingredients(written: str, ingredients: tuple[st
 
 def test_classes_follow_ingredients() -> None:
     assert VOCAB.normalize_drug("Bactrim").classes == ("sulfonamide_antibiotic",)
-    assert set(VOCAB.normalize_drug("clarithromycin 500 mg").classes) == {"macrolide", "strong_cyp3a4_inhibitor"}
+    assert set(VOCAB.normalize_drug("clarithromycin 500 mg").classes) == {
+        "macrolide",
+        "strong_cyp3a4_inhibitor",
+    }
 
 
 def test_unknown_drug_is_reported_and_kept() -> None:
@@ -70,7 +73,9 @@ def test_empty_name_is_not_silently_recognised() -> None:
 
 names = st.one_of(
     st.sampled_from(
-        sorted(VOCAB.ingredients) + sorted(VOCAB.aliases) + ["Toprol XL 50 mg", "foo-bar", "x and y", "Advil PM"]
+        sorted(VOCAB.ingredients)
+        + sorted(VOCAB.aliases)
+        + ["Toprol XL 50 mg", "foo-bar", "x and y", "Advil PM"]
     ),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30),
 )
@@ -109,7 +114,9 @@ def test_allergens() -> None:
 
 def test_conditions() -> None:
     assert VOCAB.normalize_condition("CKD").id == "chronic_kidney_disease"
-    assert VOCAB.normalize_condition("Chronic kidney disease, stage 4", "N18.4").id == "chronic_kidney_disease"
+    assert (
+        VOCAB.normalize_condition("Chronic kidney disease, stage 4", "N18.4").id == "chronic_kidney_disease"
+    )
     assert VOCAB.normalize_condition("heart_failure").id == "heart_failure"
     other = VOCAB.normalize_condition("Gout")
     assert (other.id, other.recognised) == ("gout", False)
