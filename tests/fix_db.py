@@ -63,11 +63,18 @@ def server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(server_url: str, db_worker: str) -> str:
-    """A freshly migrated database for this test worker (admin URL)."""
-    url = create_database(server_url, f"praneya_test_{db_worker}")
+def database_url(server_url: str, db_worker: str) -> Iterator[str]:
+    """A freshly migrated database for this test worker (admin URL), dropped at the end.
+
+    The name carries the process id: two test runs on one cluster never share (or drop) a database.
+    """
+    name = f"praneya_test_{db_worker}_{os.getpid()}"
+    url = create_database(server_url, name)
     migrate(url)
-    return url
+    yield url
+    base = sqlalchemy_url(server_url)
+    with psycopg.connect(_libpq(base.set(database="postgres").render_as_string(False)), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,80 @@
-"""CLI subcommands that touch the database or the network (the edge of the engine)."""
+"""CLI subcommands that touch the database or the network (the edge of the engine).
+
+Operator commands (tenants, users, families, consents, keys, demo data) run on the admin
+connection (DATABASE_URL); PHI they write is encrypted here, with keys from the key provider.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 __all__ = ["register"]
+
+Sub = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+class CommandError(Exception):
+    """A failure the operator can fix; printed as one line, no traceback."""
+
+
+@dataclass
+class Wiring:
+    admin: Any  # sqlalchemy Engine
+    provider: Any
+    keys: Any
+
+    def app(self) -> Any:
+        from store.config import app_database_url
+        from store.session import Database
+
+        return Database(app_database_url(), pool_size=2)
+
+
+@contextmanager
+def _wiring() -> Iterator[Wiring]:
+    from sqlalchemy import create_engine
+
+    from store.config import admin_database_url
+    from store.crypto import key_provider_from_env
+    from store.keys import KeyStore
+
+    provider = key_provider_from_env()
+    engine = create_engine(admin_database_url())
+    try:
+        yield Wiring(engine, provider, KeyStore(provider))
+    finally:
+        engine.dispose()
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Known failures become one clear line and exit code 1; never a traceback with values in it."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import DBAPIError
+
+        from store.admin import AdminError
+        from store.config import ConfigError
+        from store.crypto import DecryptionError, KeyProviderError
+
+        try:
+            return fn(args)
+        except (CommandError, AdminError, ConfigError, KeyProviderError, DecryptionError) as exc:
+            print(f"praneya: {exc}", file=sys.stderr)
+            return 1
+        except DBAPIError as exc:
+            diag = getattr(exc.orig, "diag", None)
+            primary = getattr(diag, "message_primary", None) or type(exc.orig).__name__
+            print(f"praneya: the database refused: {primary}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -26,10 +95,225 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-             rules: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _keys_init(args: argparse.Namespace) -> int:
+    from store.crypto import generate_master_key_file
+
+    path = Path(args.file)
+    if path.exists():
+        print(f"master key file {path} already exists; left as it is")
+        return 0
+    generate_master_key_file(path)
+    print(f"created master key file {path} (mode 600); set PRANEYA_MASTER_KEY_FILE={path}")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from store.keys import create_data_key
+
+    with _wiring() as w, w.admin.begin() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first() is None:
+            raise CommandError(f"--tenant: no tenant {args.tenant!r}")
+        version = create_data_key(conn, w.provider, args.tenant)
+    print(f"tenant {args.tenant}: new data key version {version}; new writes use it, older versions still decrypt."
+          f" Run `praneya keys reencrypt --tenant {args.tenant}` to move existing values.")
+    return 0
+
+
+def _keys_reencrypt(args: argparse.Namespace) -> int:
+    from store.keys import ReencryptProgress, reencrypt_tenant
+
+    def show(p: ReencryptProgress) -> None:
+        p.render(sys.stderr)
+
+    with _wiring() as w:
+        n = reencrypt_tenant(w.admin, w.provider, args.tenant, batch_size=args.batch_size, on_progress=show)
+    print(f"\ntenant {args.tenant}: re-encrypted {n} rows to the newest key version")
+    return 0
+
+
+def _keys_rotate_master(args: argparse.Namespace) -> int:
+    from store.crypto import LocalKeyFileProvider
+    from store.keys import rotate_master_key
+
+    new = LocalKeyFileProvider(Path(args.new_key_file))
+    with _wiring() as w, w.admin.begin() as conn:
+        n = rotate_master_key(conn, w.provider, new)
+    print(f"re-wrapped {n} data keys under the new master key; now set PRANEYA_MASTER_KEY_FILE={args.new_key_file}")
+    return 0
+
+
+def _tenants_create(args: argparse.Namespace) -> int:
+    from store.admin import create_tenant
+
+    with _wiring() as w, w.admin.begin() as conn:
+        created = create_tenant(conn, w.provider, args.id, args.name, args.subdomain, args.plan)
+    print(f"tenant {args.id} {'created with data key v1' if created else 'already exists'}")
+    return 0
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _users_create(args: argparse.Namespace) -> int:
+    from store.admin import UserInput, create_user
+    from store.patients import ProfileInput, create_profile
+
+    with _wiring() as w, w.admin.begin() as conn:
+        created = create_user(conn, w.keys, args.tenant, args.id, UserInput(
+            first_name=args.first_name, last_name=args.last_name, email=args.email, phone=args.phone,
+            date_of_birth=args.dob, healthcare_role=args.role, subscription_tier=args.tier, mfa_enabled=args.mfa))
+        if created and args.with_profile:
+            create_profile(conn, w.keys, args.tenant, args.id,
+                           ProfileInput(sex=args.sex, pregnancy_status=args.pregnancy, subscription_tier=args.tier))
+    print(f"user {args.id} {'created' if created else 'already exists'}")
+    return 0
+
+
+def _family_create(args: argparse.Namespace) -> int:
+    from store.admin import add_family_member, create_family
+
+    with _wiring() as w, w.admin.begin() as conn:
+        created = create_family(conn, w.keys, args.tenant, args.id, args.primary, args.name, args.max_members)
+        if created:
+            add_family_member(conn, args.tenant, args.id, args.primary, "SELF", "ADMIN", True)
+    print(f"family {args.id} {'created' if created else 'already exists'}")
+    return 0
+
+
+def _family_add(args: argparse.Namespace) -> int:
+    from store.admin import add_family_member
+
+    with _wiring() as w, w.admin.begin() as conn:
+        mid = add_family_member(conn, args.tenant, args.family, args.user, args.relationship, args.permission,
+                                args.can_view, args.minor_until, args.guardian_consent)
+    print(f"member {mid} in family {args.family}")
+    return 0
+
+
+def _consent_grant(args: argparse.Namespace) -> int:
+    from store.admin import grant_consent
+
+    with _wiring() as w, w.admin.begin() as conn:
+        cid = grant_consent(conn, args.tenant, args.subject, args.grantee,
+                            [c.strip().upper() for c in args.categories.split(",") if c.strip()],
+                            timedelta(days=args.days) if args.days else None, args.purpose)
+    print(f"consent {cid} granted")
+    return 0
+
+
+def _consent_revoke(args: argparse.Namespace) -> int:
+    from store.admin import revoke_consent
+
+    with _wiring() as w, w.admin.begin() as conn:
+        if not revoke_consent(conn, args.id):
+            raise CommandError(f"--id: no active consent {args.id!r}")
+    print(f"consent {args.id} revoked")
+    return 0
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    from store.demo import seed_demo
+
+    with _wiring() as w:
+        app = w.app()
+        try:
+            created = seed_demo(w.admin, app, w.provider, w.keys)
+        finally:
+            app.dispose()
+    print("demo data ready: " + ", ".join(f"{k} created {v}" for k, v in created.items()))
+    return 0
+
+
+def register(sub: Sub, rules: Sub) -> None:
     p = sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead (e.g. base)")
     p.add_argument("--check", action="store_true", help="fail when models and migrations disagree")
     p.set_defaults(handler=_migrate)
+
+    keys = sub.add_parser("keys", help="master key and tenant data keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION")
+    p = keys.add_parser("init", help="create a local master key file if there is none")
+    p.add_argument("--file", default=".local/keys/master.key")
+    p.set_defaults(handler=_guarded(_keys_init))
+    p = keys.add_parser("rotate", help="new data key version for a tenant (no downtime)")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(handler=_guarded(_keys_rotate))
+    p = keys.add_parser("reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.set_defaults(handler=_guarded(_keys_reencrypt))
+    p = keys.add_parser("rotate-master", help="re-wrap every data key under a new master key file")
+    p.add_argument("--new-key-file", required=True)
+    p.set_defaults(handler=_guarded(_keys_rotate_master))
+
+    tenants = sub.add_parser("tenants", help="tenants").add_subparsers(dest="t_cmd", required=True, metavar="ACTION")
+    p = tenants.add_parser("create", help="create a tenant and its first data key")
+    p.add_argument("--id", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--subdomain")
+    p.add_argument("--plan", default="BASIC", choices=["BASIC", "PROFESSIONAL", "ENTERPRISE"])
+    p.set_defaults(handler=_guarded(_tenants_create))
+
+    users = sub.add_parser("users", help="users").add_subparsers(dest="u_cmd", required=True, metavar="ACTION")
+    p = users.add_parser("create", help="create a user (PII encrypted)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--id", required=True)
+    p.add_argument("--first-name")
+    p.add_argument("--last-name")
+    p.add_argument("--email")
+    p.add_argument("--phone")
+    p.add_argument("--dob", type=_date, help="date of birth, YYYY-MM-DD")
+    p.add_argument("--role", default="END_USER",
+                   choices=["END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER"])
+    p.add_argument("--tier", default="BASIC", choices=["BASIC", "ENHANCED", "PREMIUM"])
+    p.add_argument("--mfa", action="store_true", help="the user has multi-factor authentication")
+    p.add_argument("--with-profile", action="store_true", help="also create the user's health profile")
+    p.add_argument("--sex", choices=["female", "male", "other"])
+    p.add_argument("--pregnancy", choices=["pregnant", "not_pregnant"])
+    p.set_defaults(handler=_guarded(_users_create))
+
+    family = sub.add_parser("family", help="family accounts").add_subparsers(dest="f_cmd", required=True,
+                                                                             metavar="ACTION")
+    p = family.add_parser("create", help="create a family account with its primary user as ADMIN member")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--id", required=True)
+    p.add_argument("--primary", required=True, help="primary user id")
+    p.add_argument("--name")
+    p.add_argument("--max-members", type=int, default=6)
+    p.set_defaults(handler=_guarded(_family_create))
+    p = family.add_parser("add", help="add or update a member")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--family", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--relationship", required=True,
+                   choices=["SELF", "SPOUSE", "PARTNER", "CHILD", "PARENT", "SIBLING", "GRANDPARENT", "GRANDCHILD",
+                            "GUARDIAN", "OTHER"])
+    p.add_argument("--permission", default="MEMBER", choices=["VIEW_ONLY", "MEMBER", "GUARDIAN", "ADMIN"])
+    p.add_argument("--can-view", action="store_true", help="this member may view health data others share")
+    p.add_argument("--minor-until", type=_date, help="a minor's 18th birthday, YYYY-MM-DD")
+    p.add_argument("--guardian-consent", action="store_true")
+    p.set_defaults(handler=_guarded(_family_add))
+
+    consent = sub.add_parser("consent", help="consents between family members").add_subparsers(
+        dest="c_cmd", required=True, metavar="ACTION")
+    p = consent.add_parser("grant", help="the subject lets the grantee see categories of their health data")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--grantee", required=True)
+    p.add_argument("--categories", required=True, help="comma-separated: PROFILE,MEDICATIONS,ALLERGIES,...")
+    p.add_argument("--days", type=int, help="expires after this many days")
+    p.add_argument("--purpose")
+    p.set_defaults(handler=_guarded(_consent_grant))
+    p = consent.add_parser("revoke", help="revoke a consent (takes effect at once)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--id", required=True)
+    p.set_defaults(handler=_guarded(_consent_revoke))
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
+    p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")
+    p.set_defaults(handler=_guarded(_demo_seed))
