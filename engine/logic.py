@@ -397,7 +397,8 @@ def _resolve(data: Any, steps: tuple[tuple[str, int | None], ...] | None) -> Any
                 return _NOTHING
             continue
         if type(data) is _Unknown:
-            return data
+            # Only a reduce accumulator in three-valued mode; a part of an unknown is unknown.
+            return _Unknown(data.missing)
         try:
             data = data[key]
         except TypeError:
@@ -870,7 +871,7 @@ class _KleeneCompiler:
                 assert path_fn is not None
                 name = path_fn(data, budget, scope)
                 if type(name) is _Unknown:
-                    return name
+                    return _Unknown(name.missing)
                 steps = _var_steps(name)
             value = _resolve(data, steps)
             if steps is None and type(data) is _ReduceFrame and type(data["accumulator"]) is _Unknown:
