@@ -101,6 +101,7 @@ class AllergenRecord:
     match_foods: tuple[str, ...] = ()
     match_food_groups: tuple[str, ...] = ()
     cross: tuple[CrossReactivity, ...] = ()
+    synonyms: tuple[str, ...] = ()  # "pcn", "penicillins", "penicillin allergy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +295,12 @@ class Vocabulary:
         self.foods: dict[str, FoodRecord] = {clean_name(f.name): f for f in foods}
         self.food_groups: frozenset[str] = frozenset(g for f in self.foods.values() for g in f.groups)
         self.allergens: dict[str, AllergenRecord] = {clean_name(a.name): a for a in allergens}
+        self._allergen_by_name: dict[str, AllergenRecord] = {}
+        for allergen in self.allergens.values():
+            for synonym in allergen.synonyms:
+                self._allergen_by_name[clean_name(synonym)] = allergen
+        # an allergen's own name wins over another allergen's synonym
+        self._allergen_by_name.update(self.allergens)
         self.conditions: dict[str, ConditionRecord] = {c.id: c for c in conditions}
         self.salt_words: frozenset[str] = frozenset(clean_name(w) for w in salt_words)
         self._class_by_name = {clean_name(c.name): c.id for c in self.classes.values()}
@@ -367,6 +374,15 @@ class Vocabulary:
         found = self._resolve(raw)
         if found is not None:
             return self._drug(found, ())
+        # A brand may carry a number ("D.H.E. 45 1 mg"): before cutting at the first number, try
+        # each later number as the start of the dose text, longest name first.
+        words = _PARENS.sub(" ", raw).split()
+        for cut in range(len(words) - 1, 1, -1):
+            if _STARTS_WITH_DIGIT.match(words[cut]):
+                head = [w for w in words[:cut] if w not in _FORM_WORDS]
+                found = self._resolve(" ".join(head))
+                if found is not None:
+                    return self._drug(found, ())
         text = self._strip_dose(raw)
         found = self._resolve(text)
         if found is not None:
@@ -388,12 +404,12 @@ class Vocabulary:
             if resolved is None:
                 # "Bactrim DS", "Advil PM": the longest known leading name, with the rest reported as
                 # unrecognised, so the part we know is screened and the gap is not hidden.
-                words = part.split(" ")
-                for cut in range(len(words) - 1, 0, -1):
-                    head = self._resolve(" ".join(words[:cut]))
-                    if head is not None:
-                        ingredients.extend(head)
-                        unknown.append(self._strip_salts(" ".join(words[cut:])))
+                part_words = part.split(" ")
+                for cut in range(len(part_words) - 1, 0, -1):
+                    known = self._resolve(" ".join(part_words[:cut]))
+                    if known is not None:
+                        ingredients.extend(known)
+                        unknown.append(self._strip_salts(" ".join(part_words[cut:])))
                         break
                 else:
                     cleaned = self._strip_salts(part)
@@ -453,9 +469,9 @@ class Vocabulary:
     def normalize_allergen(self, name: str, category: str | None = None) -> NormalizedAllergen:
         text = _ALLERGY_WORDS.sub("", clean_name(name))
         category = category.upper() if category else None
-        for candidate in (text, _singular(text)):
-            if candidate and candidate in self.allergens:
-                rec = self.allergens[candidate]
+        for candidate in (clean_name(name), text, _singular(text)):
+            if candidate and candidate in self._allergen_by_name:
+                rec = self._allergen_by_name[candidate]
                 return NormalizedAllergen(
                     name=rec.name,
                     category=category or rec.category,
@@ -854,6 +870,7 @@ def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
                 match_foods=tuple(clean_name(f) for f in _tuple(spec.get("foods"), name)),
                 match_food_groups=_tuple(spec.get("food_groups"), f"allergens.{name}.food_groups"),
                 cross=tuple(cross),
+                synonyms=_tuple(spec.get("synonyms"), f"allergens.{name}.synonyms"),
             )
         )
     conditions = []

@@ -155,7 +155,18 @@ def _known(vocabulary: Vocabulary, dimension: str, value: str) -> bool:
     if dimension in ("food_groups", "foods"):
         return value in vocabulary.foods or value in vocabulary.food_groups
     if dimension == "allergens":
-        return value in vocabulary.allergens
+        # `allergens` holds allergen group names, or the ingredient, class or food an allergy was
+        # recorded as ("amoxicillin"); see Vocabulary.normalize_allergen.
+        return any(
+            value in names
+            for names in (
+                vocabulary.allergens,
+                vocabulary.ingredients,
+                vocabulary.classes,
+                vocabulary.foods,
+                vocabulary.food_groups,
+            )
+        )
     return True
 
 

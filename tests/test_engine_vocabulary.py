@@ -35,6 +35,8 @@ VOCAB = KNOWLEDGE.vocabulary
         ("Bactrim DS", ("sulfamethoxazole", "trimethoprim")),
         ("co-trimoxazole", ("sulfamethoxazole", "trimethoprim")),
         ("amoxicillin + clavulanic acid", ("amoxicillin", "clavulanic acid")),
+        # a brand name with a number in it, then the dose
+        ("Tylenol 8 HR 650 mg", ("paracetamol",)),
         # a name that is itself a salt word is matched whole before salts are stripped
         ("potassium chloride", ("potassium chloride",)),
     ],
@@ -103,6 +105,7 @@ def test_allergens() -> None:
     pen = VOCAB.normalize_allergen("Penicillins")
     assert pen.classes == ("penicillin",) and pen.cross[0].target == "cephalosporin"
     assert VOCAB.normalize_allergen("penicillin allergy").name == "penicillin"
+    assert VOCAB.normalize_allergen("PCN").name == "penicillin"  # a synonym
     # an allergy recorded as a drug name covers that drug's ingredients
     assert VOCAB.normalize_allergen("Augmentin").ingredients == ("amoxicillin", "clavulanic acid")
     # as a class name
