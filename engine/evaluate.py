@@ -100,7 +100,8 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
     proposed foods, at ingredient and class level."""
     kb = knowledge.interactions
     alerts: list[Alert] = []
-    keys = [(m, _drug_keys(m)) for m in facts.medications]
+    # In id order, so that the wording ("A with B") does not depend on the order of the record.
+    keys = [(m, _drug_keys(m)) for m in sorted(facts.medications, key=lambda m: m.fact.id)]
     for (ma, ka), (mb, kb_keys) in itertools.combinations(keys, 2):
         # Two current medications were (presumably) reviewed when prescribed, but a new allergy,
         # a new rule or a new KB entry can make an old pair dangerous: check them too.

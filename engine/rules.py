@@ -223,8 +223,10 @@ class Rule:
         for key in doc:
             if key not in _TOP_KEYS:
                 problems.append(RuleProblem((str(key),), "unknown key"))
-        version = need("version", int) or 1
-        if version < 1:
+        version = need("version", int)
+        if version is None:
+            version = 1
+        elif version < 1:
             problems.append(RuleProblem(("version",), "must be at least 1"))
         title = need("title", str) or ""
         rule_type = choice("type", RULE_TYPES)

@@ -28,7 +28,8 @@ from engine.model import (
 from engine.rules import RuleSet
 
 KNOWLEDGE = load_knowledge_files(Path(__file__).parent / "data" / "knowledge")
-COLUMNS = "drug_a drug_b severity description recommendation interaction_type evidence_level avoid_combination source"
+COLUMNS = "drug_a drug_b severity description recommendation interaction_type evidence_level"
+COLUMNS += " avoid_combination source"
 HEADER = ",".join(COLUMNS.split()) + "\n"
 NO_RULES = RuleSet.build([], "none")
 
