@@ -151,6 +151,7 @@ t_audit_logs_archive = Table(
     Column('ip_address', Text),
     Column('user_agent', Text),
     Column('timestamp', DateTime(True), primary_key=True),
+    Column('row_hash', Text),
     Column('archived_at', DateTime(True), nullable=False, server_default=text('now()')),
     PrimaryKeyConstraint('id', 'timestamp', name='audit_logs_archive_pkey'),
     Index('idx_audit_archive_time', 'timestamp'),
@@ -409,6 +410,7 @@ t_audit_logs = Table(
     Column('ip_address', Text),
     Column('user_agent', Text),
     Column('timestamp', DateTime(True), primary_key=True, server_default=text('now()')),
+    Column('row_hash', Text),
     CheckConstraint('risk_score >= 0::double precision AND risk_score <= 1::double precision', name='audit_logs_risk_score_check'),
     ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name='audit_logs_tenant_id_fkey'),
     ForeignKeyConstraint(['user_id'], ['users.id'], name='audit_logs_user_id_fkey'),
@@ -688,5 +690,56 @@ t_drug_interactions = Table(
     PrimaryKeyConstraint('id', name='drug_interactions_pkey'),
     Index('idx_drug_interactions_medication', 'medication_id'),
     Index('idx_drug_interactions_patient', 'tenant_id', 'user_id'),
+    schema='clinical'
+)
+
+t_drug_salt_words = Table(
+    'drug_salt_words', metadata,
+    Column('word', Text, primary_key=True),
+    CheckConstraint('word = lower(btrim(word))', name='drug_salt_words_word_check'),
+    PrimaryKeyConstraint('word', name='drug_salt_words_pkey'),
+    schema='clinical'
+)
+
+t_audit_seals = Table(
+    'audit_seals', metadata,
+    Column('tenant_id', Text, primary_key=True),
+    Column('seq', BigInteger, primary_key=True),
+    Column('range_start', DateTime(True)),
+    Column('range_end', DateTime(True), nullable=False),
+    Column('row_count', BigInteger, nullable=False),
+    Column('rows_digest', Text, nullable=False),
+    Column('prev_hash', Text, nullable=False),
+    Column('seal_hash', Text, nullable=False),
+    Column('key_id', Text, nullable=False),
+    Column('signature', LargeBinary, nullable=False),
+    Column('sealed_at', DateTime(True), nullable=False, server_default=text('now()')),
+    CheckConstraint('range_start IS NULL OR range_end > range_start', name='audit_seals_range'),
+    CheckConstraint('seq >= 1', name='audit_seals_seq_check'),
+    ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name='audit_seals_tenant_id_fkey'),
+    PrimaryKeyConstraint('tenant_id', 'seq', name='audit_seals_pkey'),
+    schema='audit'
+)
+
+t_alert_feedback = Table(
+    'alert_feedback', metadata,
+    Column('id', Text, primary_key=True),
+    Column('tenant_id', Text, nullable=False),
+    Column('user_id', Text, nullable=False),
+    Column('evaluation_id', Text, nullable=False),
+    Column('alert_id', Text, nullable=False),
+    Column('rule_id', Text, nullable=False),
+    Column('outcome', Text, nullable=False),
+    Column('reason_code', Text),
+    Column('encrypted_comment', Text),
+    Column('created_at', DateTime(True), nullable=False, server_default=text('now()')),
+    CheckConstraint("outcome <> 'OVERRIDDEN'::text OR reason_code IS NOT NULL", name='alert_feedback_override_has_reason'),
+    CheckConstraint("outcome = ANY (ARRAY['ACCEPTED'::text, 'OVERRIDDEN'::text])", name='alert_feedback_outcome_check'),
+    CheckConstraint("reason_code = ANY (ARRAY['NOT_CLINICALLY_RELEVANT'::text, 'BENEFIT_OUTWEIGHS_RISK'::text, 'PATIENT_ALREADY_TOLERATES'::text, 'WILL_MONITOR'::text, 'DOSE_ADJUSTED'::text, 'ALERT_INCORRECT'::text, 'OTHER_REASON'::text])", name='alert_feedback_reason_code_check'),
+    ForeignKeyConstraint(['tenant_id', 'user_id'], ['users.tenant_id', 'users.id'], name='alert_feedback_user_fkey'),
+    ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name='alert_feedback_tenant_id_fkey'),
+    PrimaryKeyConstraint('id', name='alert_feedback_pkey'),
+    UniqueConstraint('evaluation_id', 'alert_id', 'user_id', name='alert_feedback_once'),
+    Index('idx_alert_feedback_rule', 'tenant_id', 'rule_id', 'created_at'),
     schema='clinical'
 )

@@ -994,9 +994,11 @@ LANGUAGE plpgsql SET search_path = ''
 AS $$
 BEGIN
     IF current_user <> 'praneya_owner'
-       AND (NEW.healthcare_role IS DISTINCT FROM OLD.healthcare_role OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id)
+       AND (NEW.healthcare_role IS DISTINCT FROM OLD.healthcare_role OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
+            OR NEW.mfa_enabled IS DISTINCT FROM OLD.mfa_enabled)
        AND public.current_healthcare_role() IS DISTINCT FROM 'SUPER_ADMIN' THEN
-        RAISE EXCEPTION 'only a super admin may change a healthcare role' USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION 'only a super admin may change a healthcare role or MFA flag'
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
 END

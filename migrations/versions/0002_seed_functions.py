@@ -119,15 +119,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     cutoff := pg_catalog.now() - period;
+    -- Column-agnostic copy, so later columns (row_hash) move with their rows unchanged.
     WITH archived AS (
         DELETE FROM audit.audit_logs WHERE "timestamp" < cutoff RETURNING *
     )
     INSERT INTO audit.audit_logs_archive
-        (id, tenant_id, user_id, db_role, action, resource_type, resource_id, patient_id, outcome, old_values,
-         new_values, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent, "timestamp")
-    SELECT id, tenant_id, user_id, db_role, action, resource_type, resource_id, patient_id, outcome, old_values,
-           new_values, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent, "timestamp"
-    FROM archived;
+    SELECT (pg_catalog.jsonb_populate_record(NULL::audit.audit_logs_archive,
+                pg_catalog.to_jsonb(a) || pg_catalog.jsonb_build_object('archived_at', pg_catalog.now()))).*
+    FROM archived a;
     GET DIAGNOSTICS moved = ROW_COUNT;
     RETURN pg_catalog.jsonb_build_object('archived', moved, 'cutoff', cutoff, 'retention_period', period::text);
 END
