@@ -228,6 +228,154 @@ def _demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_sync(args: argparse.Namespace) -> int:
+    from engine import ruletool
+    from engine.rules import load_rule_files
+    from store.knowledge_repo import sync_rules
+
+    paths = args.paths or ["rules"]
+    knowledge = ruletool._load_knowledge(paths, None, sys.stderr)
+    if knowledge is None:
+        return 1
+    report = ruletool.lint(paths, knowledge, ruletool._schema(paths))
+    if report.errors:
+        for line in report.errors:
+            print(line, file=sys.stderr)
+        raise CommandError(f"rules sync: {len(report.errors)} error(s); nothing was written")
+    rules = [loaded.rule for loaded in load_rule_files(paths) if loaded.rule is not None]
+    if not rules:
+        raise CommandError("rules sync: no rules found; nothing was written")
+    with _admin_engine() as engine, engine.begin() as conn:
+        if args.tenant and conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s",
+                                                {"t": args.tenant}).first() is None:
+            raise CommandError(f"--tenant: no tenant {args.tenant!r}")
+        try:
+            result = sync_rules(conn, rules, tenant_id=args.tenant, actor=args.actor)
+        except ValueError as exc:
+            raise CommandError(f"rules sync: {exc}; nothing was written") from None
+    scope = f"tenant {args.tenant}" if args.tenant else "global"
+    print(f"rules sync ({scope}): {len(result.created)} created, {len(result.updated)} updated,"
+          f" {len(result.unchanged)} unchanged")
+    return 0
+
+
+@contextmanager
+def _admin_engine() -> Iterator[Any]:
+    from sqlalchemy import create_engine
+
+    from store.config import admin_database_url
+
+    engine = create_engine(admin_database_url())
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width if total == 0 else int(width * done / total)
+    print(f"\rimporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr,
+          flush=True)
+
+
+def _knowledge_import(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from engine.knowledge import CsvImportError, parse_interactions_csv
+    from store.knowledge_repo import import_interaction_pairs, load_knowledge
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read ({exc.strerror})") from None
+    with _admin_engine() as engine, engine.begin() as conn:
+        vocabulary = load_knowledge(conn, None, shared_pairs=()).vocabulary
+        if not vocabulary.ingredients:
+            raise CommandError("the drug vocabulary is empty: run `praneya knowledge vocabulary` first")
+        try:
+            pairs = parse_interactions_csv(data.decode("utf-8-sig"), default_source=args.source,
+                                           vocabulary=vocabulary)
+        except CsvImportError as exc:
+            raise CommandError(f"{path}: {exc}\nnothing was imported") from None
+        except UnicodeDecodeError:
+            raise CommandError(f"{path}: not UTF-8 text; nothing was imported") from None
+        result = import_interaction_pairs(conn, pairs, source=args.source,
+                                          file_sha256=hashlib.sha256(data).hexdigest(), on_progress=_progress)
+    print(f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed,"
+          f" {result.unchanged} unchanged")
+    return 0
+
+
+def _knowledge_vocabulary(args: argparse.Namespace) -> int:
+    from engine.knowledge import KnowledgeFileError, load_knowledge_files
+    from store.knowledge_repo import sync_vocabulary
+
+    try:
+        knowledge = load_knowledge_files(Path(args.dir))
+    except KnowledgeFileError as exc:
+        raise CommandError(str(exc)) from None
+    with _admin_engine() as engine, engine.begin() as conn:
+        rows = sync_vocabulary(conn, knowledge.vocabulary)
+    print(f"vocabulary from {args.dir}: {rows} rows")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.evaluate import evaluate
+    from engine.model import AllergyFact, ConditionFact, EvaluationRequest, MedicationFact, PatientSnapshot
+    from store.knowledge_repo import load_knowledge, load_rules
+
+    with _admin_engine() as engine, engine.connect() as conn:
+        knowledge = load_knowledge(conn, args.tenant)
+        ruleset = load_rules(conn, args.tenant)
+    if len(ruleset) == 0:
+        print("praneya: warning: the database holds no rules; run `praneya rules sync --global`", file=sys.stderr)
+    snapshot = PatientSnapshot(
+        patient_id="adhoc", tenant_id=args.tenant or "adhoc", age=args.age, sex=args.sex,
+        pregnant=args.pregnant, subscription_tier=args.tier,
+        medications=tuple(MedicationFact(f"med-{i}", m) for i, m in enumerate(args.med, 1)),
+        allergies=tuple(AllergyFact(f"allergy-{i}", a) for i, a in enumerate(args.allergy, 1)),
+        conditions=tuple(ConditionFact(f"condition-{i}", c) for i, c in enumerate(args.condition, 1)),
+        biometrics=tuple(_biometric(i, b) for i, b in enumerate(args.lab, 1)),
+    )
+    request = EvaluationRequest(proposed_medications=tuple(
+        MedicationFact(f"proposed-{i}", m, proposed=True) for i, m in enumerate(args.propose, 1)),
+        proposed_foods=tuple(args.food))
+    result = evaluate(snapshot, request, ruleset, knowledge)
+    if args.json:
+        print(json.dumps({
+            "complete": result.complete, "ruleset_version": result.ruleset_version,
+            "knowledge_version": result.knowledge_version,
+            "alerts": [{"severity": a.severity.name, "kind": a.kind.value, "summary": a.summary,
+                        "rule_id": a.rule_id, "rule_version": a.rule_version, "evidence": a.evidence.name,
+                        "involved": list(a.involved_ids), "interruptive": a.interruptive,
+                        "recommendation": a.recommendation} for a in result.alerts],
+            "rule_errors": [{"rule_id": e.rule_id, "reason": e.reason} for e in result.rule_errors],
+        }, indent=2))
+    else:
+        print(f"{'SEVERITY':9} {'KIND':22} {'RULE':34} SUMMARY")
+        for a in result.alerts:
+            print(f"{a.severity.name:9} {a.kind.value:22} {a.rule_id[:34]:34} {a.summary}")
+        for e in result.rule_errors:
+            print(f"INCOMPLETE {e.rule_id}: {e.reason}")
+        print(f"{len(result.alerts)} alert(s); complete={str(result.complete).lower()}")
+    return 0
+
+
+def _biometric(i: int, text: str) -> Any:
+    from engine.model import BiometricFact
+
+    name, sep, value = text.partition("=")
+    try:
+        return BiometricFact(f"lab-{i}", name.strip().lower(), float(value))
+    except ValueError:
+        raise CommandError(f"--lab {text!r}: expected TYPE=NUMBER, e.g. egfr=25") from None
+
+
 def register(sub: Sub, rules: Sub) -> None:
     p = sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
     p.add_argument("--revision", default="head", help="target revision (default: head)")
@@ -313,6 +461,39 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--id", required=True)
     p.set_defaults(handler=_guarded(_consent_revoke))
+
+    p = rules.add_parser("sync", help="upsert rule files into clinical.clinical_rules (all or nothing)")
+    p.add_argument("paths", nargs="*", help="files or folders (default: rules/)")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--tenant", help="the tenant whose own rules these are")
+    scope.add_argument("--global", dest="global_", action="store_true", help="the rules every tenant gets")
+    p.add_argument("--actor", default="praneya-cli", help="who synced, for the version history and audit")
+    p.set_defaults(handler=_guarded(_rules_sync))
+
+    knowledge = sub.add_parser("knowledge", help="drug vocabulary and interaction knowledge").add_subparsers(
+        dest="k_cmd", required=True, metavar="ACTION")
+    p = knowledge.add_parser("import", help="import an interactions CSV (idempotent, all or nothing)")
+    p.add_argument("file")
+    p.add_argument("--source", required=True, help="name of the source, e.g. onc-2012 or fdb-2026-10")
+    p.set_defaults(handler=_guarded(_knowledge_import))
+    p = knowledge.add_parser("vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database")
+    p.add_argument("--dir", default="rules/knowledge")
+    p.set_defaults(handler=_guarded(_knowledge_vocabulary))
+
+    p = sub.add_parser("check", help="evaluate ad-hoc facts against the database's rules and knowledge")
+    p.add_argument("--med", action="append", default=[], help="a current medication (repeatable)")
+    p.add_argument("--propose", action="append", default=[], help="a proposed medication (repeatable)")
+    p.add_argument("--allergy", action="append", default=[], help="an allergy (repeatable)")
+    p.add_argument("--condition", action="append", default=[], help="a condition (repeatable)")
+    p.add_argument("--food", action="append", default=[], help="a proposed food or recipe ingredient")
+    p.add_argument("--lab", action="append", default=[], help="a latest reading, TYPE=VALUE (egfr=25)")
+    p.add_argument("--age", type=int)
+    p.add_argument("--sex", choices=["female", "male", "other"])
+    p.add_argument("--pregnant", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--tier", default="PREMIUM", choices=["BASIC", "ENHANCED", "PREMIUM"])
+    p.add_argument("--tenant", help="evaluate with this tenant's own rules and overrides")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_guarded(_check))
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
     p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")
