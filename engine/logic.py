@@ -845,6 +845,23 @@ class _KleeneCompiler:
         impl = self.impls[op]
         fns = tuple(self.compile(a) for a in node.args)
 
+        if len(fns) == 2:
+            f0, f1 = fns
+
+            def binary(data: Any, budget: _Budget, scope: _Scope | None) -> Any:
+                a = f0(data, budget, scope)
+                b = f1(data, budget, scope)
+                if type(a) is _Unknown or type(b) is _Unknown:
+                    return _unknown_of((a, b))
+                try:
+                    return impl(a, b)
+                except LogicError:
+                    raise
+                except _OPERAND_ERRORS as exc:
+                    raise _operand_error(op, exc) from None
+
+            return binary
+
         def strict(data: Any, budget: _Budget, scope: _Scope | None) -> Any:
             values = [f(data, budget, scope) for f in fns]
             for v in values:
@@ -862,6 +879,16 @@ class _KleeneCompiler:
         literal = isinstance(first, _Literal)
         literal_name: Any = first.value if isinstance(first, _Literal) else None
         literal_steps = _var_steps(literal_name)
+
+        if literal and default_fn is None and literal_steps is not None:
+            # The common case, `{"var": "labs.egfr"}`, without the generality below.
+            def var_path(data: Any, budget: _Budget, scope: _Scope | None) -> Any:
+                value = _resolve(data, literal_steps)
+                if value is _NOTHING or value is None or (type(value) is str and value == ""):
+                    return _Unknown(frozenset({_missing_path(scope, literal_name)}))
+                return value
+
+            return var_path
 
         def var(data: Any, budget: _Budget, scope: _Scope | None) -> Any:
             if literal:
@@ -911,7 +938,7 @@ class _KleeneCompiler:
             value: Any = False
             for f in fns:
                 value = f(data, budget, scope)
-                truth = _truth(value)
+                truth = value.truth if type(value) is _Unknown else bool(value)
                 if truth is None:
                     pending.append(value)
                 elif truth is decisive:
