@@ -141,7 +141,7 @@ class Alert:
 
     @property
     def stable_id(self) -> str:
-        return f"{self.finding_key}|{self.rule_id}|{','.join(sorted(self.involved_ids))}"
+        return f"{self.kind.value}|{self.finding_key}|{self.rule_id}|{','.join(sorted(self.involved_ids))}"
 
 
 @dataclass(frozen=True, slots=True)
