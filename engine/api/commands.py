@@ -495,6 +495,10 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guarded(_check))
 
+    from engine.api import audit_commands
+
+    audit_commands.register(sub)
+
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
     p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")
     p.set_defaults(handler=_guarded(_demo_seed))
