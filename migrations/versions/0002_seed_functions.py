@@ -27,16 +27,19 @@ CREATE FUNCTION public.emergency_health_access(
     requesting_user_id text,
     emergency_reason text,
     reason_code public.emergency_reason_code DEFAULT 'BTG',
-    grant_minutes integer DEFAULT 60)
+    grant_minutes integer DEFAULT 60,
+    p_grant_id text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
 DECLARE
     tenant text := public.current_tenant_id();
     role public.healthcare_role := public.current_healthcare_role();
-    grant_id text := pg_catalog.gen_random_uuid()::text;
+    -- The service chooses the grant id, so the reason it encrypted is bound to this row's id.
+    grant_id text := COALESCE(p_grant_id, pg_catalog.gen_random_uuid()::text);
     expires timestamptz;
     profile text;
+    audit_id text;
 BEGIN
     IF tenant IS NULL OR public.current_user_id() IS NULL THEN
         RAISE EXCEPTION 'emergency access needs an authenticated context' USING ERRCODE = 'insufficient_privilege';
@@ -49,7 +52,8 @@ BEGIN
         RAISE EXCEPTION 'role % may not break the glass', COALESCE(role::text, 'none')
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF emergency_reason IS NULL OR pg_catalog.length(pg_catalog.btrim(emergency_reason)) = 0 THEN
+    -- Blank means no non-space character at all (tabs and newlines included, not only spaces).
+    IF emergency_reason IS NULL OR emergency_reason !~ '[^[:space:]]' THEN
         RAISE EXCEPTION 'an emergency reason is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF grant_minutes IS NULL OR grant_minutes < 1 OR grant_minutes > 720 THEN
@@ -67,14 +71,19 @@ BEGIN
         (id, tenant_id, patient_user_id, grantee_user_id, reason_code, encrypted_reason_text, expires_at)
         VALUES (grant_id, tenant, target_user_id, requesting_user_id, reason_code, emergency_reason, expires);
     INSERT INTO audit.audit_logs (tenant_id, user_id, db_role, action, resource_type, resource_id, patient_id,
-                                  details, phi_accessed, risk_score, compliance_flags)
+                                  details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
         VALUES (tenant, requesting_user_id, session_user, 'EMERGENCY_ACCESS', 'healthcare.health_profiles',
                 profile, target_user_id,
                 pg_catalog.jsonb_build_object('grant_id', grant_id, 'reason_code', reason_code,
-                                              'expires_at', expires, 'grant_minutes', grant_minutes),
-                true, 0.9, ARRAY['BREAK_GLASS', 'HIPAA_EMERGENCY', 'REVIEW_REQUIRED']);
+                                              'expires_at', expires, 'grant_minutes', grant_minutes,
+                                              'request_id', NULLIF(pg_catalog.current_setting('app.request_id', true), '')),
+                true, 0.9, ARRAY['BREAK_GLASS', 'HIPAA_EMERGENCY', 'REVIEW_REQUIRED'],
+                NULLIF(pg_catalog.current_setting('app.client_addr', true), ''),
+                NULLIF(pg_catalog.current_setting('app.user_agent', true), ''))
+        RETURNING id INTO audit_id;
     RETURN pg_catalog.jsonb_build_object(
         'grant_id', grant_id,
+        'audit_id', audit_id,
         'patient_user_id', target_user_id,
         'health_profile_id', profile,
         'expires_at', expires,
@@ -142,10 +151,10 @@ DECLARE
     recs text[] := '{}';
 BEGIN
     IF wal_level NOT IN ('replica', 'logical') THEN
-        recs := recs || 'set wal_level = replica (or logical) so WAL can be archived';
+        recs := recs || 'set wal_level = replica (or logical) so WAL can be archived'::text;
     END IF;
     IF archive_mode = 'off' THEN
-        recs := recs || 'set archive_mode = on and an archive_command (or archive_library) that ships WAL off the host';
+        recs := recs || 'set archive_mode = on and an archive_command (or archive_library) that ships WAL off the host'::text;
     END IF;
     RETURN pg_catalog.jsonb_build_object(
         'wal_level', wal_level,
@@ -250,7 +259,8 @@ DECLARE
     ssl_on boolean;
     period interval;
 BEGIN
-    IF current_user <> 'praneya_owner' AND session_user <> 'praneya_owner'
+    -- Inside this SECURITY DEFINER function current_user is always the owner: ask who logged in.
+    IF NOT pg_catalog.pg_has_role(session_user, 'praneya_owner', 'MEMBER')
        AND p_tenant_id IS DISTINCT FROM public.current_tenant_id() THEN
         RAISE EXCEPTION 'a tenant may validate only itself' USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -346,7 +356,7 @@ GRANT EXECUTE ON FUNCTION
     public.current_tenant_id(), public.current_user_id(), public.current_healthcare_role(),
     public.is_family_member(text), public.can_access_family_data(text, public.consent_category),
     public.has_emergency_access(text),
-    public.emergency_health_access(text, text, text, public.emergency_reason_code, integer),
+    public.emergency_health_access(text, text, text, public.emergency_reason_code, integer, text),
     public.validate_hipaa_compliance(text)
     TO authenticated;
 """
@@ -359,7 +369,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP FUNCTION public.emergency_health_access(text, text, text, public.emergency_reason_code, integer), "
+        "DROP FUNCTION public.emergency_health_access(text, text, text, public.emergency_reason_code, integer, text), "
         "public.manage_healthcare_retention(interval), public.prepare_point_in_time_recovery(), "
         "public.identify_slow_queries(double precision, integer), public.monitor_index_performance(), "
         "public.identify_unused_indexes(), public.update_healthcare_statistics(), "
