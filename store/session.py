@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from store.config import app_database_url
 
-__all__ = ["HEALTHCARE_ROLES", "Database", "Principal"]
+__all__ = ["HEALTHCARE_ROLES", "Database", "Principal", "RequestMeta"]
 
 HEALTHCARE_ROLES = ("END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER")
 
@@ -36,9 +36,22 @@ class Principal:
             raise ValueError("a principal needs a tenant and a user")
 
 
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """Who is calling from where; carried into audit rows (triggers read it from the context)."""
+
+    client_addr: str = ""
+    user_agent: str = ""
+    request_id: str = ""
+    statement_timeout_ms: int | None = None
+
+
+# One round trip sets the whole context, transaction-locally.
 _SET_CONTEXT = text(
     "SELECT set_config('app.tenant_id', :tenant, true), set_config('app.user_id', :user, true),"
-    " set_config('app.role', :role, true)"
+    " set_config('app.role', :role, true), set_config('app.client_addr', :addr, true),"
+    " set_config('app.user_agent', :ua, true), set_config('app.request_id', :rid, true),"
+    " set_config('statement_timeout', :timeout, true)"
 )
 
 
@@ -56,6 +69,7 @@ class Database:
             connect_args["sslmode"] = sslmode
             if os.environ.get("PRANEYA_DB_SSLROOTCERT"):
                 connect_args["sslrootcert"] = os.environ["PRANEYA_DB_SSLROOTCERT"]
+        self.statement_timeout_ms = statement_timeout_ms
         self.engine: Engine = create_engine(
             url or app_database_url(),
             pool_size=pool_size,
@@ -67,11 +81,15 @@ class Database:
         )
 
     @contextmanager
-    def scoped(self, principal: Principal) -> Iterator[Connection]:
+    def scoped(self, principal: Principal, meta: RequestMeta | None = None) -> Iterator[Connection]:
         """One transaction as praneya_app, RLS context first; commits on success, rolls back on error."""
+        m = meta or RequestMeta()
+        timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
         with self.engine.begin() as conn:
             conn.execute(_SET_CONTEXT, {"tenant": principal.tenant_id, "user": principal.user_id,
-                                        "role": principal.role})
+                                        "role": principal.role, "addr": m.client_addr[:200],
+                                        "ua": m.user_agent[:300], "rid": m.request_id[:100],
+                                        "timeout": str(max(1, int(timeout)))})
             yield conn
 
     def dispose(self) -> None:

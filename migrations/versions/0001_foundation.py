@@ -878,7 +878,8 @@ DECLARE
     patient text := COALESCE(rec ->> 'user_id', rec ->> 'subject_user_id', rec ->> 'patient_user_id');
 BEGIN
     INSERT INTO audit.audit_logs (tenant_id, user_id, db_role, action, resource_type, resource_id, patient_id,
-                                  old_values, new_values, phi_accessed, risk_score, compliance_flags)
+                                  old_values, new_values, phi_accessed, risk_score, compliance_flags,
+                                  ip_address, user_agent)
     VALUES (rec ->> 'tenant_id',
             public.current_user_id(),
             session_user,
@@ -890,7 +891,10 @@ BEGIN
             CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN audit.redact_phi(pg_catalog.to_jsonb(NEW)) END,
             true,
             CASE TG_OP WHEN 'DELETE' THEN 0.6 WHEN 'UPDATE' THEN 0.3 ELSE 0.2 END,
-            CASE WHEN public.current_user_id() IS NULL THEN ARRAY['NO_END_USER'] ELSE ARRAY[]::text[] END);
+            CASE WHEN public.current_user_id() IS NULL THEN ARRAY['NO_END_USER'] ELSE ARRAY[]::text[] END,
+            -- Set by the service per transaction next to the RLS context; NULL for operators.
+            NULLIF(pg_catalog.current_setting('app.client_addr', true), ''),
+            NULLIF(pg_catalog.current_setting('app.user_agent', true), ''));
     RETURN NULL;
 END
 $$;
