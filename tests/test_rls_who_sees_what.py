@@ -309,3 +309,28 @@ def test_guardian_consent_only_for_minors(world: World, app: AppSession) -> None
             "id": world.id("member"), "tenant_id": t, "family_account_id": family, "user_id": world.user(t),
             "relationship": "SPOUSE", "is_minor": False, "guardian_consent": True})
     assert err.value.diag.constraint_name == "family_members_guardian_consent_only_minors"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "DEFECT (reported, not fixed: needs a product decision): the family_members_write policy lets a "
+    "family's primary user enrol ANY user of the tenant as a 'minor' with guardian_consent and "
+    "themselves as GUARDIAN, which opens that user's health data through the guardian branch of "
+    "can_access_family_data(). Minor status and guardian consent are facts about the member that the "
+    "roster manager alone must not be able to assert. Remove this marker when fixed."))
+def test_a_roster_manager_cannot_make_a_stranger_their_ward(world: World, app: AppSession) -> None:
+    t = world.tenant()
+    victim, attacker = world.patient(t), world.user(t)
+    family = world.id("family")
+    with app.scoped(t, attacker, "END_USER") as c:
+        try:
+            insert(c, "public.family_accounts", returning=False,
+                   row={"id": family, "tenant_id": t, "primary_user_id": attacker})
+            for user, extra in ((attacker, {"permission_level": "GUARDIAN", "can_view_health_data": True}),
+                                (victim.user, {"is_minor": True, "guardian_consent": True,
+                                               "minor_until": TODAY + timedelta(days=9000)})):
+                insert(c, "public.family_members", returning=False, row={
+                    "id": world.id("member"), "tenant_id": t, "family_account_id": family, "user_id": user,
+                    "relationship": "OTHER", **extra})
+        except psycopg.errors.InsufficientPrivilege:
+            return  # refused: the fix is in
+    assert seen_tables(app, Scene(t, victim, attacker, "END_USER")) == NONE
