@@ -304,19 +304,17 @@ def test_guardian_consent_only_for_minors(world: World, app: AppSession) -> None
     t = world.tenant()
     primary = world.user(t)
     family = world.family(t, primary)
-    with app.scoped(t, primary, "END_USER") as c, pytest.raises(psycopg.errors.CheckViolation) as err:
+    admin_user = world.user(t, role="SUPER_ADMIN")
+    # A super admin, because only super admins may record guardian consent at all.
+    with app.scoped(t, admin_user, "SUPER_ADMIN") as c, pytest.raises(psycopg.errors.CheckViolation) as err:
         insert(c, "public.family_members", returning=False, row={
             "id": world.id("member"), "tenant_id": t, "family_account_id": family, "user_id": world.user(t),
             "relationship": "SPOUSE", "is_minor": False, "guardian_consent": True})
     assert err.value.diag.constraint_name == "family_members_guardian_consent_only_minors"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "DEFECT (reported, not fixed: needs a product decision): the family_members_write policy lets a "
-    "family's primary user enrol ANY user of the tenant as a 'minor' with guardian_consent and "
-    "themselves as GUARDIAN, which opens that user's health data through the guardian branch of "
-    "can_access_family_data(). Minor status and guardian consent are facts about the member that the "
-    "roster manager alone must not be able to assert. Remove this marker when fixed."))
+# Regression: a family's primary user once could enrol any tenant user as their 'minor' ward and
+# read their health data; minor status and guardian consent are now recorded by super admins only.
 def test_a_roster_manager_cannot_make_a_stranger_their_ward(world: World, app: AppSession) -> None:
     t = world.tenant()
     victim, attacker = world.patient(t), world.user(t)

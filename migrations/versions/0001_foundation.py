@@ -725,22 +725,30 @@ CREATE POLICY family_accounts_write ON public.family_accounts FOR ALL TO authent
                 OR (SELECT public.current_healthcare_role()) = 'SUPER_ADMIN'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.family_accounts TO authenticated;
 
--- family_members: members see their family's roster; the family's primary user and super admins
--- manage it.
+-- family_members: members see their family's roster.
 CREATE POLICY family_members_select ON public.family_members FOR SELECT TO authenticated USING (
     tenant_id = (SELECT public.current_tenant_id())
     AND (user_id = (SELECT public.current_user_id())
          OR public.is_family_member(family_account_id)
          OR (SELECT public.current_healthcare_role()) IN ('CLINICAL_ADVISOR', 'SUPER_ADMIN')));
-CREATE POLICY family_members_write ON public.family_members FOR ALL TO authenticated
+-- family_members: super admins manage any membership of their tenant, minors included.
+CREATE POLICY family_members_admin ON public.family_members FOR ALL TO authenticated
     USING (tenant_id = (SELECT public.current_tenant_id())
-           AND ((SELECT public.current_healthcare_role()) = 'SUPER_ADMIN'
-                OR EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
-                           AND fa.primary_user_id = (SELECT public.current_user_id()))))
+           AND (SELECT public.current_healthcare_role()) = 'SUPER_ADMIN')
     WITH CHECK (tenant_id = (SELECT public.current_tenant_id())
-           AND ((SELECT public.current_healthcare_role()) = 'SUPER_ADMIN'
-                OR EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
-                           AND fa.primary_user_id = (SELECT public.current_user_id()))));
+           AND (SELECT public.current_healthcare_role()) = 'SUPER_ADMIN');
+-- family_members: the family's primary user manages adult memberships only. Minor status and
+-- guardian consent open a member's health data to their guardians, so they are facts a super admin
+-- records (after verifying them), never something the roster manager can assert about anyone.
+CREATE POLICY family_members_primary ON public.family_members FOR ALL TO authenticated
+    USING (tenant_id = (SELECT public.current_tenant_id())
+           AND NOT is_minor AND NOT guardian_consent
+           AND EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
+                       AND fa.primary_user_id = (SELECT public.current_user_id())))
+    WITH CHECK (tenant_id = (SELECT public.current_tenant_id())
+           AND NOT is_minor AND NOT guardian_consent
+           AND EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
+                       AND fa.primary_user_id = (SELECT public.current_user_id())));
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.family_members TO authenticated;
 
 -- recipes: shared within the tenant; written by their author or a super admin.

@@ -17,6 +17,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UPGRADE = """
+-- The service's health check compares the applied revision with the code's head.
+GRANT SELECT ON public.alembic_version TO authenticated;
 -- Words stripped from drug names before lookup (salts, esters, release forms): "metoprolol
 -- succinate ER" is metoprolol.
 CREATE TABLE clinical.drug_salt_words (
