@@ -38,6 +38,7 @@ __all__ = [
     "put_allergy",
     "put_biometric",
     "put_condition",
+    "profile_version",
     "put_medication",
     "read_patient",
     "refresh_integrity",
@@ -417,3 +418,10 @@ def put_biometric(conn: Connection, keys: KeyStore, patient_id: str, reading: Bi
         "tr": reading.trend_direction, "at": reading.taken_at,
     })
     return bid
+
+
+def profile_version(conn: Connection, patient_id: str) -> int:
+    version = conn.execute(text(f"SELECT version FROM {_PRF} WHERE user_id = :u"), {"u": patient_id}).scalar_one_or_none()  # noqa: S608
+    if version is None:
+        raise PatientNotFound("patient not found")
+    return int(version)

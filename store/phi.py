@@ -18,4 +18,5 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "healthcare.biometric_readings": ("encrypted_value", "encrypted_unit"),
     "healthcare.emergency_access_grants": ("encrypted_reason_text", "encrypted_review_notes"),
     "clinical.drug_interactions": ("encrypted_interacting_substance",),
+    "clinical.alert_feedback": ("encrypted_comment",),
 }

@@ -1,0 +1,169 @@
+"""Bearer-token authentication: JWTs verified against configured public keys, identity in a ContextVar.
+
+Claims: `sub` user id, `tid` tenant id, `role` healthcare role, `mfa` (true, or "mfa" in `amr`),
+`iss`, `aud`, `exp` (all required but mfa). Identity never comes from a request body.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from store.session import HEALTHCARE_ROLES, Principal
+
+__all__ = ["AuthError", "AuthInterceptor", "TokenVerifier", "current_principal", "generate_dev_keypair",
+           "mint_token"]
+
+current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("praneya_principal")
+
+# Standard services that generic tools call without a token.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                  "/grpc.reflection.v1.ServerReflection/")
+_LEEWAY_SECONDS = 30
+
+
+class AuthError(Exception):
+    pass
+
+
+class TokenVerifier:
+    def __init__(self, public_key_files: Sequence[Path], issuer: str, audience: str) -> None:
+        self.keys: list[tuple[Any, list[str]]] = []
+        for path in public_key_files:
+            key = serialization.load_pem_public_key(path.read_bytes())
+            if isinstance(key, Ed25519PublicKey):
+                algs = ["EdDSA"]
+            elif isinstance(key, EllipticCurvePublicKey):
+                algs = ["ES256", "ES384"]
+            elif isinstance(key, RSAPublicKey):
+                algs = ["RS256", "PS256"]
+            else:
+                raise ValueError(f"{path}: unsupported public key type")
+            self.keys.append((key, algs))
+        self.issuer = issuer
+        self.audience = audience
+
+    def verify(self, token: str) -> Principal:
+        last: Exception | None = None
+        for key, algs in self.keys:
+            try:
+                claims = jwt.decode(token, key, algorithms=algs, audience=self.audience, issuer=self.issuer,
+                                    leeway=_LEEWAY_SECONDS, options={"require": ["exp", "sub", "iss", "aud"]})
+                break
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise AuthError(_describe(exc)) from None
+        else:
+            raise AuthError("token signature does not match any configured key" if last else "no keys configured")
+        tenant, role = claims.get("tid"), claims.get("role")
+        if not isinstance(tenant, str) or not tenant:
+            raise AuthError("token has no tenant (tid) claim")
+        if role not in HEALTHCARE_ROLES:
+            raise AuthError("token has no valid healthcare role claim")
+        amr = claims.get("amr") or []
+        mfa = claims.get("mfa") is True or (isinstance(amr, list) and "mfa" in amr)
+        return Principal(tenant_id=tenant, user_id=str(claims["sub"]), role=role, mfa=mfa,
+                         purpose=str(claims.get("purpose", "TREATMENT")))
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "token expired"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "token audience is not this service"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "token issuer is not trusted"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the {exc.claim} claim"
+    return "token is malformed or not verifiable"
+
+
+def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+def _abort_handler(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    def reject(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, details)
+
+    return grpc.unary_unary_rpc_method_handler(reject)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Verifies the bearer token before any handler runs, and hands the principal to it."""
+
+    def __init__(self, verifier: TokenVerifier, on_reject: Callable[[str, str], None] | None = None) -> None:
+        self.verifier = verifier
+        self.on_reject = on_reject
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        method: str = details.method
+        if method.startswith(_OPEN_PREFIXES):
+            return continuation(details)
+        token = _bearer(details.invocation_metadata)
+        if token is None:
+            if self.on_reject:
+                self.on_reject(method, "missing bearer token")
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer <token> is required")
+        try:
+            principal = self.verifier.verify(token)
+        except AuthError as exc:
+            if self.on_reject:
+                self.on_reject(method, str(exc))
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        # The handler may run on another thread than this interceptor: set the identity around it.
+        def with_principal(request: Any, context: grpc.ServicerContext) -> Any:
+            token_ = current_principal.set(principal)
+            try:
+                return inner(request, context)
+            finally:
+                current_principal.reset(token_)
+
+        return grpc.unary_unary_rpc_method_handler(with_principal, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
+
+
+def generate_dev_keypair(private_path: Path, public_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    private_path.chmod(0o600)
+    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def mint_token(private_key_file: Path, *, user_id: str, tenant_id: str, role: str, mfa: bool = True,
+               issuer: str = "praneya-dev", audience: str = "praneya-safety", ttl_seconds: int = 3600) -> str:
+    key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
+    now = int(time.time())
+    claims = {"sub": user_id, "tid": tenant_id, "role": role, "mfa": mfa, "amr": ["pwd", "mfa"] if mfa else ["pwd"],
+              "iss": issuer, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_seconds,
+              "jti": uuid.uuid4().hex}
+    alg = "EdDSA" if isinstance(key, Ed25519PrivateKey) else "ES256"
+    return jwt.encode(claims, key, algorithm=alg)  # type: ignore[arg-type]

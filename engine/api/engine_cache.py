@@ -1,0 +1,63 @@
+"""Rule sets and knowledge per tenant, compiled once and reused until the database's copy changes.
+
+Rules are synced without redeploying: every `refresh_seconds` a request checks two cheap
+fingerprints and rebuilds only what changed. The global interaction pairs are loaded once and
+shared by every tenant; a tenant with overrides gets its own index over the same pair objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from engine.knowledge import InteractionPair, Knowledge
+from engine.rules import RuleSet
+from store import knowledge_repo
+
+__all__ = ["EngineCache"]
+
+
+@dataclass
+class _Entry:
+    ruleset: RuleSet
+    knowledge: Knowledge
+    rules_fp: str
+    knowledge_fp: str
+    checked_at: float
+
+
+class EngineCache:
+    def __init__(self, refresh_seconds: float = 5.0) -> None:
+        self.refresh_seconds = refresh_seconds
+        self._entries: dict[str, _Entry] = {}
+        self._pairs: tuple[str, tuple[InteractionPair, ...]] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, tenant_id: str) -> tuple[RuleSet, Knowledge]:
+        now = time.monotonic()
+        entry = self._entries.get(tenant_id)
+        if entry is not None and now - entry.checked_at < self.refresh_seconds:
+            return entry.ruleset, entry.knowledge
+        with self._lock:  # one loader at a time; the others wait for its result instead of loading too
+            entry = self._entries.get(tenant_id)
+            if entry is not None and time.monotonic() - entry.checked_at < self.refresh_seconds:
+                return entry.ruleset, entry.knowledge
+            rules_fp = knowledge_repo.rules_fingerprint(conn, tenant_id)
+            knowledge_fp = knowledge_repo.knowledge_fingerprint(conn, tenant_id)
+            if entry is not None and entry.rules_fp == rules_fp and entry.knowledge_fp == knowledge_fp:
+                entry.checked_at = time.monotonic()
+                return entry.ruleset, entry.knowledge
+            ruleset = (entry.ruleset if entry is not None and entry.rules_fp == rules_fp
+                       else knowledge_repo.load_rules(conn, tenant_id))
+            if entry is not None and entry.knowledge_fp == knowledge_fp:
+                knowledge = entry.knowledge
+            else:
+                global_fp = knowledge_fp.rsplit(":", 1)[0]
+                if self._pairs is None or self._pairs[0] != global_fp:
+                    self._pairs = (global_fp, knowledge_repo.load_pairs(conn))
+                knowledge = knowledge_repo.load_knowledge(conn, tenant_id, shared_pairs=self._pairs[1])
+            self._entries[tenant_id] = _Entry(ruleset, knowledge, rules_fp, knowledge_fp, time.monotonic())
+            return ruleset, knowledge

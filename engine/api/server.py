@@ -1,0 +1,226 @@
+"""`serve()`: every part of the running service wired in one place.
+
+Servicer, authentication interceptor, standard health and reflection, TLS (optionally mutual),
+message size limits, structured JSON logs, Prometheus metrics, graceful drain on SIGTERM. Several
+worker processes share the port (SO_REUSEPORT) so every core is used; a supervisor restarts a
+worker that dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import text
+
+from engine.api.auth import AuthInterceptor, TokenVerifier
+from engine.api.engine_cache import EngineCache
+from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.api.servicer import ClinicalSafetyServicer
+from engine.api.settings import ServiceSettings
+from store.crypto import key_provider_from_env
+from store.keys import KeyStore
+from store.session import Database
+from store.signing import signer_from_env
+
+__all__ = ["SERVICE_NAME", "build_server", "configure_logging", "serve"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ClinicalSafety"].full_name
+log = logging.getLogger("praneya.server")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Only fields we put there: ids, codes, durations — never payloads."""
+
+    _FIELDS = ("rpc", "code", "duration_ms", "tenant", "user", "request_id", "error_type", "frames", "worker",
+               "address", "reason")
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                               "logger": record.name, "msg": record.getMessage()}
+        for key in self._FIELDS:
+            if key in record.__dict__:
+                doc[key] = record.__dict__[key]
+        return json.dumps(doc, separators=(",", ":"))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from store.migrate import alembic_config
+
+    cfg = alembic_config("postgresql://unused")
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+class HealthWatch:
+    """SERVING only while the database answers and its schema is at this code's migration head."""
+
+    def __init__(self, db: Database, servicer: health.HealthServicer, interval: float = 1.0) -> None:
+        self.db = db
+        self.health = servicer
+        self.interval = interval
+        self.head = _head_revision()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="health-watch", daemon=True)
+
+    def check(self) -> bool:
+        try:
+            with self.db.engine.connect() as conn:
+                applied = conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar_one_or_none()
+                conn.rollback()
+        except Exception:  # noqa: BLE001 - any failure to reach the database means NOT_SERVING
+            return False
+        return applied == self.head
+
+    def _set(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(SERVICE_NAME, status)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._set(self.check())
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._set(self.check())
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.health.enter_graceful_shutdown()
+
+
+def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, Database, int]:
+    provider = key_provider_from_env()
+    signer = signer_from_env()
+    verifier = TokenVerifier(settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience)
+    db = Database(pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_s,
+                  statement_timeout_ms=settings.statement_timeout_ms)
+    servicer = ClinicalSafetyServicer(db, KeyStore(provider), signer, EngineCache(settings.engine_refresh_seconds),
+                                      emergency_grant_minutes=settings.emergency_grant_minutes,
+                                      statement_timeout_ms=settings.statement_timeout_ms)
+
+    def rejected(method: str, reason: str) -> None:
+        log.warning("unauthenticated", extra={"rpc": method.rsplit("/", 1)[-1], "code": "UNAUTHENTICATED",
+                                              "reason": reason})
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
+        interceptors=[AuthInterceptor(verifier, rejected)],
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
+                 ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
+                 ("grpc.so_reuseport", 1),
+                 ("grpc.keepalive_time_ms", 60_000)],
+        maximum_concurrent_rpcs=settings.threads * 8,
+    )
+    pb_grpc.add_ClinicalSafetyServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    address = f"{settings.host}:{settings.port}"
+    if settings.insecure_plaintext:
+        port = server.add_insecure_port(address)
+    else:
+        assert settings.tls_cert and settings.tls_key
+        creds = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+            root_certificates=settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None,
+            require_client_auth=settings.require_client_cert)
+        port = server.add_secure_port(address, creds)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    return server, HealthWatch(db, health_servicer), db, port
+
+
+def _worker(settings: ServiceSettings, index: int, ready: Any = None) -> None:
+    configure_logging()
+    server, watch, db, port = build_server(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port + index, addr=settings.host)
+    server.start()
+    watch.start()
+    log.info("serving", extra={"worker": index, "address": f"{settings.host}:{port}"})
+    if ready is not None:
+        ready.put(port)
+    stopping = threading.Event()
+
+    def drain(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, drain)
+    signal.signal(signal.SIGINT, drain)
+    stopping.wait()
+    log.info("draining", extra={"worker": index})
+    watch.stop()  # health says NOT_SERVING first, so balancers stop sending new calls
+    server.stop(settings.grace_seconds).wait()
+    db.dispose()
+    log.info("stopped", extra={"worker": index})
+
+
+def serve(settings: ServiceSettings) -> int:
+    configure_logging()
+    if settings.insecure_plaintext:
+        log.warning("PLAINTEXT gRPC: PRANEYA_INSECURE_PLAINTEXT is set; never use this outside local development")
+    if settings.workers == 1:
+        _worker(settings, 0)
+        return 0
+    if settings.port == 0:
+        raise SystemExit("several workers need a fixed PORT to share")
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: gRPC does not survive fork
+    children: dict[int, Any] = {}
+    shutting_down = threading.Event()
+
+    def start(i: int) -> None:
+        p = ctx.Process(target=_worker, args=(settings, i), name=f"praneya-worker-{i}", daemon=False)
+        p.start()
+        children[i] = p
+
+    def stop_all(signum: int, frame: FrameType | None) -> None:
+        del frame
+        shutting_down.set()
+        for p in children.values():
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for i in range(settings.workers):
+        start(i)
+    while not shutting_down.is_set():
+        for i, p in list(children.items()):
+            if not p.is_alive() and not shutting_down.is_set():
+                log.error("worker died; restarting", extra={"worker": i, "code": str(p.exitcode)})
+                start(i)
+        time.sleep(0.5)
+    for p in children.values():
+        p.join(settings.grace_seconds + 5)
+    return 0

@@ -1,0 +1,183 @@
+"""What the gRPC service reads and writes besides patient records: audit rows, recipes, break-the-glass
+grants and their review, alert feedback. Never commits; the RPC owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from store.keys import KeyStore
+from store.patients import PatientNotFound
+
+__all__ = [
+    "EmergencyGrant",
+    "GrantEvent",
+    "break_the_glass",
+    "list_grants",
+    "record_feedback",
+    "override_rates",
+    "recipe_ingredients",
+    "review_grant",
+    "write_audit",
+]
+
+_GRANTS = "healthcare.emergency_access_grants"
+
+
+def write_audit(conn: Connection, *, audit_id: str, tenant_id: str, user_id: str, action: str, outcome: str,
+                patient_id: str | None = None, resource_type: str | None = None, resource_id: str | None = None,
+                details: Mapping[str, Any] | None = None, phi_accessed: bool = False, risk_score: float = 0.0,
+                flags: Sequence[str] = ()) -> None:
+    """One audit row in the caller's transaction; client address and user agent come from the context."""
+    conn.execute(text("""
+        INSERT INTO audit.audit_logs (id, tenant_id, user_id, action, resource_type, resource_id, patient_id,
+            outcome, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
+        VALUES (:id, :t, :u, :action, :rt, :rid, :patient, :outcome, CAST(:details AS jsonb), :phi, :risk,
+            CAST(:flags AS text[]), NULLIF(current_setting('app.client_addr', true), ''),
+            NULLIF(current_setting('app.user_agent', true), ''))
+    """), {"id": audit_id, "t": tenant_id, "u": user_id, "action": action, "rt": resource_type, "rid": resource_id,
+           "patient": patient_id, "outcome": outcome, "details": json.dumps(dict(details or {}), sort_keys=True),
+           "phi": phi_accessed, "risk": risk_score, "flags": list(flags)})
+
+
+def recipe_ingredients(conn: Connection, recipe_id: str) -> list[str]:
+    rows = conn.execute(text(
+        "SELECT i.name FROM public.recipes r JOIN public.recipe_ingredients i ON i.recipe_id = r.id"
+        " AND i.tenant_id = r.tenant_id WHERE r.id = :r ORDER BY i.position"), {"r": recipe_id}).scalars().all()
+    if not rows and conn.execute(text("SELECT 1 FROM public.recipes WHERE id = :r"), {"r": recipe_id}).first() is None:
+        raise LookupError("recipe not found")
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class EmergencyGrant:
+    grant_id: str
+    audit_id: str
+    expires_at: datetime
+    critical_allergies: list[dict[str, Any]]
+    active_medications: list[dict[str, Any]]
+    active_conditions: list[dict[str, Any]]
+
+
+def break_the_glass(conn: Connection, keys: KeyStore, *, tenant_id: str, requesting_user_id: str,
+                    patient_id: str, reason_code: str, reason_text: str, grant_minutes: int) -> EmergencyGrant:
+    """Calls the database's emergency_health_access() and decrypts what it returns."""
+    ring = keys.keyring(conn, tenant_id)
+    grant_id = str(uuid.uuid4())
+    encrypted_reason = ring.encrypt(_GRANTS, "encrypted_reason_text", grant_id, reason_text)
+    result: dict[str, Any] = conn.execute(
+        text("SELECT public.emergency_health_access(:patient, :me, :reason,"
+             " CAST(:code AS public.emergency_reason_code), :minutes, :gid)"),
+        {"patient": patient_id, "me": requesting_user_id, "reason": encrypted_reason, "code": reason_code,
+         "minutes": grant_minutes, "gid": grant_id}).scalar_one()
+
+    def dec(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key.startswith("encrypted_"):
+                out[key.removeprefix("encrypted_")] = ring.decrypt_optional(table, key, row["id"], value)
+            else:
+                out[key] = value
+        return out
+
+    allergies = [dec("healthcare.allergies", a) for a in result["critical_allergies"]]
+    for a in allergies:
+        a["reactions"] = json.loads(a["reactions"]) if a.get("reactions") else []
+    return EmergencyGrant(
+        grant_id=result["grant_id"], audit_id=result["audit_id"],
+        expires_at=datetime.fromisoformat(result["expires_at"]),
+        critical_allergies=allergies,
+        active_medications=[dec("healthcare.medications", m) for m in result["active_medications"]],
+        active_conditions=[dec("healthcare.conditions", c) for c in result["active_conditions"]],
+    )
+
+
+@dataclass(frozen=True)
+class GrantEvent:
+    grant_id: str
+    patient_id: str
+    grantee_user_id: str
+    reason_code: str
+    reason_text: str
+    granted_at: datetime
+    expires_at: datetime
+    review_outcome: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+
+
+def _grant_event(keys: KeyStore, conn: Connection, row: Any) -> GrantEvent:
+    ring = keys.keyring(conn, row.tenant_id)
+    return GrantEvent(row.id, row.patient_user_id, row.grantee_user_id, row.reason_code,
+                      ring.decrypt(_GRANTS, "encrypted_reason_text", row.id, row.encrypted_reason_text),
+                      row.granted_at, row.expires_at, row.review_outcome, row.reviewed_by, row.reviewed_at)
+
+
+_GRANT_COLUMNS = ("id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,"
+                  " encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at")
+
+
+def list_grants(conn: Connection, keys: KeyStore, *, unreviewed_only: bool, limit: int,
+                after: tuple[datetime, str] | None) -> list[GrantEvent]:
+    """The review queue, newest first, keyset-paginated on (granted_at, id)."""
+    rows = conn.execute(text(f"""
+        SELECT {_GRANT_COLUMNS} FROM {_GRANTS}
+        WHERE (NOT :unreviewed OR reviewed_at IS NULL)
+          AND (CAST(:after_ts AS timestamptz) IS NULL OR (granted_at, id) < (CAST(:after_ts AS timestamptz), :after_id))
+        ORDER BY granted_at DESC, id DESC LIMIT :n
+    """), {"unreviewed": unreviewed_only, "after_ts": after[0] if after else None,  # noqa: S608
+           "after_id": after[1] if after else "", "n": limit}).all()
+    return [_grant_event(keys, conn, r) for r in rows]
+
+
+def review_grant(conn: Connection, keys: KeyStore, *, tenant_id: str, grant_id: str, reviewer: str,
+                 outcome: str, notes: str) -> GrantEvent:
+    ring = keys.keyring(conn, tenant_id)
+    row = conn.execute(text(f"""
+        UPDATE {_GRANTS} SET reviewed_at = now(), reviewed_by = :me, review_outcome = :outcome,
+            encrypted_review_notes = :notes
+        WHERE id = :id RETURNING {_GRANT_COLUMNS}
+    """), {"me": reviewer, "outcome": outcome, "id": grant_id,  # noqa: S608
+           "notes": ring.encrypt_optional(_GRANTS, "encrypted_review_notes", grant_id, notes or None)}).one_or_none()
+    if row is None:
+        raise PatientNotFound("emergency access event not found")
+    return _grant_event(keys, conn, row)
+
+
+def record_feedback(conn: Connection, keys: KeyStore, *, tenant_id: str, user_id: str, evaluation_id: str,
+                    alert_id: str, outcome: str, reason: str | None, comment: str) -> str:
+    """Feedback on an alert of an evaluation the caller can see in the audit trail (their own)."""
+    details = conn.execute(text(
+        "SELECT details FROM audit.audit_logs WHERE id = :id AND action = 'EVALUATE_SAFETY'"),
+        {"id": evaluation_id}).scalar_one_or_none()
+    if details is None:
+        raise LookupError("evaluation not found")
+    alert = next((a for a in details.get("alerts", []) if a.get("alert_id") == alert_id), None)
+    if alert is None:
+        raise LookupError("alert not found in that evaluation")
+    ring = keys.keyring(conn, tenant_id)
+    fid = str(uuid.uuid4())
+    conn.execute(text("""
+        INSERT INTO clinical.alert_feedback (id, tenant_id, user_id, evaluation_id, alert_id, rule_id, outcome,
+            reason_code, encrypted_comment)
+        VALUES (:id, :t, :u, :e, :a, :r, :o, :reason, :c)
+    """), {"id": fid, "t": tenant_id, "u": user_id, "e": evaluation_id, "a": alert_id, "r": alert["rule_id"],
+           "o": outcome, "reason": reason,
+           "c": ring.encrypt_optional("clinical.alert_feedback", "encrypted_comment", fid, comment or None)})
+    return fid
+
+
+def override_rates(conn: Connection, since_days: int) -> list[tuple[str, int, int]]:
+    rows = conn.execute(text("""
+        SELECT rule_id, count(*) AS shown, count(*) FILTER (WHERE outcome = 'OVERRIDDEN') AS overridden
+        FROM clinical.alert_feedback WHERE created_at > now() - make_interval(days => :d)
+        GROUP BY rule_id ORDER BY overridden DESC, rule_id
+    """), {"d": since_days}).all()
+    return [(r.rule_id, int(r.shown), int(r.overridden)) for r in rows]
