@@ -41,7 +41,7 @@ migrate: $(STAMP) ## apply the migrations to DATABASE_URL (or the provisioned da
 
 .PHONY: run
 run: migrate ## set everything up and run the service on 127.0.0.1:$${PORT:-50051}
-	@echo "database migrated; the gRPC service arrives with issue 5"
+	@$(DB) $(VENV)/bin/praneya dev up
 
 .PHONY: test
 test: $(STAMP) ## run the test suite against a real PostgreSQL (T=tests/path for a subset)

@@ -376,6 +376,103 @@ def _biometric(i: int, text: str) -> Any:
         raise CommandError(f"--lab {text!r}: expected TYPE=NUMBER, e.g. egfr=25") from None
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from engine.api.server import serve
+    from engine.api.settings import ServiceSettings, SettingsError
+
+    env = dict(os.environ)
+    for flag, var in (("host", "PRANEYA_HOST"), ("port", "PORT"), ("workers", "PRANEYA_WORKERS"),
+                      ("tls_cert", "PRANEYA_TLS_CERT_FILE"), ("tls_key", "PRANEYA_TLS_KEY_FILE"),
+                      ("tls_client_ca", "PRANEYA_TLS_CLIENT_CA_FILE")):
+        value = getattr(args, flag)
+        if value is not None:
+            env[var] = str(value)
+    if args.insecure_plaintext:
+        env["PRANEYA_INSECURE_PLAINTEXT"] = "1"
+    try:
+        settings = ServiceSettings.from_env(env)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PRANEYA_") or k == "PORT"})
+    return serve(settings)
+
+
+def _dev_keys(args: argparse.Namespace) -> int:
+    from engine.api.dev import dev_environment, ensure_dev_keys
+
+    paths = ensure_dev_keys()
+    for key, value in dev_environment(paths).items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    from engine.api.dev import token_for
+
+    try:
+        print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa,
+                        ttl_seconds=args.ttl))
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    import os
+
+    from engine.api.dev import dev_environment, ensure_dev_keys
+    from engine.api.server import serve
+    from engine.api.settings import ServiceSettings, SettingsError
+    from engine.cli import main as praneya
+
+    os.environ.update(dev_environment(ensure_dev_keys()))
+    knowledge = "rules/knowledge"
+    for step in (["migrate"], ["knowledge", "vocabulary", "--dir", knowledge],
+                 ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
+                 ["rules", "sync", "rules", "--global"], ["demo", "seed"]):
+        if praneya(step) != 0:
+            raise CommandError(f"`praneya {' '.join(step)}` failed")
+    try:
+        settings = ServiceSettings.from_env()
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    address = f"{settings.host}:{settings.port}"
+    print(f"""
+Praneya Clinical Safety Engine: serving on {address} (TLS, dev CA .local/dev/ca.pem).
+Try it in another terminal:
+
+    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-01
+    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-02 --propose phenelzine
+    .venv/bin/praneya dev token --user demo-advisor-01     # a bearer token for grpcurl and friends
+
+Ctrl-C drains in-flight calls and stops.
+""", flush=True)
+    return serve(settings)
+
+
+def _dev_call(args: argparse.Namespace) -> int:
+    from engine.api.dev import call_evaluate, token_for
+
+    try:
+        token = token_for(args.user)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+    return call_evaluate(args.address, token, args.patient, args.propose, args.food, args.json)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from engine.api.deploy import DeployError, deploy
+
+    try:
+        deploy(demo=args.demo, log_path=Path(args.log) if args.log else None)
+    except DeployError as exc:
+        print(f"praneya: deployment stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def register(sub: Sub, rules: Sub) -> None:
     p = sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
     p.add_argument("--revision", default="head", help="target revision (default: head)")
@@ -494,6 +591,43 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--tenant", help="evaluate with this tenant's own rules and overrides")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guarded(_check))
+
+    p = sub.add_parser("serve", help="run the gRPC service (settings from the environment; flags override)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="processes sharing the port (default PRANEYA_WORKERS or 1)")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-client-ca", help="require and verify client certificates against this CA")
+    p.add_argument("--insecure-plaintext", action="store_true", help="no TLS: local development only")
+    p.set_defaults(handler=_guarded(_serve))
+
+    dev = sub.add_parser("dev", help="local development helpers").add_subparsers(dest="dev_cmd", required=True,
+                                                                               metavar="ACTION")
+    p = dev.add_parser("keys", help="create development keys and certificates under .local/dev")
+    p.set_defaults(handler=_guarded(_dev_keys))
+    p = dev.add_parser("token", help="mint a bearer token with the local development key")
+    p.add_argument("--user", required=True)
+    p.add_argument("--tenant", help="default: the user's tenant")
+    p.add_argument("--role", help="default: the user's role")
+    p.add_argument("--no-mfa", action="store_true")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds")
+    p.set_defaults(handler=_guarded(_dev_token))
+    p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
+    p.set_defaults(handler=_guarded(_dev_up))
+    p = dev.add_parser("call", help="call EvaluateSafety on the local service and print the ranked alerts")
+    p.add_argument("--user", required=True)
+    p.add_argument("--patient", required=True)
+    p.add_argument("--propose", action="append", default=[], help="a proposed medication (repeatable)")
+    p.add_argument("--food", action="append", default=[], help="a proposed food (repeatable)")
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_guarded(_dev_call))
+
+    p = sub.add_parser("deploy", help="the seed's deployment steps in order, logged; stops at the first failure")
+    p.add_argument("--demo", action="store_true", help="also load knowledge, rules and demo data")
+    p.add_argument("--log", help="deployment log file (default .local/deployment.log)")
+    p.set_defaults(handler=_deploy)
 
     from engine.api import audit_commands
 

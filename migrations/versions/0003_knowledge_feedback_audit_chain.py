@@ -79,6 +79,8 @@ END
 $$;
 CREATE TRIGGER audit_logs_row_hash BEFORE INSERT ON audit.audit_logs
     FOR EACH ROW EXECUTE FUNCTION audit.set_audit_row_hash();
+-- The trigger runs as whoever inserts (the service writes its own audit rows as praneya_app).
+GRANT EXECUTE ON FUNCTION audit.audit_row_hash(jsonb) TO authenticated;
 
 -- Tamper evidence, part 2: seals. A sealer periodically takes a tenant's rows older than a safety
 -- lag (so no transaction still in flight can add a row to a sealed range), digests their row hashes
