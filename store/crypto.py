@@ -73,7 +73,9 @@ class LocalKeyFileProvider:
         except FileNotFoundError:
             raise KeyProviderError(f"{MASTER_KEY_ENV} names {path}, which does not exist") from None
         except OSError as exc:
-            raise KeyProviderError(f"{MASTER_KEY_ENV} names {path}, which cannot be read: {exc.strerror}") from None
+            raise KeyProviderError(
+                f"{MASTER_KEY_ENV} names {path}, which cannot be read: {exc.strerror}"
+            ) from None
         try:
             key = base64.b64decode(raw.strip(), validate=True)
         except ValueError:
@@ -184,10 +186,15 @@ class TenantKeyring:
             raise DecryptionError(table, column, row_id, f"no data key version {version} for this tenant")
         try:
             blob = base64.urlsafe_b64decode(body.encode("ascii"))
-            plain = aead.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(self.tenant_id, table, column, row_id, version))
+            plain = aead.decrypt(
+                blob[:_NONCE], blob[_NONCE:], _aad(self.tenant_id, table, column, row_id, version)
+            )
         except (InvalidTag, ValueError, UnicodeEncodeError):
             raise DecryptionError(
-                table, column, row_id, "authentication failed (altered, or moved from another row, column or tenant)"
+                table,
+                column,
+                row_id,
+                "authentication failed (altered, or moved from another row, column or tenant)",
             ) from None
         return plain.decode("utf-8")
 

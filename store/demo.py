@@ -60,30 +60,72 @@ OTHER_CLINICIAN, OTHER_PATIENT = "rv-advisor-01", "rv-patient-01"
 
 STAFF = {
     DEMO_TENANT: [
-        (CLINICIAN, UserInput(first_name="Sarah", last_name="Smith", email="sarah.smith@demo.example",
-                              healthcare_role="CLINICAL_ADVISOR", mfa_enabled=True, subscription_tier="PREMIUM")),
-        (ADMIN, UserInput(first_name="Alex", last_name="Kim", email="alex.kim@demo.example",
-                          healthcare_role="SUPER_ADMIN", mfa_enabled=True)),
-        (RESPONDER, UserInput(first_name="Riley", last_name="Okafor", email="er@demo.example",
-                              healthcare_role="EMERGENCY_RESPONDER", mfa_enabled=True)),
+        (
+            CLINICIAN,
+            UserInput(
+                first_name="Sarah",
+                last_name="Smith",
+                email="sarah.smith@demo.example",
+                healthcare_role="CLINICAL_ADVISOR",
+                mfa_enabled=True,
+                subscription_tier="PREMIUM",
+            ),
+        ),
+        (
+            ADMIN,
+            UserInput(
+                first_name="Alex",
+                last_name="Kim",
+                email="alex.kim@demo.example",
+                healthcare_role="SUPER_ADMIN",
+                mfa_enabled=True,
+            ),
+        ),
+        (
+            RESPONDER,
+            UserInput(
+                first_name="Riley",
+                last_name="Okafor",
+                email="er@demo.example",
+                healthcare_role="EMERGENCY_RESPONDER",
+                mfa_enabled=True,
+            ),
+        ),
     ],
     SECOND_TENANT: [
-        (OTHER_CLINICIAN, UserInput(first_name="Priya", last_name="Raman", email="priya@riverside.example",
-                                    healthcare_role="CLINICAL_ADVISOR", mfa_enabled=True)),
+        (
+            OTHER_CLINICIAN,
+            UserInput(
+                first_name="Priya",
+                last_name="Raman",
+                email="priya@riverside.example",
+                healthcare_role="CLINICAL_ADVISOR",
+                mfa_enabled=True,
+            ),
+        ),
     ],
 }
 
 PATIENTS = {
     DEMO_TENANT: [
         DemoPatient(
-            PARENT, "John", "Doe", date(1954, 3, 14), "male", None,
+            PARENT,
+            "John",
+            "Doe",
+            date(1954, 3, 14),
+            "male",
+            None,
             medications=(
                 MedicationInput("warfarin", "Coumadin", "5 mg", "once daily", "oral", "atrial fibrillation"),
-                MedicationInput("ibuprofen", "Advil", "400 mg", "every 6 hours as needed", "oral", "knee pain"),
+                MedicationInput(
+                    "ibuprofen", "Advil", "400 mg", "every 6 hours as needed", "oral", "knee pain"
+                ),
                 MedicationInput("simvastatin", "Zocor", "40 mg", "at bedtime", "oral", "hyperlipidaemia"),
             ),
             allergies=(
-                AllergyInput("penicillin", "DRUG", "ANAPHYLACTIC", ("anaphylaxis", "hives"), "epinephrine 0.3 mg IM"),
+                AllergyInput(
+                    "penicillin", "DRUG", "ANAPHYLACTIC", ("anaphylaxis", "hives"), "epinephrine 0.3 mg IM"
+                ),
                 AllergyInput("shellfish", "FOOD", "SEVERE", ("angioedema",)),
             ),
             conditions=(
@@ -93,7 +135,12 @@ PATIENTS = {
             biometrics=(BiometricInput("inr", 2.8), BiometricInput("egfr", 52.0, "mL/min/1.73m2")),
         ),
         DemoPatient(
-            SPOUSE, "Jane", "Doe", date(1975, 7, 2), "female", "not_pregnant",
+            SPOUSE,
+            "Jane",
+            "Doe",
+            date(1975, 7, 2),
+            "female",
+            "not_pregnant",
             medications=(
                 MedicationInput("sertraline", "Zoloft", "50 mg", "once daily", "oral", "depression"),
                 MedicationInput("sumatriptan", "Imitrex", "50 mg", "as needed", "oral", "migraine"),
@@ -103,12 +150,31 @@ PATIENTS = {
             biometrics=(BiometricInput("potassium", 4.2, "mmol/L"),),
         ),
         DemoPatient(
-            CHILD, "Jimmy", "Doe", date(2016, 9, 1), "male", None,
+            CHILD,
+            "Jimmy",
+            "Doe",
+            date(2016, 9, 1),
+            "male",
+            None,
             medications=(
-                MedicationInput("albuterol", "ProAir", "90 mcg", "as needed", "inhaled", "asthma",
-                                is_emergency_medication=True),
-                MedicationInput("epinephrine", "EpiPen Jr", "0.15 mg", "as needed", "intramuscular", "anaphylaxis",
-                                is_emergency_medication=True),
+                MedicationInput(
+                    "albuterol",
+                    "ProAir",
+                    "90 mcg",
+                    "as needed",
+                    "inhaled",
+                    "asthma",
+                    is_emergency_medication=True,
+                ),
+                MedicationInput(
+                    "epinephrine",
+                    "EpiPen Jr",
+                    "0.15 mg",
+                    "as needed",
+                    "intramuscular",
+                    "anaphylaxis",
+                    is_emergency_medication=True,
+                ),
             ),
             allergies=(
                 AllergyInput("peanut", "FOOD", "ANAPHYLACTIC", ("anaphylaxis",), "epinephrine 0.15 mg IM"),
@@ -119,14 +185,22 @@ PATIENTS = {
     ],
     SECOND_TENANT: [
         DemoPatient(
-            OTHER_PATIENT, "Maria", "Garcia", date(1948, 11, 30), "female", None,
+            OTHER_PATIENT,
+            "Maria",
+            "Garcia",
+            date(1948, 11, 30),
+            "female",
+            None,
             medications=(
                 MedicationInput("lisinopril", "Zestril", "20 mg", "once daily", "oral"),
                 MedicationInput("spironolactone", "Aldactone", "25 mg", "once daily", "oral"),
             ),
             allergies=(AllergyInput("aspirin", "DRUG", "MODERATE", ("bronchospasm",)),),
             conditions=(ConditionInput("heart failure", "I50.9"),),
-            biometrics=(BiometricInput("potassium", 5.7, "mmol/L"), BiometricInput("egfr", 38.0, "mL/min/1.73m2")),
+            biometrics=(
+                BiometricInput("potassium", 5.7, "mmol/L"),
+                BiometricInput("egfr", 38.0, "mL/min/1.73m2"),
+            ),
         ),
     ],
 }
@@ -150,25 +224,61 @@ def seed_demo(admin: Engine, app: Database, provider: KeyProvider, keys: KeyStor
                 created["users"] += create_user(conn, keys, tenant, user_id, user)
         for tenant, patients in PATIENTS.items():
             for p in patients:
-                created["users"] += create_user(conn, keys, tenant, p.user_id, UserInput(
-                    first_name=p.first_name, last_name=p.last_name, date_of_birth=p.date_of_birth,
-                    email=f"{p.first_name.lower()}@family.example"))
-                if not conn.execute(text("SELECT 1 FROM healthcare.health_profiles WHERE user_id = :u"),
-                                    {"u": p.user_id}).first():
-                    create_profile(conn, keys, tenant, p.user_id,
-                                   ProfileInput(sex=p.sex, pregnancy_status=p.pregnancy_status),
-                                   profile_id=f"hp-{p.user_id}")
+                created["users"] += create_user(
+                    conn,
+                    keys,
+                    tenant,
+                    p.user_id,
+                    UserInput(
+                        first_name=p.first_name,
+                        last_name=p.last_name,
+                        date_of_birth=p.date_of_birth,
+                        email=f"{p.first_name.lower()}@family.example",
+                    ),
+                )
+                if not conn.execute(
+                    text("SELECT 1 FROM healthcare.health_profiles WHERE user_id = :u"), {"u": p.user_id}
+                ).first():
+                    create_profile(
+                        conn,
+                        keys,
+                        tenant,
+                        p.user_id,
+                        ProfileInput(sex=p.sex, pregnancy_status=p.pregnancy_status),
+                        profile_id=f"hp-{p.user_id}",
+                    )
                     created["profiles"] += 1
-        created["families"] += create_family(conn, keys, DEMO_TENANT, FAMILY, PARENT, "Doe",
-                                             max_members=6, subscription_tier="PREMIUM")
+        created["families"] += create_family(
+            conn, keys, DEMO_TENANT, FAMILY, PARENT, "Doe", max_members=6, subscription_tier="PREMIUM"
+        )
         add_family_member(conn, DEMO_TENANT, FAMILY, PARENT, "SELF", "ADMIN", True, member_id=f"{FAMILY}-m1")
-        add_family_member(conn, DEMO_TENANT, FAMILY, SPOUSE, "SPOUSE", "GUARDIAN", True, member_id=f"{FAMILY}-m2")
-        add_family_member(conn, DEMO_TENANT, FAMILY, CHILD, "CHILD", "MEMBER", False,
-                          minor_until=date(2034, 9, 1), guardian_consent=True, member_id=f"{FAMILY}-m3")
+        add_family_member(
+            conn, DEMO_TENANT, FAMILY, SPOUSE, "SPOUSE", "GUARDIAN", True, member_id=f"{FAMILY}-m2"
+        )
+        add_family_member(
+            conn,
+            DEMO_TENANT,
+            FAMILY,
+            CHILD,
+            "CHILD",
+            "MEMBER",
+            False,
+            minor_until=date(2034, 9, 1),
+            guardian_consent=True,
+            member_id=f"{FAMILY}-m3",
+        )
         if not _exists(conn, "healthcare.consents", CONSENT):
             # The spouse lets the parent see her medications and allergies.
-            grant_consent(conn, DEMO_TENANT, SPOUSE, PARENT, ["MEDICATIONS", "ALLERGIES"],
-                          expires_in=timedelta(days=365), purpose="family care coordination", consent_id=CONSENT)
+            grant_consent(
+                conn,
+                DEMO_TENANT,
+                SPOUSE,
+                PARENT,
+                ["MEDICATIONS", "ALLERGIES"],
+                expires_in=timedelta(days=365),
+                purpose="family care coordination",
+                consent_id=CONSENT,
+            )
             created["consents"] += 1
     for tenant, patients in PATIENTS.items():
         who = Principal(tenant, ADVISOR[tenant], "CLINICAL_ADVISOR", mfa=True)

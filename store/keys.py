@@ -42,7 +42,9 @@ class KeyStore:
             {"t": tenant_id},
         ).all()
         if not rows:
-            raise KeyProviderError(f"tenant {tenant_id} has no data key (or is not visible to this principal)")
+            raise KeyProviderError(
+                f"tenant {tenant_id} has no data key (or is not visible to this principal)"
+            )
         ring = TenantKeyring(
             tenant_id,
             {int(v): self.provider.unwrap(bytes(w), wrap_context(tenant_id, int(v))) for v, w in rows},
@@ -63,29 +65,39 @@ def create_data_key(conn: Connection, provider: KeyProvider, tenant_id: str) -> 
     """Adds the tenant's next data key version (version 1 at tenant creation). Admin connection."""
     # Serialise concurrent rotations of one tenant on its tenant row.
     conn.execute(text("SELECT 1 FROM public.tenants WHERE id = :t FOR UPDATE"), {"t": tenant_id})
-    version = int(conn.execute(
-        text("SELECT COALESCE(max(key_version), 0) + 1 FROM public.tenant_data_keys WHERE tenant_id = :t"),
-        {"t": tenant_id},
-    ).scalar_one())
+    version = int(
+        conn.execute(
+            text(
+                "SELECT COALESCE(max(key_version), 0) + 1 FROM public.tenant_data_keys WHERE tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        ).scalar_one()
+    )
     wrapped = provider.wrap(os.urandom(32), wrap_context(tenant_id, version))
     conn.execute(
-        text("INSERT INTO public.tenant_data_keys (tenant_id, key_version, wrapped_key, master_key_id)"
-             " VALUES (:t, :v, :w, :m)"),
+        text(
+            "INSERT INTO public.tenant_data_keys (tenant_id, key_version, wrapped_key, master_key_id)"
+            " VALUES (:t, :v, :w, :m)"
+        ),
         {"t": tenant_id, "v": version, "w": wrapped, "m": provider.master_key_id},
     )
-    conn.execute(text("UPDATE public.tenants SET encryption_key_id = :k, updated_at = now() WHERE id = :t"),
-                 {"k": f"{tenant_id}/v{version}", "t": tenant_id})
+    conn.execute(
+        text("UPDATE public.tenants SET encryption_key_id = :k, updated_at = now() WHERE id = :t"),
+        {"k": f"{tenant_id}/v{version}", "t": tenant_id},
+    )
     return version
 
 
 def admin_keyring(conn: Connection, provider: KeyProvider, tenant_id: str) -> TenantKeyring:
     rows = conn.execute(
-        text("SELECT key_version, wrapped_key FROM public.tenant_data_keys WHERE tenant_id = :t"), {"t": tenant_id}
+        text("SELECT key_version, wrapped_key FROM public.tenant_data_keys WHERE tenant_id = :t"),
+        {"t": tenant_id},
     ).all()
     if not rows:
         raise KeyProviderError(f"tenant {tenant_id} has no data key")
-    return TenantKeyring(tenant_id, {int(v): provider.unwrap(bytes(w), wrap_context(tenant_id, int(v)))
-                                     for v, w in rows})
+    return TenantKeyring(
+        tenant_id, {int(v): provider.unwrap(bytes(w), wrap_context(tenant_id, int(v))) for v, w in rows}
+    )
 
 
 def rotate_master_key(conn: Connection, old: KeyProvider, new: KeyProvider) -> int:
@@ -94,15 +106,25 @@ def rotate_master_key(conn: Connection, old: KeyProvider, new: KeyProvider) -> i
     Every key is unwrapped with the old master key before anything is written, so a wrong old key
     fails with nothing changed.
     """
-    rows = conn.execute(text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys"
-                             " ORDER BY tenant_id, key_version FOR UPDATE")).all()
+    rows = conn.execute(
+        text(
+            "SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys"
+            " ORDER BY tenant_id, key_version FOR UPDATE"
+        )
+    ).all()
     plain = [(t, int(v), old.unwrap(bytes(w), wrap_context(t, int(v)))) for t, v, w in rows]
     for tenant_id, version, key in plain:
         conn.execute(
-            text("UPDATE public.tenant_data_keys SET wrapped_key = :w, master_key_id = :m"
-                 " WHERE tenant_id = :t AND key_version = :v"),
-            {"w": new.wrap(key, wrap_context(tenant_id, version)), "m": new.master_key_id, "t": tenant_id,
-             "v": version},
+            text(
+                "UPDATE public.tenant_data_keys SET wrapped_key = :w, master_key_id = :m"
+                " WHERE tenant_id = :t AND key_version = :v"
+            ),
+            {
+                "w": new.wrap(key, wrap_context(tenant_id, version)),
+                "m": new.master_key_id,
+                "t": tenant_id,
+                "v": version,
+            },
         )
     return len(plain)
 
@@ -123,8 +145,14 @@ def _stale_filter(columns: tuple[str, ...]) -> str:
     return " OR ".join(f"({c} IS NOT NULL AND split_part({c}, '.', 2)::int < :current)" for c in columns)
 
 
-def reencrypt_tenant(engine: Engine, provider: KeyProvider, tenant_id: str, *, batch_size: int = 500,
-                     on_progress: Callable[[ReencryptProgress], None] | None = None) -> int:
+def reencrypt_tenant(
+    engine: Engine,
+    provider: KeyProvider,
+    tenant_id: str,
+    *,
+    batch_size: int = 500,
+    on_progress: Callable[[ReencryptProgress], None] | None = None,
+) -> int:
     """Moves every PHI value of a tenant to its newest key version, one committed batch at a time.
 
     Online (short transactions, row locks per batch) and resumable (each batch re-selects only
@@ -136,19 +164,27 @@ def reencrypt_tenant(engine: Engine, provider: KeyProvider, tenant_id: str, *, b
         current = ring.current_version
         progress = ReencryptProgress()
         for table, columns in ENCRYPTED_COLUMNS.items():
-            progress.total += int(conn.execute(
-                text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t AND ({_stale_filter(columns)})"),  # noqa: S608
-                {"t": tenant_id, "current": current},
-            ).scalar_one())
+            progress.total += int(
+                conn.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t AND ({_stale_filter(columns)})"),  # noqa: S608
+                    {"t": tenant_id, "current": current},
+                ).scalar_one()
+            )
     changed = 0
     for table, columns in ENCRYPTED_COLUMNS.items():
         while True:
             with engine.begin() as conn:
-                rows = conn.execute(
-                    text(f"SELECT id, {', '.join(columns)} FROM {table} WHERE tenant_id = :t"  # noqa: S608
-                         f" AND ({_stale_filter(columns)}) ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"),
-                    {"t": tenant_id, "current": current, "n": batch_size},
-                ).mappings().all()
+                rows = (
+                    conn.execute(
+                        text(
+                            f"SELECT id, {', '.join(columns)} FROM {table} WHERE tenant_id = :t"  # noqa: S608
+                            f" AND ({_stale_filter(columns)}) ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                        ),
+                        {"t": tenant_id, "current": current, "n": batch_size},
+                    )
+                    .mappings()
+                    .all()
+                )
                 if not rows:
                     break
                 for row in rows:
@@ -160,8 +196,10 @@ def reencrypt_tenant(engine: Engine, provider: KeyProvider, tenant_id: str, *, b
                         plain = ring.decrypt(table, col, row["id"], ct)
                         values[col] = ring.encrypt(table, col, row["id"], plain)
                     sets = ", ".join(f"{c} = :{c}" for c in values)
-                    conn.execute(text(f"UPDATE {table} SET {sets} WHERE id = :id"),  # noqa: S608
-                                 {**values, "id": row["id"]})
+                    conn.execute(
+                        text(f"UPDATE {table} SET {sets} WHERE id = :id"),  # noqa: S608
+                        {**values, "id": row["id"]},
+                    )
                 changed += len(rows)
                 progress.done += len(rows)
             if on_progress:

@@ -48,10 +48,18 @@ __all__ = [
 
 # -- vocabulary --------------------------------------------------------------------------------------
 
+
 def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
     """Replaces the stored vocabulary with this one, in the caller's transaction. Returns rows written."""
-    for table in ("drug_classes", "drug_ingredients", "drug_aliases", "foods", "allergen_groups",
-                  "condition_terms", "drug_salt_words"):
+    for table in (
+        "drug_classes",
+        "drug_ingredients",
+        "drug_aliases",
+        "foods",
+        "allergen_groups",
+        "condition_terms",
+        "drug_salt_words",
+    ):
         conn.execute(text(f"DELETE FROM clinical.{table}"))  # noqa: S608 - fixed table names
     rows = 0
 
@@ -61,22 +69,45 @@ def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
             conn.execute(text(sql), params)
             rows += len(params)
 
-    insert("INSERT INTO clinical.drug_classes (id, name, kind, atc_code) VALUES (:id, :name, :kind, :atc)",
-           [{"id": c.id, "name": c.name, "kind": c.kind, "atc": c.atc_code} for c in vocabulary.classes.values()])
-    insert("INSERT INTO clinical.drug_ingredients (name, atc_code, classes) VALUES (:n, :atc, :c)",
-           [{"n": i.name, "atc": i.atc_code, "c": list(i.classes)} for i in vocabulary.ingredients.values()])
-    insert("INSERT INTO clinical.drug_aliases (alias, ingredients) VALUES (:a, :i)",
-           [{"a": a, "i": list(i)} for a, i in vocabulary.aliases.items()])
-    insert("INSERT INTO clinical.foods (name, groups) VALUES (:n, :g)",
-           [{"n": f.name, "g": list(f.groups)} for f in vocabulary.foods.values()])
-    insert("INSERT INTO clinical.allergen_groups (name, category, definition)"
-           " VALUES (:n, CAST(:c AS public.allergen_category), CAST(:d AS jsonb))",
-           [{"n": a.name, "c": a.category if a.category in _ALLERGEN_CATEGORIES else "OTHER",
-             "d": json.dumps(_allergen_definition(a))} for a in vocabulary.allergens.values()])
-    insert("INSERT INTO clinical.condition_terms (id, synonyms, icd10) VALUES (:id, :s, :i)",
-           [{"id": c.id, "s": list(c.synonyms), "i": list(c.icd10)} for c in vocabulary.conditions.values()])
-    insert("INSERT INTO clinical.drug_salt_words (word) VALUES (:w)",
-           [{"w": w} for w in sorted(vocabulary.salt_words)])
+    insert(
+        "INSERT INTO clinical.drug_classes (id, name, kind, atc_code) VALUES (:id, :name, :kind, :atc)",
+        [
+            {"id": c.id, "name": c.name, "kind": c.kind, "atc": c.atc_code}
+            for c in vocabulary.classes.values()
+        ],
+    )
+    insert(
+        "INSERT INTO clinical.drug_ingredients (name, atc_code, classes) VALUES (:n, :atc, :c)",
+        [{"n": i.name, "atc": i.atc_code, "c": list(i.classes)} for i in vocabulary.ingredients.values()],
+    )
+    insert(
+        "INSERT INTO clinical.drug_aliases (alias, ingredients) VALUES (:a, :i)",
+        [{"a": a, "i": list(i)} for a, i in vocabulary.aliases.items()],
+    )
+    insert(
+        "INSERT INTO clinical.foods (name, groups) VALUES (:n, :g)",
+        [{"n": f.name, "g": list(f.groups)} for f in vocabulary.foods.values()],
+    )
+    insert(
+        "INSERT INTO clinical.allergen_groups (name, category, definition)"
+        " VALUES (:n, CAST(:c AS public.allergen_category), CAST(:d AS jsonb))",
+        [
+            {
+                "n": a.name,
+                "c": a.category if a.category in _ALLERGEN_CATEGORIES else "OTHER",
+                "d": json.dumps(_allergen_definition(a)),
+            }
+            for a in vocabulary.allergens.values()
+        ],
+    )
+    insert(
+        "INSERT INTO clinical.condition_terms (id, synonyms, icd10) VALUES (:id, :s, :i)",
+        [{"id": c.id, "s": list(c.synonyms), "i": list(c.icd10)} for c in vocabulary.conditions.values()],
+    )
+    insert(
+        "INSERT INTO clinical.drug_salt_words (word) VALUES (:w)",
+        [{"w": w} for w in sorted(vocabulary.salt_words)],
+    )
     return rows
 
 
@@ -86,25 +117,36 @@ _ALLERGEN_CATEGORIES = ("DRUG", "FOOD", "ENVIRONMENTAL", "INSECT", "LATEX", "OTH
 def _allergen_definition(a: AllergenRecord) -> dict[str, Any]:
     return {
         "category": a.category,
-        "ingredients": list(a.match_ingredients), "classes": list(a.match_classes),
-        "foods": list(a.match_foods), "food_groups": list(a.match_food_groups),
+        "ingredients": list(a.match_ingredients),
+        "classes": list(a.match_classes),
+        "foods": list(a.match_foods),
+        "food_groups": list(a.match_food_groups),
         "synonyms": list(getattr(a, "synonyms", ())),
-        "cross": [{"target_kind": c.target_kind, "target": c.target, "severity": c.severity.name, "note": c.note}
-                  for c in a.cross],
+        "cross": [
+            {"target_kind": c.target_kind, "target": c.target, "severity": c.severity.name, "note": c.note}
+            for c in a.cross
+        ],
     }
 
 
 def _allergen_from_row(name: str, d: dict[str, Any]) -> AllergenRecord:
     return AllergenRecord(
-        name=name, category=d["category"], match_ingredients=tuple(d["ingredients"]),
-        match_classes=tuple(d["classes"]), match_foods=tuple(d["foods"]), match_food_groups=tuple(d["food_groups"]),
-        cross=tuple(CrossReactivity(c["target_kind"], c["target"], Severity[c["severity"]], c["note"])
-                    for c in d["cross"]),
+        name=name,
+        category=d["category"],
+        match_ingredients=tuple(d["ingredients"]),
+        match_classes=tuple(d["classes"]),
+        match_foods=tuple(d["foods"]),
+        match_food_groups=tuple(d["food_groups"]),
+        cross=tuple(
+            CrossReactivity(c["target_kind"], c["target"], Severity[c["severity"]], c["note"])
+            for c in d["cross"]
+        ),
         synonyms=tuple(d.get("synonyms", ())),
     )
 
 
 # -- interaction pairs -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -115,8 +157,20 @@ class ImportResult:
 
 
 def _pair_hash(p: InteractionPair) -> str:
-    doc = [p.a_kind, p.a, p.b_kind, p.b, p.severity.name, p.source_severity, p.interaction_type, p.evidence.name,
-           p.description, p.recommendation, p.avoid_combination, p.source]
+    doc = [
+        p.a_kind,
+        p.a,
+        p.b_kind,
+        p.b,
+        p.severity.name,
+        p.source_severity,
+        p.interaction_type,
+        p.evidence.name,
+        p.description,
+        p.recommendation,
+        p.avoid_combination,
+        p.source,
+    ]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -129,35 +183,66 @@ def _ordered(p: InteractionPair) -> tuple[str, str, str, str]:
 _INTERACTION_TYPES = ("PHARMACODYNAMIC", "PHARMACOKINETIC", "FOOD", "DUPLICATE", "OTHER")
 
 
-def import_interaction_pairs(conn: Connection, pairs: Sequence[InteractionPair], *, source: str, file_sha256: str,
-                             actor: str | None = None,
-                             on_progress: Callable[[int, int], None] | None = None) -> ImportResult:
+def import_interaction_pairs(
+    conn: Connection,
+    pairs: Sequence[InteractionPair],
+    *,
+    source: str,
+    file_sha256: str,
+    actor: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
     """Upserts parsed pairs in one transaction (COPY into a temporary table, then one merge).
 
     Re-importing the same file changes nothing: unchanged rows keep their content hash and are not
     rewritten.
     """
-    conn.execute(text("CREATE TEMPORARY TABLE pairs_in (LIKE clinical.interaction_pairs INCLUDING DEFAULTS)"
-                      " ON COMMIT DROP"))
+    conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE pairs_in (LIKE clinical.interaction_pairs INCLUDING DEFAULTS)"
+            " ON COMMIT DROP"
+        )
+    )
     raw = conn.connection.driver_connection
     assert raw is not None
     done = 0
-    with raw.cursor() as cur, cur.copy(
-        "COPY pairs_in (id, a_kind, a_name, b_kind, b_name, severity, source_severity, interaction_type,"
-        " evidence_level, description, recommendation, avoid_combination, source, content_hash) FROM STDIN"
-    ) as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY pairs_in (id, a_kind, a_name, b_kind, b_name, severity, source_severity, interaction_type,"
+            " evidence_level, description, recommendation, avoid_combination, source, content_hash) FROM STDIN"
+        ) as copy,
+    ):
         for p in pairs:
             ak, an, bk, bn = _ordered(p)
-            itype = p.interaction_type.upper() if p.interaction_type.upper() in _INTERACTION_TYPES else "OTHER"
-            copy.write_row((p.id, ak, an, bk, bn, p.severity.name, p.source_severity, itype, p.evidence.name,
-                            p.description, p.recommendation, p.avoid_combination, p.source or source,
-                            _pair_hash(p)))
+            itype = (
+                p.interaction_type.upper() if p.interaction_type.upper() in _INTERACTION_TYPES else "OTHER"
+            )
+            copy.write_row(
+                (
+                    p.id,
+                    ak,
+                    an,
+                    bk,
+                    bn,
+                    p.severity.name,
+                    p.source_severity,
+                    itype,
+                    p.evidence.name,
+                    p.description,
+                    p.recommendation,
+                    p.avoid_combination,
+                    p.source or source,
+                    _pair_hash(p),
+                )
+            )
             done += 1
             if on_progress and done % 5000 == 0:
                 on_progress(done, len(pairs))
     if on_progress:
         on_progress(done, len(pairs))
-    counts = conn.execute(text("""
+    counts = conn.execute(
+        text("""
         WITH merged AS (
             INSERT INTO clinical.interaction_pairs AS t (id, a_kind, a_name, b_kind, b_name, severity,
                 source_severity, interaction_type, evidence_level, description, recommendation, avoid_combination,
@@ -173,65 +258,124 @@ def import_interaction_pairs(conn: Connection, pairs: Sequence[InteractionPair],
             RETURNING (xmax = 0) AS inserted
         )
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
-    """)).one()
+    """)
+    ).one()
     inserted, updated = int(counts[0]), int(counts[1])
     result = ImportResult(len(pairs), inserted, updated, len(pairs) - inserted - updated)
-    conn.execute(text("INSERT INTO clinical.knowledge_imports (source, file_sha256, rows_total, rows_changed,"
-                      " imported_by) VALUES (:s, :h, :n, :c, :by)"),
-                 {"s": source, "h": file_sha256, "n": len(pairs), "c": inserted + updated, "by": actor})
+    conn.execute(
+        text(
+            "INSERT INTO clinical.knowledge_imports (source, file_sha256, rows_total, rows_changed,"
+            " imported_by) VALUES (:s, :h, :n, :c, :by)"
+        ),
+        {"s": source, "h": file_sha256, "n": len(pairs), "c": inserted + updated, "by": actor},
+    )
     return result
 
 
 def knowledge_fingerprint(conn: Connection, tenant_id: str | None) -> str:
-    row = conn.execute(text("""
+    row = conn.execute(
+        text("""
         SELECT (SELECT count(*) FROM clinical.interaction_pairs) || ':' ||
                COALESCE((SELECT max(id) FROM clinical.knowledge_imports), 0) || ':' ||
                (SELECT count(*) FROM clinical.drug_ingredients) || ':' ||
                (SELECT md5(COALESCE(string_agg(pair_id || COALESCE(severity::text, '') || disabled::text
                                                || updated_at::text, ',' ORDER BY pair_id), ''))
                 FROM clinical.interaction_overrides WHERE tenant_id = :t)
-    """), {"t": tenant_id}).scalar_one()
+    """),
+        {"t": tenant_id},
+    ).scalar_one()
     return str(row)
 
 
-def load_knowledge(conn: Connection, tenant_id: str | None,
-                   shared_pairs: tuple[InteractionPair, ...] | None = None) -> Knowledge:
+def load_knowledge(
+    conn: Connection, tenant_id: str | None, shared_pairs: tuple[InteractionPair, ...] | None = None
+) -> Knowledge:
     """Builds the engine's Knowledge from the database (tenant overrides applied when a tenant is given)."""
-    classes = [DrugClassRecord(r.id, r.name, r.kind, r.atc_code)
-               for r in conn.execute(text("SELECT id, name, kind, atc_code FROM clinical.drug_classes"))]
-    ingredients = [IngredientRecord(r.name, r.atc_code, tuple(r.classes))
-                   for r in conn.execute(text("SELECT name, atc_code, classes FROM clinical.drug_ingredients"))]
-    aliases = [AliasRecord(r.alias, tuple(r.ingredients))
-               for r in conn.execute(text("SELECT alias, ingredients FROM clinical.drug_aliases"))]
-    foods = [FoodRecord(r.name, tuple(r.groups)) for r in conn.execute(text("SELECT name, groups FROM clinical.foods"))]
-    allergens = [_allergen_from_row(r.name, r.definition)
-                 for r in conn.execute(text("SELECT name, definition FROM clinical.allergen_groups"))]
-    conditions = [ConditionRecord(r.id, tuple(r.synonyms), tuple(r.icd10))
-                  for r in conn.execute(text("SELECT id, synonyms, icd10 FROM clinical.condition_terms"))]
+    classes = [
+        DrugClassRecord(r.id, r.name, r.kind, r.atc_code)
+        for r in conn.execute(text("SELECT id, name, kind, atc_code FROM clinical.drug_classes"))
+    ]
+    ingredients = [
+        IngredientRecord(r.name, r.atc_code, tuple(r.classes))
+        for r in conn.execute(text("SELECT name, atc_code, classes FROM clinical.drug_ingredients"))
+    ]
+    aliases = [
+        AliasRecord(r.alias, tuple(r.ingredients))
+        for r in conn.execute(text("SELECT alias, ingredients FROM clinical.drug_aliases"))
+    ]
+    foods = [
+        FoodRecord(r.name, tuple(r.groups))
+        for r in conn.execute(text("SELECT name, groups FROM clinical.foods"))
+    ]
+    allergens = [
+        _allergen_from_row(r.name, r.definition)
+        for r in conn.execute(text("SELECT name, definition FROM clinical.allergen_groups"))
+    ]
+    conditions = [
+        ConditionRecord(r.id, tuple(r.synonyms), tuple(r.icd10))
+        for r in conn.execute(text("SELECT id, synonyms, icd10 FROM clinical.condition_terms"))
+    ]
     salts = conn.execute(text("SELECT word FROM clinical.drug_salt_words")).scalars().all()
-    vocabulary = Vocabulary(ingredients=ingredients, classes=classes, aliases=aliases, foods=foods,
-                            allergens=allergens, conditions=conditions, salt_words=salts)
+    vocabulary = Vocabulary(
+        ingredients=ingredients,
+        classes=classes,
+        aliases=aliases,
+        foods=foods,
+        allergens=allergens,
+        conditions=conditions,
+        salt_words=salts,
+    )
     pairs = shared_pairs if shared_pairs is not None else load_pairs(conn)
     overrides: Iterable[PairOverride] = ()
     if tenant_id is not None:
-        overrides = [PairOverride(r.pair_id, Severity[r.severity] if r.severity else None, r.disabled)
-                     for r in conn.execute(text("SELECT pair_id, severity::text AS severity, disabled"
-                                                " FROM clinical.interaction_overrides WHERE tenant_id = :t"),
-                                           {"t": tenant_id})]
-    return Knowledge(vocabulary=vocabulary, interactions=InteractionKnowledge.from_pairs(pairs, overrides),
-                     allergens=vocabulary.allergens, version=knowledge_fingerprint(conn, tenant_id))
+        overrides = [
+            PairOverride(r.pair_id, Severity[r.severity] if r.severity else None, r.disabled)
+            for r in conn.execute(
+                text(
+                    "SELECT pair_id, severity::text AS severity, disabled"
+                    " FROM clinical.interaction_overrides WHERE tenant_id = :t"
+                ),
+                {"t": tenant_id},
+            )
+        ]
+    return Knowledge(
+        vocabulary=vocabulary,
+        interactions=InteractionKnowledge.from_pairs(pairs, overrides),
+        allergens=vocabulary.allergens,
+        version=knowledge_fingerprint(conn, tenant_id),
+    )
 
 
 def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
-    result = conn.execute(text(
-        "SELECT id, a_kind, a_name, b_kind, b_name, severity::text, source_severity, interaction_type::text,"
-        " evidence_level::text, description, recommendation, avoid_combination, source"
-        " FROM clinical.interaction_pairs"))
-    return tuple(InteractionPair(r[0], r[1], r[2], r[3], r[4], Severity[r[5]], r[6], r[7], EvidenceLevel[r[8]],
-                                 r[9], r[10], r[11], r[12]) for r in result)
+    result = conn.execute(
+        text(
+            "SELECT id, a_kind, a_name, b_kind, b_name, severity::text, source_severity, interaction_type::text,"
+            " evidence_level::text, description, recommendation, avoid_combination, source"
+            " FROM clinical.interaction_pairs"
+        )
+    )
+    return tuple(
+        InteractionPair(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            Severity[r[5]],
+            r[6],
+            r[7],
+            EvidenceLevel[r[8]],
+            r[9],
+            r[10],
+            r[11],
+            r[12],
+        )
+        for r in result
+    )
 
 
 # -- rules ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RuleSyncResult:
@@ -244,37 +388,61 @@ def _content_hash(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def sync_rules(conn: Connection, rules: Sequence[Rule], *, tenant_id: str | None, actor: str | None = None
-               ) -> RuleSyncResult:
+def sync_rules(
+    conn: Connection, rules: Sequence[Rule], *, tenant_id: str | None, actor: str | None = None
+) -> RuleSyncResult:
     """Upserts rules (global when tenant_id is None) with version history, one audit row per change.
 
     The caller validates every rule first (an invalid rule stops the sync before this runs) and owns
     the transaction, so a failure here writes nothing. Unchanged rules are not touched.
     """
-    created, updated, unchanged = [], [], []
+    created: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
     for rule in rules:
         doc = {k: v for k, v in dict(rule.document).items() if k != "cases"}
         digest = _content_hash(doc)
         scope = tenant_id or "global"
         row_id = f"{scope}:{rule.id}"
-        current = conn.execute(text("SELECT version, content_hash FROM clinical.clinical_rules WHERE id = :id"),
-                               {"id": row_id}).one_or_none()
+        current = conn.execute(
+            text("SELECT version, content_hash FROM clinical.clinical_rules WHERE id = :id"), {"id": row_id}
+        ).one_or_none()
         if current is not None and current.content_hash == digest:
             unchanged.append(rule.id)
             continue
         if current is not None and rule.version <= current.version:
-            raise ValueError(f"rule {rule.id}: content changed but version {rule.version} is not above the"
-                             f" stored version {current.version}; bump `version`")
+            raise ValueError(
+                f"rule {rule.id}: content changed but version {rule.version} is not above the"
+                f" stored version {current.version}; bump `version`"
+            )
         params = {
-            "id": row_id, "t": tenant_id, "key": rule.id, "v": rule.version, "type": rule.type, "name": rule.title,
-            "desc": rule.description, "cond": json.dumps(rule.when),
-            "act": json.dumps({"kind": rule.kind.value, "summary": rule.summary, "detail": rule.detail,
-                               "recommendation": rule.recommendation, "references": list(rule.references)}),
-            "applies": json.dumps(doc.get("applies_to", {})), "sev": rule.severity.name,
-            "ev": rule.evidence.name, "tier": rule.min_tier, "status": rule.status,
-            "doc": json.dumps(doc), "hash": digest,
+            "id": row_id,
+            "t": tenant_id,
+            "key": rule.id,
+            "v": rule.version,
+            "type": rule.type,
+            "name": rule.title,
+            "desc": rule.description,
+            "cond": json.dumps(rule.when),
+            "act": json.dumps(
+                {
+                    "kind": rule.kind.value,
+                    "summary": rule.summary,
+                    "detail": rule.detail,
+                    "recommendation": rule.recommendation,
+                    "references": list(rule.references),
+                }
+            ),
+            "applies": json.dumps(doc.get("applies_to", {})),
+            "sev": rule.severity.name,
+            "ev": rule.evidence.name,
+            "tier": rule.min_tier,
+            "status": rule.status,
+            "doc": json.dumps(doc),
+            "hash": digest,
         }
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO clinical.clinical_rules (id, tenant_id, rule_key, version, rule_type, name, description,
                 conditions, actions, applies_to, severity, evidence_level, min_tier, status, definition, content_hash)
             VALUES (:id, :t, :key, :v, CAST(:type AS public.clinical_rule_type), :name, :desc, CAST(:cond AS jsonb),
@@ -286,35 +454,59 @@ def sync_rules(conn: Connection, rules: Sequence[Rule], *, tenant_id: str | None
                 actions = EXCLUDED.actions, applies_to = EXCLUDED.applies_to, severity = EXCLUDED.severity,
                 evidence_level = EXCLUDED.evidence_level, min_tier = EXCLUDED.min_tier, status = EXCLUDED.status,
                 definition = EXCLUDED.definition, content_hash = EXCLUDED.content_hash, updated_at = now()
-        """), params)
-        conn.execute(text("INSERT INTO clinical.clinical_rule_versions (rule_id, version, tenant_id, definition,"
-                          " content_hash, synced_by) VALUES (:id, :v, :t, CAST(:doc AS jsonb), :hash, :by)"),
-                     {**params, "by": actor})
-        conn.execute(text("""
+        """),
+            params,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO clinical.clinical_rule_versions (rule_id, version, tenant_id, definition,"
+                " content_hash, synced_by) VALUES (:id, :v, :t, CAST(:doc AS jsonb), :hash, :by)"
+            ),
+            {**params, "by": actor},
+        )
+        conn.execute(
+            text("""
             INSERT INTO audit.audit_logs (tenant_id, user_id, action, resource_type, resource_id, new_values,
                 details, phi_accessed, risk_score, compliance_flags)
             VALUES (:t, NULL, :action, 'clinical.clinical_rules', :id, CAST(:nv AS jsonb), CAST(:det AS jsonb),
                 false, 0.1, ARRAY['RULE_CHANGE'])
-        """), {"t": tenant_id, "action": "RULE_CREATED" if current is None else "RULE_UPDATED", "id": row_id,
-               "nv": json.dumps({"version": rule.version, "content_hash": digest, "status": rule.status}),
-               "det": json.dumps({"synced_by": actor, "previous_version": None if current is None
-                                  else current.version})})
+        """),
+            {
+                "t": tenant_id,
+                "action": "RULE_CREATED" if current is None else "RULE_UPDATED",
+                "id": row_id,
+                "nv": json.dumps({"version": rule.version, "content_hash": digest, "status": rule.status}),
+                "det": json.dumps(
+                    {"synced_by": actor, "previous_version": None if current is None else current.version}
+                ),
+            },
+        )
         (created if current is None else updated).append(rule.id)
     return RuleSyncResult(created, updated, unchanged)
 
 
 def rules_fingerprint(conn: Connection, tenant_id: str | None) -> str:
-    return str(conn.execute(text(
-        "SELECT md5(COALESCE(string_agg(id || ':' || content_hash, ',' ORDER BY id), ''))"
-        " FROM clinical.clinical_rules WHERE tenant_id IS NULL OR tenant_id = :t"), {"t": tenant_id}).scalar_one())
+    return str(
+        conn.execute(
+            text(
+                "SELECT md5(COALESCE(string_agg(id || ':' || content_hash, ',' ORDER BY id), ''))"
+                " FROM clinical.clinical_rules WHERE tenant_id IS NULL OR tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        ).scalar_one()
+    )
 
 
 def load_rules(conn: Connection, tenant_id: str | None) -> RuleSet:
     """Global rules, each replaced by the tenant's own rule of the same id when it has one."""
-    rows = conn.execute(text(
-        "SELECT rule_key, tenant_id, definition FROM clinical.clinical_rules"
-        " WHERE (tenant_id IS NULL OR tenant_id = :t) AND status <> 'retired'"
-        " ORDER BY rule_key, tenant_id NULLS FIRST"), {"t": tenant_id}).all()
+    rows = conn.execute(
+        text(
+            "SELECT rule_key, tenant_id, definition FROM clinical.clinical_rules"
+            " WHERE (tenant_id IS NULL OR tenant_id = :t) AND status <> 'retired'"
+            " ORDER BY rule_key, tenant_id NULLS FIRST"
+        ),
+        {"t": tenant_id},
+    ).all()
     chosen: dict[str, Any] = {}
     for row in rows:
         chosen[row.rule_key] = row.definition  # the tenant row comes last and wins

@@ -35,10 +35,10 @@ __all__ = [
     "ProfileInput",
     "create_profile",
     "deactivate_medication",
+    "profile_version",
     "put_allergy",
     "put_biometric",
     "put_condition",
-    "profile_version",
     "put_medication",
     "read_patient",
     "refresh_integrity",
@@ -137,13 +137,23 @@ class PatientRecord:
             pregnant=None if status is None else status == "pregnant",
             subscription_tier=self.subscription_tier,
             medications=tuple(
-                MedicationFact(id=m["id"], name=m["generic_name"], dose=m["dosage"], route=m["route"],
-                               frequency=m["frequency"])
+                MedicationFact(
+                    id=m["id"],
+                    name=m["generic_name"],
+                    dose=m["dosage"],
+                    route=m["route"],
+                    frequency=m["frequency"],
+                )
                 for m in self.medications
             ),
             allergies=tuple(
-                AllergyFact(id=a["id"], allergen=a["allergen"], category=a["allergen_category"],
-                            severity=a["severity"], reactions=tuple(a["reactions"]))
+                AllergyFact(
+                    id=a["id"],
+                    allergen=a["allergen"],
+                    category=a["allergen_category"],
+                    severity=a["severity"],
+                    reactions=tuple(a["reactions"]),
+                )
                 for a in self.allergies
             ),
             conditions=tuple(ConditionFact(id=c["id"], name=c["name"], code=c["code"]) for c in self.conditions),
@@ -195,12 +205,15 @@ def _decrypt_row(ring: TenantKeyring, table: str, row: Mapping[str, Any]) -> dic
     return out
 
 
-def canonical_content(profile: Mapping[str, Any], medications: Sequence[Mapping[str, Any]],
-                      allergies: Sequence[Mapping[str, Any]], conditions: Sequence[Mapping[str, Any]]) -> bytes:
+def canonical_content(
+    profile: Mapping[str, Any],
+    medications: Sequence[Mapping[str, Any]],
+    allergies: Sequence[Mapping[str, Any]],
+    conditions: Sequence[Mapping[str, Any]],
+) -> bytes:
     """The profile's clinical content in one byte string: sorted keys and ids, no whitespace."""
     doc = {
-        "profile": {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type",
-                                            "notes")},
+        "profile": {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")},
         "medications": sorted(medications, key=lambda m: str(m["id"])),
         "allergies": sorted(allergies, key=lambda a: str(a["id"])),
         "conditions": sorted(conditions, key=lambda c: str(c["id"])),
@@ -217,10 +230,13 @@ def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRec
     if _needs_newer_key(ring, row):
         ring = keys.keyring(conn, tenant, refresh=True)
     profile = {
-        "id": row["id"], "user_id": row["user_id"], "tier": row["tier"],
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "tier": row["tier"],
         "sex": ring.decrypt_optional(_PRF, "encrypted_sex", row["id"], row["encrypted_sex"]),
-        "pregnancy_status": ring.decrypt_optional(_PRF, "encrypted_pregnancy_status", row["id"],
-                                                  row["encrypted_pregnancy_status"]),
+        "pregnancy_status": ring.decrypt_optional(
+            _PRF, "encrypted_pregnancy_status", row["id"], row["encrypted_pregnancy_status"]
+        ),
         "blood_type": ring.decrypt_optional(_PRF, "encrypted_blood_type", row["id"], row["encrypted_blood_type"]),
         "notes": ring.decrypt_optional(_PRF, "encrypted_notes", row["id"], row["encrypted_notes"]),
     }
@@ -236,24 +252,35 @@ def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRec
         d = _decrypt_row(ring, _BIO, b)
         d["value"] = float(d["value"])
         biometrics.append(d)
-    dob_text = ring.decrypt_optional("public.users", "encrypted_date_of_birth", row["user_id"],
-                                     row["encrypted_date_of_birth"])
+    dob_text = ring.decrypt_optional(
+        "public.users", "encrypted_date_of_birth", row["user_id"], row["encrypted_date_of_birth"]
+    )
     record = PatientRecord(
-        patient_id=row["user_id"], tenant_id=tenant, profile_id=row["id"], version=row["version"],
-        subscription_tier=row["tier"], date_of_birth=date.fromisoformat(dob_text) if dob_text else None,
-        profile=profile, medications=tuple(meds), allergies=tuple(allergies), conditions=tuple(conditions),
+        patient_id=row["user_id"],
+        tenant_id=tenant,
+        profile_id=row["id"],
+        version=row["version"],
+        subscription_tier=row["tier"],
+        date_of_birth=date.fromisoformat(dob_text) if dob_text else None,
+        profile=profile,
+        medications=tuple(meds),
+        allergies=tuple(allergies),
+        conditions=tuple(conditions),
         biometrics=tuple(biometrics),
     )
     return record, row["data_integrity_hash"], canonical_content(profile, meds, allergies, conditions)
 
 
-def _needs_newer_key(ring: TenantKeyring, row: Mapping[str, Any]) -> bool:
+def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
     # A value written under a key version this process has not loaded yet (rotated elsewhere).
     for value in (row["encrypted_sex"], row["encrypted_pregnancy_status"]):
         if value and TenantKeyring.version_of(value) not in ring.keys:
             return True
-    for group, col in (("medications", "encrypted_generic_name"), ("allergies", "encrypted_allergen"),
-                       ("conditions", "encrypted_name")):
+    for group, col in (
+        ("medications", "encrypted_generic_name"),
+        ("allergies", "encrypted_allergen"),
+        ("conditions", "encrypted_name"),
+    ):
         for item in row[group]:
             if TenantKeyring.version_of(item[col]) not in ring.keys:
                 return True
@@ -274,7 +301,10 @@ def refresh_integrity(conn: Connection, keys: KeyStore, patient_id: str) -> int:
     record, _, canonical = _load(conn, keys, patient_id)
     ring = keys.keyring(conn, record.tenant_id)
     version = conn.execute(
-        text(f"UPDATE {_PRF} SET data_integrity_hash = :h, last_verified = now() WHERE id = :id RETURNING version"),  # noqa: S608
+        text(
+            "UPDATE healthcare.health_profiles SET data_integrity_hash = :h, last_verified = now()"
+            " WHERE id = :id RETURNING version"
+        ),
         {"h": ring.integrity_hash(canonical), "id": record.profile_id},
     ).scalar_one_or_none()
     if version is None:
@@ -283,32 +313,48 @@ def refresh_integrity(conn: Connection, keys: KeyStore, patient_id: str) -> int:
 
 
 def _profile_of(conn: Connection, patient_id: str) -> tuple[str, str]:
-    row = conn.execute(text(f"SELECT id, tenant_id FROM {_PRF} WHERE user_id = :u"), {"u": patient_id}).one_or_none()  # noqa: S608
+    row = conn.execute(
+        text("SELECT id, tenant_id FROM healthcare.health_profiles WHERE user_id = :u"), {"u": patient_id}
+    ).one_or_none()
     if row is None:
         raise PatientNotFound("patient not found")
     return str(row[0]), str(row[1])
 
 
-def create_profile(conn: Connection, keys: KeyStore, tenant_id: str, patient_id: str,
-                   profile: ProfileInput, profile_id: str | None = None) -> str:
+def create_profile(
+    conn: Connection,
+    keys: KeyStore,
+    tenant_id: str,
+    patient_id: str,
+    profile: ProfileInput,
+    profile_id: str | None = None,
+) -> str:
     ring = keys.keyring(conn, tenant_id)
     pid = profile_id or new_id("hp")
     conn.execute(
-        text(f"INSERT INTO {_PRF} (id, tenant_id, user_id, subscription_tier, encrypted_sex,"  # noqa: S608
-             " encrypted_pregnancy_status, encrypted_blood_type, encrypted_notes)"
-             " VALUES (:id, :t, :u, CAST(:tier AS public.subscription_tier), :sex, :preg, :blood, :notes)"),
-        {"id": pid, "t": tenant_id, "u": patient_id, "tier": profile.subscription_tier,
-         "sex": ring.encrypt_optional(_PRF, "encrypted_sex", pid, profile.sex),
-         "preg": ring.encrypt_optional(_PRF, "encrypted_pregnancy_status", pid, profile.pregnancy_status),
-         "blood": ring.encrypt_optional(_PRF, "encrypted_blood_type", pid, profile.blood_type),
-         "notes": ring.encrypt_optional(_PRF, "encrypted_notes", pid, profile.notes)},
+        text(
+            "INSERT INTO healthcare.health_profiles (id, tenant_id, user_id, subscription_tier, encrypted_sex,"
+            " encrypted_pregnancy_status, encrypted_blood_type, encrypted_notes)"
+            " VALUES (:id, :t, :u, CAST(:tier AS public.subscription_tier), :sex, :preg, :blood, :notes)"
+        ),
+        {
+            "id": pid,
+            "t": tenant_id,
+            "u": patient_id,
+            "tier": profile.subscription_tier,
+            "sex": ring.encrypt_optional(_PRF, "encrypted_sex", pid, profile.sex),
+            "preg": ring.encrypt_optional(_PRF, "encrypted_pregnancy_status", pid, profile.pregnancy_status),
+            "blood": ring.encrypt_optional(_PRF, "encrypted_blood_type", pid, profile.blood_type),
+            "notes": ring.encrypt_optional(_PRF, "encrypted_notes", pid, profile.notes),
+        },
     )
     refresh_integrity(conn, keys, patient_id)
     return pid
 
 
-def put_medication(conn: Connection, keys: KeyStore, patient_id: str, med: MedicationInput,
-                   medication_id: str | None = None) -> str:
+def put_medication(
+    conn: Connection, keys: KeyStore, patient_id: str, med: MedicationInput, medication_id: str | None = None
+) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     mid = medication_id or new_id("med")
@@ -317,14 +363,23 @@ def put_medication(conn: Connection, keys: KeyStore, patient_id: str, med: Medic
         return ring.encrypt_optional(_MED, col, mid, value)
 
     params = {
-        "id": mid, "t": tenant, "p": profile_id, "u": patient_id,
-        "g": enc("encrypted_generic_name", med.generic_name), "b": enc("encrypted_brand_name", med.brand_name),
-        "d": enc("encrypted_dosage", med.dosage), "f": enc("encrypted_frequency", med.frequency),
-        "r": enc("encrypted_route", med.route), "i": enc("encrypted_indication", med.indication),
-        "pb": enc("encrypted_prescribed_by", med.prescribed_by), "em": med.is_emergency_medication,
+        "id": mid,
+        "t": tenant,
+        "p": profile_id,
+        "u": patient_id,
+        "g": enc("encrypted_generic_name", med.generic_name),
+        "b": enc("encrypted_brand_name", med.brand_name),
+        "d": enc("encrypted_dosage", med.dosage),
+        "f": enc("encrypted_frequency", med.frequency),
+        "r": enc("encrypted_route", med.route),
+        "i": enc("encrypted_indication", med.indication),
+        "pb": enc("encrypted_prescribed_by", med.prescribed_by),
+        "em": med.is_emergency_medication,
     }
-    conn.execute(text(f"""
-        INSERT INTO {_MED} (id, tenant_id, health_profile_id, user_id, encrypted_generic_name, encrypted_brand_name,
+    conn.execute(
+        text("""
+        INSERT INTO healthcare.medications (id, tenant_id, health_profile_id, user_id, encrypted_generic_name,
+            encrypted_brand_name,
             encrypted_dosage, encrypted_frequency, encrypted_route, encrypted_indication, encrypted_prescribed_by,
             is_emergency_medication)
         VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em)
@@ -334,16 +389,21 @@ def put_medication(conn: Connection, keys: KeyStore, patient_id: str, med: Medic
             encrypted_indication = EXCLUDED.encrypted_indication,
             encrypted_prescribed_by = EXCLUDED.encrypted_prescribed_by,
             is_emergency_medication = EXCLUDED.is_emergency_medication, is_active = true, updated_at = now()
-        WHERE {_MED}.user_id = EXCLUDED.user_id
-    """), params)  # noqa: S608
+        WHERE healthcare.medications.user_id = EXCLUDED.user_id
+    """),
+        params,
+    )
     refresh_integrity(conn, keys, patient_id)
     return mid
 
 
 def deactivate_medication(conn: Connection, keys: KeyStore, patient_id: str, medication_id: str) -> None:
     done = conn.execute(
-        text(f"UPDATE {_MED} SET is_active = false, ended_on = COALESCE(ended_on, current_date), updated_at = now()"  # noqa: S608
-             " WHERE id = :id AND user_id = :u AND is_active RETURNING id"),
+        text(
+            "UPDATE healthcare.medications SET is_active = false, ended_on = COALESCE(ended_on, current_date),"
+            " updated_at = now()"
+            " WHERE id = :id AND user_id = :u AND is_active RETURNING id"
+        ),
         {"id": medication_id, "u": patient_id},
     ).one_or_none()
     if done is None:
@@ -351,13 +411,16 @@ def deactivate_medication(conn: Connection, keys: KeyStore, patient_id: str, med
     refresh_integrity(conn, keys, patient_id)
 
 
-def put_allergy(conn: Connection, keys: KeyStore, patient_id: str, allergy: AllergyInput,
-                allergy_id: str | None = None) -> str:
+def put_allergy(
+    conn: Connection, keys: KeyStore, patient_id: str, allergy: AllergyInput, allergy_id: str | None = None
+) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     aid = allergy_id or new_id("alg")
-    conn.execute(text(f"""
-        INSERT INTO {_ALG} (id, tenant_id, health_profile_id, user_id, encrypted_allergen, allergen_category,
+    conn.execute(
+        text("""
+        INSERT INTO healthcare.allergies (id, tenant_id, health_profile_id, user_id, encrypted_allergen,
+            allergen_category,
             severity, encrypted_reactions, encrypted_emergency_medication)
         VALUES (:id, :t, :p, :u, :a, CAST(:c AS public.allergen_category), CAST(:s AS public.allergy_severity),
             :r, :em)
@@ -366,62 +429,91 @@ def put_allergy(conn: Connection, keys: KeyStore, patient_id: str, allergy: Alle
             encrypted_reactions = EXCLUDED.encrypted_reactions,
             encrypted_emergency_medication = EXCLUDED.encrypted_emergency_medication, is_active = true,
             updated_at = now()
-        WHERE {_ALG}.user_id = EXCLUDED.user_id
-    """), {  # noqa: S608
-        "id": aid, "t": tenant, "p": profile_id, "u": patient_id,
-        "a": ring.encrypt(_ALG, "encrypted_allergen", aid, allergy.allergen),
-        "c": allergy.allergen_category, "s": allergy.severity,
-        "r": ring.encrypt(_ALG, "encrypted_reactions", aid, json.dumps(list(allergy.reactions))),
-        "em": ring.encrypt_optional(_ALG, "encrypted_emergency_medication", aid, allergy.emergency_medication),
-    })
+        WHERE healthcare.allergies.user_id = EXCLUDED.user_id
+    """),
+        {
+            "id": aid,
+            "t": tenant,
+            "p": profile_id,
+            "u": patient_id,
+            "a": ring.encrypt(_ALG, "encrypted_allergen", aid, allergy.allergen),
+            "c": allergy.allergen_category,
+            "s": allergy.severity,
+            "r": ring.encrypt(_ALG, "encrypted_reactions", aid, json.dumps(list(allergy.reactions))),
+            "em": ring.encrypt_optional(_ALG, "encrypted_emergency_medication", aid, allergy.emergency_medication),
+        },
+    )
     refresh_integrity(conn, keys, patient_id)
     return aid
 
 
-def put_condition(conn: Connection, keys: KeyStore, patient_id: str, condition: ConditionInput,
-                  condition_id: str | None = None) -> str:
+def put_condition(
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    condition: ConditionInput,
+    condition_id: str | None = None,
+) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     cid = condition_id or new_id("cond")
-    conn.execute(text(f"""
-        INSERT INTO {_CND} (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
+    conn.execute(
+        text("""
+        INSERT INTO healthcare.conditions (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
             encrypted_notes, is_critical)
         VALUES (:id, :t, :p, :u, :n, :c, :no, :crit)
         ON CONFLICT (id) DO UPDATE SET encrypted_name = EXCLUDED.encrypted_name,
             encrypted_code = EXCLUDED.encrypted_code, encrypted_notes = EXCLUDED.encrypted_notes,
             is_critical = EXCLUDED.is_critical, is_active = true, updated_at = now()
-        WHERE {_CND}.user_id = EXCLUDED.user_id
-    """), {  # noqa: S608
-        "id": cid, "t": tenant, "p": profile_id, "u": patient_id,
-        "n": ring.encrypt(_CND, "encrypted_name", cid, condition.name),
-        "c": ring.encrypt_optional(_CND, "encrypted_code", cid, condition.code),
-        "no": ring.encrypt_optional(_CND, "encrypted_notes", cid, condition.notes),
-        "crit": condition.is_critical,
-    })
+        WHERE healthcare.conditions.user_id = EXCLUDED.user_id
+    """),
+        {
+            "id": cid,
+            "t": tenant,
+            "p": profile_id,
+            "u": patient_id,
+            "n": ring.encrypt(_CND, "encrypted_name", cid, condition.name),
+            "c": ring.encrypt_optional(_CND, "encrypted_code", cid, condition.code),
+            "no": ring.encrypt_optional(_CND, "encrypted_notes", cid, condition.notes),
+            "crit": condition.is_critical,
+        },
+    )
     refresh_integrity(conn, keys, patient_id)
     return cid
 
 
-def put_biometric(conn: Connection, keys: KeyStore, patient_id: str, reading: BiometricInput,
-                  reading_id: str | None = None) -> str:
+def put_biometric(
+    conn: Connection, keys: KeyStore, patient_id: str, reading: BiometricInput, reading_id: str | None = None
+) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     bid = reading_id or new_id("bio")
-    conn.execute(text(f"""
-        INSERT INTO {_BIO} (id, tenant_id, health_profile_id, user_id, reading_type, encrypted_value,
+    conn.execute(
+        text("""
+        INSERT INTO healthcare.biometric_readings (id, tenant_id, health_profile_id, user_id, reading_type,
+            encrypted_value,
             encrypted_unit, trend_direction, taken_at)
         VALUES (:id, :t, :p, :u, :rt, :v, :un, :tr, COALESCE(:at, now()))
-    """), {  # noqa: S608
-        "id": bid, "t": tenant, "p": profile_id, "u": patient_id, "rt": reading.reading_type,
-        "v": ring.encrypt(_BIO, "encrypted_value", bid, repr(float(reading.value))),
-        "un": ring.encrypt_optional(_BIO, "encrypted_unit", bid, reading.unit),
-        "tr": reading.trend_direction, "at": reading.taken_at,
-    })
+    """),
+        {
+            "id": bid,
+            "t": tenant,
+            "p": profile_id,
+            "u": patient_id,
+            "rt": reading.reading_type,
+            "v": ring.encrypt(_BIO, "encrypted_value", bid, repr(float(reading.value))),
+            "un": ring.encrypt_optional(_BIO, "encrypted_unit", bid, reading.unit),
+            "tr": reading.trend_direction,
+            "at": reading.taken_at,
+        },
+    )
     return bid
 
 
 def profile_version(conn: Connection, patient_id: str) -> int:
-    version = conn.execute(text(f"SELECT version FROM {_PRF} WHERE user_id = :u"), {"u": patient_id}).scalar_one_or_none()  # noqa: S608
+    version = conn.execute(
+        text("SELECT version FROM healthcare.health_profiles WHERE user_id = :u"), {"u": patient_id}
+    ).scalar_one_or_none()
     if version is None:
         raise PatientNotFound("patient not found")
     return int(version)

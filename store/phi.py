@@ -5,14 +5,29 @@ from __future__ import annotations
 __all__ = ["ENCRYPTED_COLUMNS"]
 
 ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "public.users": ("encrypted_email", "encrypted_first_name", "encrypted_last_name", "encrypted_phone",
-                     "encrypted_date_of_birth"),
+    "public.users": (
+        "encrypted_email",
+        "encrypted_first_name",
+        "encrypted_last_name",
+        "encrypted_phone",
+        "encrypted_date_of_birth",
+    ),
     "public.family_accounts": ("encrypted_family_name",),
-    "healthcare.health_profiles": ("encrypted_sex", "encrypted_pregnancy_status", "encrypted_blood_type",
-                                   "encrypted_notes"),
-    "healthcare.medications": ("encrypted_generic_name", "encrypted_brand_name", "encrypted_dosage",
-                               "encrypted_frequency", "encrypted_route", "encrypted_indication",
-                               "encrypted_prescribed_by"),
+    "healthcare.health_profiles": (
+        "encrypted_sex",
+        "encrypted_pregnancy_status",
+        "encrypted_blood_type",
+        "encrypted_notes",
+    ),
+    "healthcare.medications": (
+        "encrypted_generic_name",
+        "encrypted_brand_name",
+        "encrypted_dosage",
+        "encrypted_frequency",
+        "encrypted_route",
+        "encrypted_indication",
+        "encrypted_prescribed_by",
+    ),
     "healthcare.allergies": ("encrypted_allergen", "encrypted_reactions", "encrypted_emergency_medication"),
     "healthcare.conditions": ("encrypted_name", "encrypted_code", "encrypted_notes"),
     "healthcare.biometric_readings": ("encrypted_value", "encrypted_unit"),

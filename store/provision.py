@@ -74,8 +74,10 @@ def _as_cluster_user(cmd: list[str]) -> list[str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        _fail("running as root and there is no 'postgres' system user to run a local cluster; "
-              "create one (useradd -r postgres) or set DATABASE_URL")
+        _fail(
+            "running as root and there is no 'postgres' system user to run a local cluster; "
+            "create one (useradd -r postgres) or set DATABASE_URL"
+        )
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
@@ -86,10 +88,12 @@ def _local_cluster_url() -> str:
 def _start_local_cluster() -> str:
     bindir = _server_bindir()
     if bindir is None:
-        _fail("no PostgreSQL server found: nothing answers on 127.0.0.1:5432, DATABASE_URL is not set, "
-              "and no server binaries (initdb, pg_ctl) are installed. Install PostgreSQL 15 "
-              "(Debian/Ubuntu: apt-get install postgresql-15; macOS: brew install postgresql@15) "
-              "or set DATABASE_URL to a server you may create roles on.")
+        _fail(
+            "no PostgreSQL server found: nothing answers on 127.0.0.1:5432, DATABASE_URL is not set, "
+            "and no server binaries (initdb, pg_ctl) are installed. Install PostgreSQL 15 "
+            "(Debian/Ubuntu: apt-get install postgresql-15; macOS: brew install postgresql@15) "
+            "or set DATABASE_URL to a server you may create roles on."
+        )
     assert bindir is not None
     LOCAL.mkdir(exist_ok=True)
     PGSOCK.mkdir(exist_ok=True)
@@ -100,18 +104,47 @@ def _start_local_cluster() -> str:
             os.chown(p, pw.pw_uid, pw.pw_gid)
         path = PROJECT_ROOT
         while path != path.parent:
-            os.chmod(path, os.stat(path).st_mode | 0o011)
+            # Traverse (x) only, for group and others: the cluster user must reach .local/.
+            os.chmod(path, os.stat(path).st_mode | 0o011)  # noqa: S103
             path = path.parent
     if not (PGDATA / "PG_VERSION").exists():
-        subprocess.run(_as_cluster_user([str(bindir / "initdb"), "-D", str(PGDATA), "-U", "postgres",
-                                         "--auth=trust", "-E", "UTF8", "--no-instructions"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_cluster_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(PGDATA),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     url = _local_cluster_url()
     if not _reachable(url):
         opts = f"-p {LOCAL_PORT} -k {PGSOCK} -c listen_addresses=127.0.0.1"
-        subprocess.run(_as_cluster_user([str(bindir / "pg_ctl"), "-D", str(PGDATA), "-l",
-                                         str(LOCAL / "postgres.log"), "-o", opts, "-w", "start"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_cluster_user(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(PGDATA),
+                    "-l",
+                    str(LOCAL / "postgres.log"),
+                    "-o",
+                    opts,
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return url
 
 
@@ -132,8 +165,9 @@ def up() -> str:
 def down() -> None:
     bindir = _server_bindir()
     if (PGDATA / "PG_VERSION").exists() and bindir is not None:
-        subprocess.run(_as_cluster_user([str(bindir / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "stop"]),
-                       check=False)
+        subprocess.run(
+            _as_cluster_user([str(bindir / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "stop"]), check=False
+        )
         print("praneya: local cluster stopped")
     else:
         print("praneya: no project-local cluster; a shared server is left running")

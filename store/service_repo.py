@@ -21,9 +21,9 @@ __all__ = [
     "GrantEvent",
     "break_the_glass",
     "list_grants",
-    "record_feedback",
     "override_rates",
     "recipe_ingredients",
+    "record_feedback",
     "review_grant",
     "write_audit",
 ]
@@ -31,26 +31,60 @@ __all__ = [
 _GRANTS = "healthcare.emergency_access_grants"
 
 
-def write_audit(conn: Connection, *, audit_id: str, tenant_id: str, user_id: str, action: str, outcome: str,
-                patient_id: str | None = None, resource_type: str | None = None, resource_id: str | None = None,
-                details: Mapping[str, Any] | None = None, phi_accessed: bool = False, risk_score: float = 0.0,
-                flags: Sequence[str] = ()) -> None:
+def write_audit(
+    conn: Connection,
+    *,
+    audit_id: str,
+    tenant_id: str,
+    user_id: str,
+    action: str,
+    outcome: str,
+    patient_id: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    phi_accessed: bool = False,
+    risk_score: float = 0.0,
+    flags: Sequence[str] = (),
+) -> None:
     """One audit row in the caller's transaction; client address and user agent come from the context."""
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO audit.audit_logs (id, tenant_id, user_id, action, resource_type, resource_id, patient_id,
             outcome, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
         VALUES (:id, :t, :u, :action, :rt, :rid, :patient, :outcome, CAST(:details AS jsonb), :phi, :risk,
             CAST(:flags AS text[]), NULLIF(current_setting('app.client_addr', true), ''),
             NULLIF(current_setting('app.user_agent', true), ''))
-    """), {"id": audit_id, "t": tenant_id, "u": user_id, "action": action, "rt": resource_type, "rid": resource_id,
-           "patient": patient_id, "outcome": outcome, "details": json.dumps(dict(details or {}), sort_keys=True),
-           "phi": phi_accessed, "risk": risk_score, "flags": list(flags)})
+    """),
+        {
+            "id": audit_id,
+            "t": tenant_id,
+            "u": user_id,
+            "action": action,
+            "rt": resource_type,
+            "rid": resource_id,
+            "patient": patient_id,
+            "outcome": outcome,
+            "details": json.dumps(dict(details or {}), sort_keys=True),
+            "phi": phi_accessed,
+            "risk": risk_score,
+            "flags": list(flags),
+        },
+    )
 
 
 def recipe_ingredients(conn: Connection, recipe_id: str) -> list[str]:
-    rows = conn.execute(text(
-        "SELECT i.name FROM public.recipes r JOIN public.recipe_ingredients i ON i.recipe_id = r.id"
-        " AND i.tenant_id = r.tenant_id WHERE r.id = :r ORDER BY i.position"), {"r": recipe_id}).scalars().all()
+    rows = (
+        conn.execute(
+            text(
+                "SELECT i.name FROM public.recipes r JOIN public.recipe_ingredients i ON i.recipe_id = r.id"
+                " AND i.tenant_id = r.tenant_id WHERE r.id = :r ORDER BY i.position"
+            ),
+            {"r": recipe_id},
+        )
+        .scalars()
+        .all()
+    )
     if not rows and conn.execute(text("SELECT 1 FROM public.recipes WHERE id = :r"), {"r": recipe_id}).first() is None:
         raise LookupError("recipe not found")
     return list(rows)
@@ -66,17 +100,35 @@ class EmergencyGrant:
     active_conditions: list[dict[str, Any]]
 
 
-def break_the_glass(conn: Connection, keys: KeyStore, *, tenant_id: str, requesting_user_id: str,
-                    patient_id: str, reason_code: str, reason_text: str, grant_minutes: int) -> EmergencyGrant:
+def break_the_glass(
+    conn: Connection,
+    keys: KeyStore,
+    *,
+    tenant_id: str,
+    requesting_user_id: str,
+    patient_id: str,
+    reason_code: str,
+    reason_text: str,
+    grant_minutes: int,
+) -> EmergencyGrant:
     """Calls the database's emergency_health_access() and decrypts what it returns."""
     ring = keys.keyring(conn, tenant_id)
     grant_id = str(uuid.uuid4())
     encrypted_reason = ring.encrypt(_GRANTS, "encrypted_reason_text", grant_id, reason_text)
     result: dict[str, Any] = conn.execute(
-        text("SELECT public.emergency_health_access(:patient, :me, :reason,"
-             " CAST(:code AS public.emergency_reason_code), :minutes, :gid)"),
-        {"patient": patient_id, "me": requesting_user_id, "reason": encrypted_reason, "code": reason_code,
-         "minutes": grant_minutes, "gid": grant_id}).scalar_one()
+        text(
+            "SELECT public.emergency_health_access(:patient, :me, :reason,"
+            " CAST(:code AS public.emergency_reason_code), :minutes, :gid)"
+        ),
+        {
+            "patient": patient_id,
+            "me": requesting_user_id,
+            "reason": encrypted_reason,
+            "code": reason_code,
+            "minutes": grant_minutes,
+            "gid": grant_id,
+        },
+    ).scalar_one()
 
     def dec(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -91,7 +143,8 @@ def break_the_glass(conn: Connection, keys: KeyStore, *, tenant_id: str, request
     for a in allergies:
         a["reactions"] = json.loads(a["reactions"]) if a.get("reactions") else []
     return EmergencyGrant(
-        grant_id=result["grant_id"], audit_id=result["audit_id"],
+        grant_id=result["grant_id"],
+        audit_id=result["audit_id"],
         expires_at=datetime.fromisoformat(result["expires_at"]),
         critical_allergies=allergies,
         active_medications=[dec("healthcare.medications", m) for m in result["active_medications"]],
@@ -115,48 +168,90 @@ class GrantEvent:
 
 def _grant_event(keys: KeyStore, conn: Connection, row: Any) -> GrantEvent:
     ring = keys.keyring(conn, row.tenant_id)
-    return GrantEvent(row.id, row.patient_user_id, row.grantee_user_id, row.reason_code,
-                      ring.decrypt(_GRANTS, "encrypted_reason_text", row.id, row.encrypted_reason_text),
-                      row.granted_at, row.expires_at, row.review_outcome, row.reviewed_by, row.reviewed_at)
+    return GrantEvent(
+        row.id,
+        row.patient_user_id,
+        row.grantee_user_id,
+        row.reason_code,
+        ring.decrypt(_GRANTS, "encrypted_reason_text", row.id, row.encrypted_reason_text),
+        row.granted_at,
+        row.expires_at,
+        row.review_outcome,
+        row.reviewed_by,
+        row.reviewed_at,
+    )
 
 
-_GRANT_COLUMNS = ("id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,"
-                  " encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at")
-
-
-def list_grants(conn: Connection, keys: KeyStore, *, unreviewed_only: bool, limit: int,
-                after: tuple[datetime, str] | None) -> list[GrantEvent]:
+def list_grants(
+    conn: Connection, keys: KeyStore, *, unreviewed_only: bool, limit: int, after: tuple[datetime, str] | None
+) -> list[GrantEvent]:
     """The review queue, newest first, keyset-paginated on (granted_at, id)."""
-    rows = conn.execute(text(f"""
-        SELECT {_GRANT_COLUMNS} FROM {_GRANTS}
+    rows = conn.execute(
+        text("""
+        SELECT id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,
+            encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at
+        FROM healthcare.emergency_access_grants
         WHERE (NOT :unreviewed OR reviewed_at IS NULL)
           AND (CAST(:after_ts AS timestamptz) IS NULL OR (granted_at, id) < (CAST(:after_ts AS timestamptz), :after_id))
         ORDER BY granted_at DESC, id DESC LIMIT :n
-    """), {"unreviewed": unreviewed_only, "after_ts": after[0] if after else None,  # noqa: S608
-           "after_id": after[1] if after else "", "n": limit}).all()
+    """),
+        {
+            "unreviewed": unreviewed_only,
+            "after_ts": after[0] if after else None,
+            "after_id": after[1] if after else "",
+            "n": limit,
+        },
+    ).all()
     return [_grant_event(keys, conn, r) for r in rows]
 
 
-def review_grant(conn: Connection, keys: KeyStore, *, tenant_id: str, grant_id: str, reviewer: str,
-                 outcome: str, notes: str) -> GrantEvent:
+def review_grant(
+    conn: Connection,
+    keys: KeyStore,
+    *,
+    tenant_id: str,
+    grant_id: str,
+    reviewer: str,
+    outcome: str,
+    notes: str,
+) -> GrantEvent:
     ring = keys.keyring(conn, tenant_id)
-    row = conn.execute(text(f"""
-        UPDATE {_GRANTS} SET reviewed_at = now(), reviewed_by = :me, review_outcome = :outcome,
+    row = conn.execute(
+        text("""
+        UPDATE healthcare.emergency_access_grants SET reviewed_at = now(), reviewed_by = :me, review_outcome = :outcome,
             encrypted_review_notes = :notes
-        WHERE id = :id RETURNING {_GRANT_COLUMNS}
-    """), {"me": reviewer, "outcome": outcome, "id": grant_id,  # noqa: S608
-           "notes": ring.encrypt_optional(_GRANTS, "encrypted_review_notes", grant_id, notes or None)}).one_or_none()
+        WHERE id = :id RETURNING id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,
+            encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at
+    """),
+        {
+            "me": reviewer,
+            "outcome": outcome,
+            "id": grant_id,
+            "notes": ring.encrypt_optional(_GRANTS, "encrypted_review_notes", grant_id, notes or None),
+        },
+    ).one_or_none()
     if row is None:
         raise PatientNotFound("emergency access event not found")
     return _grant_event(keys, conn, row)
 
 
-def record_feedback(conn: Connection, keys: KeyStore, *, tenant_id: str, user_id: str, evaluation_id: str,
-                    alert_id: str, outcome: str, reason: str | None, comment: str) -> str:
+def record_feedback(
+    conn: Connection,
+    keys: KeyStore,
+    *,
+    tenant_id: str,
+    user_id: str,
+    evaluation_id: str,
+    alert_id: str,
+    outcome: str,
+    reason: str | None,
+    comment: str,
+) -> str:
     """Feedback on an alert of an evaluation the caller can see in the audit trail (their own)."""
-    details = conn.execute(text(
-        "SELECT details FROM audit.audit_logs WHERE id = :id AND action = 'EVALUATE_SAFETY'"),
-        {"id": evaluation_id}).scalar_one_or_none()
+    details = conn.execute(
+        text("SELECT details FROM audit.audit_logs WHERE id = :id AND action = 'EVALUATE_SAFETY'"),
+        {"id": evaluation_id},
+    ).scalar_one_or_none()
     if details is None:
         raise LookupError("evaluation not found")
     alert = next((a for a in details.get("alerts", []) if a.get("alert_id") == alert_id), None)
@@ -164,20 +259,34 @@ def record_feedback(conn: Connection, keys: KeyStore, *, tenant_id: str, user_id
         raise LookupError("alert not found in that evaluation")
     ring = keys.keyring(conn, tenant_id)
     fid = str(uuid.uuid4())
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO clinical.alert_feedback (id, tenant_id, user_id, evaluation_id, alert_id, rule_id, outcome,
             reason_code, encrypted_comment)
         VALUES (:id, :t, :u, :e, :a, :r, :o, :reason, :c)
-    """), {"id": fid, "t": tenant_id, "u": user_id, "e": evaluation_id, "a": alert_id, "r": alert["rule_id"],
-           "o": outcome, "reason": reason,
-           "c": ring.encrypt_optional("clinical.alert_feedback", "encrypted_comment", fid, comment or None)})
+    """),
+        {
+            "id": fid,
+            "t": tenant_id,
+            "u": user_id,
+            "e": evaluation_id,
+            "a": alert_id,
+            "r": alert["rule_id"],
+            "o": outcome,
+            "reason": reason,
+            "c": ring.encrypt_optional("clinical.alert_feedback", "encrypted_comment", fid, comment or None),
+        },
+    )
     return fid
 
 
 def override_rates(conn: Connection, since_days: int) -> list[tuple[str, int, int]]:
-    rows = conn.execute(text("""
+    rows = conn.execute(
+        text("""
         SELECT rule_id, count(*) AS shown, count(*) FILTER (WHERE outcome = 'OVERRIDDEN') AS overridden
         FROM clinical.alert_feedback WHERE created_at > now() - make_interval(days => :d)
         GROUP BY rule_id ORDER BY overridden DESC, rule_id
-    """), {"d": since_days}).all()
+    """),
+        {"d": since_days},
+    ).all()
     return [(r.rule_id, int(r.shown), int(r.overridden)) for r in rows]

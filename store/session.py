@@ -56,8 +56,14 @@ _SET_CONTEXT = text(
 
 
 class Database:
-    def __init__(self, url: str | None = None, *, pool_size: int = 8, pool_timeout: float = 5.0,
-                 statement_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool_size: int = 8,
+        pool_timeout: float = 5.0,
+        statement_timeout_ms: int = 5000,
+    ) -> None:
         connect_args: dict[str, object] = {
             "connect_timeout": int(os.environ.get("PRANEYA_DB_CONNECT_TIMEOUT", "5")),
             # Bounded statements: a slow database turns into a clear error, not a hung request.
@@ -86,10 +92,18 @@ class Database:
         m = meta or RequestMeta()
         timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
         with self.engine.begin() as conn:
-            conn.execute(_SET_CONTEXT, {"tenant": principal.tenant_id, "user": principal.user_id,
-                                        "role": principal.role, "addr": m.client_addr[:200],
-                                        "ua": m.user_agent[:300], "rid": m.request_id[:100],
-                                        "timeout": str(max(1, int(timeout)))})
+            conn.execute(
+                _SET_CONTEXT,
+                {
+                    "tenant": principal.tenant_id,
+                    "user": principal.user_id,
+                    "role": principal.role,
+                    "addr": m.client_addr[:200],
+                    "ua": m.user_agent[:300],
+                    "rid": m.request_id[:100],
+                    "timeout": str(max(1, int(timeout))),
+                },
+            )
             yield conn
 
     def dispose(self) -> None:

@@ -15,8 +15,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["SIGNING_KEY_ENV", "Signer", "SigningKeyError", "generate_signing_key", "signer_from_env",
-           "verify_signature"]
+__all__ = [
+    "SIGNING_KEY_ENV",
+    "Signer",
+    "SigningKeyError",
+    "generate_signing_key",
+    "signer_from_env",
+    "verify_signature",
+]
 
 SIGNING_KEY_ENV = "PRANEYA_SIGNING_KEY_FILE"
 ALGORITHM = "Ed25519"
@@ -33,10 +39,14 @@ def key_id_of(public_raw: bytes) -> str:
 class Signer:
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
-        self.public_raw = private_key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                                serialization.PublicFormat.Raw)
-        self.public_pem = private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.public_raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_pem = (
+            private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
         self.key_id = key_id_of(self.public_raw)
         self.algorithm = ALGORITHM
 
@@ -48,7 +58,9 @@ class Signer:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise SigningKeyError(f"{SIGNING_KEY_ENV} names {path}, which cannot be read: {exc.strerror}") from None
+            raise SigningKeyError(
+                f"{SIGNING_KEY_ENV} names {path}, which cannot be read: {exc.strerror}"
+            ) from None
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except ValueError:
@@ -71,8 +83,9 @@ def verify_signature(public_raw: bytes, data: bytes, signature: bytes) -> bool:
 
 def generate_signing_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)

@@ -99,8 +99,13 @@ class AppSession:
         return psycopg.connect(self.url, row_factory=dict_row)
 
     @contextmanager
-    def scoped(self, tenant: str | None, user: str | None, role: str | None,
-               conn: psycopg.Connection[dict[str, Any]] | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def scoped(
+        self,
+        tenant: str | None,
+        user: str | None,
+        role: str | None,
+        conn: psycopg.Connection[dict[str, Any]] | None = None,
+    ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         own = conn is None
         c = conn or self.connect()
         try:

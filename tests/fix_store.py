@@ -53,7 +53,9 @@ PatientFactory = Callable[..., str]
 
 
 @pytest.fixture
-def make_tenant(admin_engine: Engine, provider: LocalKeyFileProvider, uid: Callable[[str], str]) -> TenantFactory:
+def make_tenant(
+    admin_engine: Engine, provider: LocalKeyFileProvider, uid: Callable[[str], str]
+) -> TenantFactory:
     counter = iter(range(1000))
 
     def make() -> str:
@@ -69,13 +71,30 @@ def make_tenant(admin_engine: Engine, provider: LocalKeyFileProvider, uid: Calla
 def make_patient(admin_engine: Engine, keys: KeyStore, uid: Callable[[str], str]) -> PatientFactory:
     counter = iter(range(1000))
 
-    def make(tenant: str, *, role: str = "END_USER", dob: date | None = date(1960, 5, 17),
-             sex: str | None = "female", pregnancy_status: str | None = None, first_name: str = "Ada") -> str:
+    def make(
+        tenant: str,
+        *,
+        role: str = "END_USER",
+        dob: date | None = date(1960, 5, 17),
+        sex: str | None = "female",
+        pregnancy_status: str | None = None,
+        first_name: str = "Ada",
+    ) -> str:
         user = uid("user") + f"-{next(counter)}"
         with admin_engine.begin() as conn:
-            create_user(conn, keys, tenant, user, UserInput(first_name=first_name, last_name="Lovelace",
-                                                            date_of_birth=dob, healthcare_role=role,
-                                                            mfa_enabled=role != "END_USER"))
+            create_user(
+                conn,
+                keys,
+                tenant,
+                user,
+                UserInput(
+                    first_name=first_name,
+                    last_name="Lovelace",
+                    date_of_birth=dob,
+                    healthcare_role=role,
+                    mfa_enabled=role != "END_USER",
+                ),
+            )
             create_profile(conn, keys, tenant, user, ProfileInput(sex=sex, pregnancy_status=pregnancy_status))
         return user
 

@@ -31,8 +31,15 @@ def test_every_tenant_owned_table_and_partition_forces_rls(admin: psycopg.Connec
     tables = _tenant_owned_tables(admin)
     names = {t["name"] for t in tables}
     # The set is what the mission needs, partitions included: a shrinking set would hide a gap.
-    for expected in ("public.users", "healthcare.medications", "healthcare.consents", "audit.audit_logs",
-                     "audit.audit_logs_default", "clinical.clinical_rules", "clinical.interaction_overrides"):
+    for expected in (
+        "public.users",
+        "healthcare.medications",
+        "healthcare.consents",
+        "audit.audit_logs",
+        "audit.audit_logs_default",
+        "clinical.clinical_rules",
+        "clinical.interaction_overrides",
+    ):
         assert expected in names
     assert any(t["relispartition"] for t in tables), "audit partitions must be checked too"
     unprotected = [t["name"] for t in tables if not (t["relrowsecurity"] and t["relforcerowsecurity"])]
@@ -44,14 +51,20 @@ def test_runtime_role_owns_nothing_and_bypasses_nothing(admin: psycopg.Connectio
         "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb FROM pg_roles"
         " WHERE rolname = 'praneya_app'"
     ).fetchone()
-    assert role == {"rolsuper": False, "rolbypassrls": False, "rolcanlogin": True, "rolcreaterole": False,
-                    "rolcreatedb": False}
+    assert role == {
+        "rolsuper": False,
+        "rolbypassrls": False,
+        "rolcanlogin": True,
+        "rolcreaterole": False,
+        "rolcreatedb": False,
+    }
     owned = admin.execute(
         "SELECT count(*) AS n FROM pg_class c WHERE c.relowner = 'praneya_app'::regrole"
     ).fetchone()
     assert owned == {"n": 0}
-    assert admin.execute(
-        "SELECT pg_has_role('praneya_app', 'authenticated', 'MEMBER') AS m").fetchone() == {"m": True}
+    assert admin.execute("SELECT pg_has_role('praneya_app', 'authenticated', 'MEMBER') AS m").fetchone() == {
+        "m": True
+    }
     owners = admin.execute(
         "SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c JOIN pg_namespace n"
         " ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'S', 'i')",

@@ -40,25 +40,34 @@ def knowledge_loaded(_knowledge_once: None, cli_db: None, capsys: pytest.Capture
     capsys.readouterr()
 
 
-def test_reimport_and_resync_change_nothing(knowledge_loaded: None, admin_engine: Engine,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_reimport_and_resync_change_nothing(
+    knowledge_loaded: None, admin_engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
     with admin_engine.connect() as conn:
         before = conn.execute(text("SELECT count(*), max(imported_at) FROM clinical.interaction_pairs")).one()
-        audit_before = conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'"))\
-            .scalar_one()
+        audit_before = conn.execute(
+            text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'")
+        ).scalar_one()
     assert praneya(["knowledge", "import", str(CSV), "--source", "praneya-starter"]) == 0
     assert "0 new, 0 changed" in capsys.readouterr().out
     assert praneya(["rules", "sync", str(RULES), "--global"]) == 0
     assert "0 created, 0 updated" in capsys.readouterr().out
     with admin_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*), max(imported_at) FROM clinical.interaction_pairs")).one() == before
-        assert conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'"))\
-            .scalar_one() == audit_before
+        assert (
+            conn.execute(text("SELECT count(*), max(imported_at) FROM clinical.interaction_pairs")).one()
+            == before
+        )
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'")
+            ).scalar_one()
+            == audit_before
+        )
 
 
-def test_a_bad_csv_imports_nothing_and_names_the_line(knowledge_loaded: None, tmp_path: Path,
-                                                      admin_engine: Engine,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_csv_imports_nothing_and_names_the_line(
+    knowledge_loaded: None, tmp_path: Path, admin_engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("drug_a,drug_b,severity\nwarfarin,aspirin,major\nfluoxetine,phenelzine,Q\n")
     with admin_engine.connect() as conn:
@@ -69,9 +78,13 @@ def test_a_bad_csv_imports_nothing_and_names_the_line(knowledge_loaded: None, tm
         assert conn.execute(text("SELECT count(*) FROM clinical.interaction_pairs")).scalar_one() == before
 
 
-def test_rule_sync_versions_audits_and_is_all_or_nothing(knowledge_loaded: None, tmp_path: Path,
-                                                         admin_engine: Engine, make_tenant: Callable[[], str],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_rule_sync_versions_audits_and_is_all_or_nothing(
+    knowledge_loaded: None,
+    tmp_path: Path,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # A tenant's own copy of a global rule, so other tests keep the global rule set as shipped.
     tenant = make_tenant()
     src = RULES / "renal" / "renal-metformin-egfr-below-30.yaml"
@@ -88,17 +101,36 @@ def test_rule_sync_versions_audits_and_is_all_or_nothing(knowledge_loaded: None,
     assert praneya(["rules", "sync", str(folder), "--tenant", tenant]) == 1
     assert "nothing was written" in capsys.readouterr().err
     with admin_engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM clinical.clinical_rules WHERE id = :id"),
-                            {"id": f"{tenant}:{doc['id']}"}).scalar_one() == doc["version"]
+        assert (
+            conn.execute(
+                text("SELECT version FROM clinical.clinical_rules WHERE id = :id"),
+                {"id": f"{tenant}:{doc['id']}"},
+            ).scalar_one()
+            == doc["version"]
+        )
     (folder / "broken-rule.yaml").unlink()
     assert praneya(["rules", "sync", str(folder), "--tenant", tenant]) == 0
     assert "0 created, 1 updated" in capsys.readouterr().out
     with admin_engine.connect() as conn:
-        versions = conn.execute(text("SELECT version FROM clinical.clinical_rule_versions WHERE rule_id = :id"
-                                     " ORDER BY version"), {"id": f"{tenant}:{doc['id']}"}).scalars().all()
+        versions = (
+            conn.execute(
+                text(
+                    "SELECT version FROM clinical.clinical_rule_versions WHERE rule_id = :id ORDER BY version"
+                ),
+                {"id": f"{tenant}:{doc['id']}"},
+            )
+            .scalars()
+            .all()
+        )
         assert versions == [doc["version"], doc["version"] + 1]
-        audit = conn.execute(text("SELECT action FROM audit.audit_logs WHERE resource_id = :id ORDER BY \"timestamp\""),
-                             {"id": f"{tenant}:{doc['id']}"}).scalars().all()
+        audit = (
+            conn.execute(
+                text('SELECT action FROM audit.audit_logs WHERE resource_id = :id ORDER BY "timestamp"'),
+                {"id": f"{tenant}:{doc['id']}"},
+            )
+            .scalars()
+            .all()
+        )
         assert audit == ["RULE_CREATED", "RULE_UPDATED"]
 
 
@@ -123,14 +155,18 @@ def test_there_are_fifteen_onc_groups() -> None:
 
 
 @pytest.mark.parametrize(("rule_id", "meds"), ONC, ids=[r for r, _ in ONC])
-def test_check_flags_every_onc_high_priority_group(rule_id: str, meds: list[str], knowledge_loaded: None,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_flags_every_onc_high_priority_group(
+    rule_id: str, meds: list[str], knowledge_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["check", "--json", "--age", "45", "--sex", "male"]
     for m in meds:
         args += ["--med", m]
     assert praneya(args) == 0
     result = json.loads(capsys.readouterr().out)
-    critical = [a for a in result["alerts"] if a["severity"] == "CRITICAL" and a["kind"] == "DRUG_DRUG_INTERACTION"]
+    critical = [
+        a for a in result["alerts"] if a["severity"] == "CRITICAL" and a["kind"] == "DRUG_DRUG_INTERACTION"
+    ]
     assert critical, f"{rule_id}: no critical interaction alert for {meds}"
-    assert rule_id in {a["rule_id"] for a in result["alerts"]} | {
-        a["rule_id"] for a in critical}, f"{rule_id} did not fire (alerts: {[a['rule_id'] for a in result['alerts']]})"
+    assert rule_id in {a["rule_id"] for a in result["alerts"]} | {a["rule_id"] for a in critical}, (
+        f"{rule_id} did not fire (alerts: {[a['rule_id'] for a in result['alerts']]})"
+    )

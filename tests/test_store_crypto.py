@@ -108,7 +108,7 @@ def test_master_key_wraps_and_a_wrong_master_key_is_a_clear_error(tmp_path: Path
 def test_key_file_errors_name_the_variable(tmp_path: Path) -> None:
     with pytest.raises(KeyProviderError, match="PRANEYA_MASTER_KEY_FILE is not set"):
         key_provider_from_env({})
-    with pytest.raises(KeyProviderError, match="PRANEYA_MASTER_KEY_FILE names .* does not exist"):
+    with pytest.raises(KeyProviderError, match=r"PRANEYA_MASTER_KEY_FILE names .* does not exist"):
         key_provider_from_env({"PRANEYA_MASTER_KEY_FILE": str(tmp_path / "missing.key")})
     (tmp_path / "short.key").write_text(base64.b64encode(b"x" * 16).decode())
     with pytest.raises(KeyProviderError, match="32 bytes"):

@@ -28,17 +28,26 @@ def _versions(admin_engine: Engine, tenant: str) -> dict[int, int]:
     with admin_engine.connect() as conn:
         for table, columns in ENCRYPTED_COLUMNS.items():
             for col in columns:
-                for (v, n) in conn.execute(text(
-                        f"SELECT split_part({col}, '.', 2)::int, count(*) FROM {table}"  # noqa: S608
-                        f" WHERE tenant_id = :t AND {col} IS NOT NULL GROUP BY 1"), {"t": tenant}):
+                for v, n in conn.execute(
+                    text(
+                        f"SELECT split_part({col}, '.', 2)::int, count(*) FROM {table}"
+                        f" WHERE tenant_id = :t AND {col} IS NOT NULL GROUP BY 1"
+                    ),
+                    {"t": tenant},
+                ):
                     counts[v] = counts.get(v, 0) + n
     return counts
 
 
 def test_rotation_keeps_values_readable_and_reencrypt_leaves_nothing_on_old_versions(
-        app_db: Database, keys: KeyStore, provider: LocalKeyFileProvider, admin_engine: Engine,
-        make_tenant: Callable[[], str], make_patient: Callable[..., str],
-        advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    provider: LocalKeyFileProvider,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
@@ -65,9 +74,15 @@ def test_rotation_keeps_values_readable_and_reencrypt_leaves_nothing_on_old_vers
 
 
 def test_master_key_rotation_rewraps_and_a_wrong_old_key_writes_nothing(
-        tmp_path: Path, app_db: Database, provider: LocalKeyFileProvider, admin_engine: Engine,
-        make_tenant: Callable[[], str], make_patient: Callable[..., str],
-        advisor: Callable[[str], Principal], keys: KeyStore) -> None:
+    tmp_path: Path,
+    app_db: Database,
+    provider: LocalKeyFileProvider,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+    keys: KeyStore,
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
@@ -75,13 +90,18 @@ def test_master_key_rotation_rewraps_and_a_wrong_old_key_writes_nothing(
     generate_master_key_file(tmp_path / "wrong.key")
     new, wrong = LocalKeyFileProvider(tmp_path / "new.key"), LocalKeyFileProvider(tmp_path / "wrong.key")
     with admin_engine.connect() as conn:
-        before = conn.execute(text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys"
-                                   " ORDER BY 1, 2")).all()
+        before = conn.execute(
+            text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys ORDER BY 1, 2")
+        ).all()
     with pytest.raises(KeyProviderError, match="wrong master key"), admin_engine.begin() as conn:
         rotate_master_key(conn, wrong, new)
     with admin_engine.connect() as conn:
-        assert conn.execute(text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys"
-                                 " ORDER BY 1, 2")).all() == before
+        assert (
+            conn.execute(
+                text("SELECT tenant_id, key_version, wrapped_key FROM public.tenant_data_keys ORDER BY 1, 2")
+            ).all()
+            == before
+        )
     with admin_engine.begin() as conn:
         assert rotate_master_key(conn, provider, new) == len(before)
     try:
@@ -95,46 +115,97 @@ def test_master_key_rotation_rewraps_and_a_wrong_old_key_writes_nothing(
 
 
 def _plain_dump(database_url: str, admin_engine: Engine) -> str:
-    pg_dump = shutil.which("pg_dump") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
+    pg_dump = shutil.which("pg_dump") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+    )
     if pg_dump:
         url = sqlalchemy_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        return subprocess.run([str(pg_dump), "--data-only", "--schema=public", "--schema=healthcare",
-                               "--schema=audit", url], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [str(pg_dump), "--data-only", "--schema=public", "--schema=healthcare", "--schema=audit", url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     # No client tools: the same content, row by row, through SQL.
     with admin_engine.connect() as conn:
-        tables = conn.execute(text("SELECT schemaname || '.' || tablename FROM pg_tables"
-                                   " WHERE schemaname IN ('public', 'healthcare', 'audit')")).scalars().all()
-        return "\n".join(str(r[0]) for t in tables
-                         for r in conn.execute(text(f"SELECT t::text FROM {t} t")))  # noqa: S608
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT schemaname || '.' || tablename FROM pg_tables"
+                    " WHERE schemaname IN ('public', 'healthcare', 'audit')"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return "\n".join(str(r[0]) for t in tables for r in conn.execute(text(f"SELECT t::text FROM {t} t")))
 
 
-DEMO_PLAINTEXTS = ["John", "Jane", "Jimmy", "Garcia", "Sarah", "warfarin", "Coumadin", "ibuprofen", "simvastatin",
-                   "sertraline", "Zoloft", "sumatriptan", "albuterol", "EpiPen", "lisinopril", "spironolactone",
-                   "penicillin", "shellfish", "peanut", "tree nut", "sulfamethoxazole", "Stevens-Johnson",
-                   "atrial fibrillation", "migraine", "asthma", "heart failure", "1954-03-14", "2016-09-01",
-                   "sarah.smith@demo.example"]
+DEMO_PLAINTEXTS = [
+    "John",
+    "Jane",
+    "Jimmy",
+    "Garcia",
+    "Sarah",
+    "warfarin",
+    "Coumadin",
+    "ibuprofen",
+    "simvastatin",
+    "sertraline",
+    "Zoloft",
+    "sumatriptan",
+    "albuterol",
+    "EpiPen",
+    "lisinopril",
+    "spironolactone",
+    "penicillin",
+    "shellfish",
+    "peanut",
+    "tree nut",
+    "sulfamethoxazole",
+    "Stevens-Johnson",
+    "atrial fibrillation",
+    "migraine",
+    "asthma",
+    "heart failure",
+    "1954-03-14",
+    "2016-09-01",
+    "sarah.smith@demo.example",
+]
 
 
 def test_demo_seed_is_idempotent_and_the_dump_holds_no_plaintext(
-        database_url: str, admin_engine: Engine, app_db: Database, provider: LocalKeyFileProvider,
-        keys: KeyStore, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    database_url: str,
+    admin_engine: Engine,
+    app_db: Database,
+    provider: LocalKeyFileProvider,
+    keys: KeyStore,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     caplog.set_level(logging.DEBUG)
     first = demo.seed_demo(admin_engine, app_db, provider, keys)
     second = demo.seed_demo(admin_engine, app_db, provider, keys)
     assert second == dict.fromkeys(first, 0)
     with admin_engine.connect() as conn:
-        counts = conn.execute(text(
-            "SELECT (SELECT count(*) FROM public.users WHERE tenant_id = 'demo-clinic'),"
-            " (SELECT count(*) FROM healthcare.medications WHERE tenant_id = 'demo-clinic'),"
-            " (SELECT count(*) FROM public.family_members WHERE family_account_id = 'demo-family-01')")).one()
+        counts = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM public.users WHERE tenant_id = 'demo-clinic'),"
+                " (SELECT count(*) FROM healthcare.medications WHERE tenant_id = 'demo-clinic'),"
+                " (SELECT count(*) FROM public.family_members WHERE family_account_id = 'demo-family-01')"
+            )
+        ).one()
     assert tuple(counts) == (6, 7, 3)
     who = Principal(demo.DEMO_TENANT, demo.CLINICIAN, "CLINICAL_ADVISOR", mfa=True)
     with app_db.scoped(who) as conn:
         john = read_patient(conn, keys, demo.PARENT)
     assert {m["generic_name"] for m in john.medications} == {"warfarin", "ibuprofen", "simvastatin"}
     # Other tests share this database: keep the demo tenants' rows (every one names its tenant).
-    dump = "\n".join(line for line in _plain_dump(database_url, admin_engine).splitlines()
-                     if demo.DEMO_TENANT in line or demo.SECOND_TENANT in line)
+    dump = "\n".join(
+        line
+        for line in _plain_dump(database_url, admin_engine).splitlines()
+        if demo.DEMO_TENANT in line or demo.SECOND_TENANT in line
+    )
     assert "pv1." in dump and demo.PARENT in dump  # the dump is real and holds the ciphertexts
     leaked = [p for p in DEMO_PLAINTEXTS if p.lower() in dump.lower()]
     assert leaked == []
@@ -142,8 +213,9 @@ def test_demo_seed_is_idempotent_and_the_dump_holds_no_plaintext(
     assert [p for p in DEMO_PLAINTEXTS if p in logs] == []
 
 
-def test_cli_errors_name_the_problem_without_plaintext(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_name_the_problem_without_plaintext(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("PRANEYA_MASTER_KEY_FILE", raising=False)
     assert praneya(["keys", "rotate", "--tenant", "x"]) == 1
     assert "PRANEYA_MASTER_KEY_FILE is not set" in capsys.readouterr().err

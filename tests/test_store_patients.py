@@ -31,20 +31,33 @@ pytestmark = pytest.mark.db
 def _fill(app_db: Database, keys: KeyStore, who: Principal, patient: str) -> dict[str, str]:
     with app_db.scoped(who) as conn:
         return {
-            "warfarin": put_medication(conn, keys, patient, MedicationInput("warfarin", brand_name="Coumadin",
-                                                                            dosage="5 mg", frequency="daily",
-                                                                            route="oral")),
+            "warfarin": put_medication(
+                conn,
+                keys,
+                patient,
+                MedicationInput(
+                    "warfarin", brand_name="Coumadin", dosage="5 mg", frequency="daily", route="oral"
+                ),
+            ),
             "ibuprofen": put_medication(conn, keys, patient, MedicationInput("ibuprofen", dosage="400 mg")),
-            "penicillin": put_allergy(conn, keys, patient, AllergyInput("penicillin", "DRUG", "ANAPHYLACTIC",
-                                                                        ("hives", "wheeze"), "epinephrine")),
+            "penicillin": put_allergy(
+                conn,
+                keys,
+                patient,
+                AllergyInput("penicillin", "DRUG", "ANAPHYLACTIC", ("hives", "wheeze"), "epinephrine"),
+            ),
             "ckd": put_condition(conn, keys, patient, ConditionInput("chronic kidney disease", "N18.4")),
             "egfr": put_biometric(conn, keys, patient, BiometricInput("egfr", 28.0, "mL/min/1.73m2")),
         }
 
 
-def test_every_encrypted_field_round_trips(app_db: Database, keys: KeyStore, make_tenant: Callable[[], str],
-                                           make_patient: Callable[..., str],
-                                           advisor: Callable[[str], Principal]) -> None:
+def test_every_encrypted_field_round_trips(
+    app_db: Database,
+    keys: KeyStore,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant, pregnancy_status="not_pregnant")
     who = advisor(tenant)
@@ -53,10 +66,19 @@ def test_every_encrypted_field_round_trips(app_db: Database, keys: KeyStore, mak
         rec = read_patient(conn, keys, patient)
     med = {m["id"]: m for m in rec.medications}[ids["warfarin"]]
     assert (med["generic_name"], med["brand_name"], med["dosage"], med["frequency"], med["route"]) == (
-        "warfarin", "Coumadin", "5 mg", "daily", "oral")
+        "warfarin",
+        "Coumadin",
+        "5 mg",
+        "daily",
+        "oral",
+    )
     alg = rec.allergies[0]
     assert (alg["allergen"], alg["severity"], alg["reactions"], alg["emergency_medication"]) == (
-        "penicillin", "ANAPHYLACTIC", ["hives", "wheeze"], "epinephrine")
+        "penicillin",
+        "ANAPHYLACTIC",
+        ["hives", "wheeze"],
+        "epinephrine",
+    )
     assert (rec.conditions[0]["name"], rec.conditions[0]["code"]) == ("chronic kidney disease", "N18.4")
     assert rec.biometrics[0]["value"] == 28.0 and rec.biometrics[0]["unit"] == "mL/min/1.73m2"
     assert rec.profile["sex"] == "female" and rec.profile["pregnancy_status"] == "not_pregnant"
@@ -67,8 +89,12 @@ def test_every_encrypted_field_round_trips(app_db: Database, keys: KeyStore, mak
 
 
 def test_writes_bump_version_and_deactivation_leaves_the_snapshot(
-        app_db: Database, keys: KeyStore, make_tenant: Callable[[], str], make_patient: Callable[..., str],
-        advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
@@ -82,8 +108,12 @@ def test_writes_bump_version_and_deactivation_leaves_the_snapshot(
 
 
 def test_other_tenant_and_missing_patient_look_the_same(
-        app_db: Database, keys: KeyStore, make_tenant: Callable[[], str], make_patient: Callable[..., str],
-        advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     t1, t2 = make_tenant(), make_tenant()
     patient = make_patient(t1)
     with app_db.scoped(advisor(t2)) as conn:
@@ -96,57 +126,84 @@ def test_other_tenant_and_missing_patient_look_the_same(
 
 
 def test_edited_medication_row_is_an_integrity_mismatch(
-        app_db: Database, keys: KeyStore, admin_engine: Engine, make_tenant: Callable[[], str],
-        make_patient: Callable[..., str], advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
     ids = _fill(app_db, keys, who, patient)
     with admin_engine.begin() as conn:  # someone with database access edits a row behind the app's back
-        conn.execute(text("UPDATE healthcare.medications SET is_active = false WHERE id = :id"),
-                     {"id": ids["warfarin"]})
+        conn.execute(
+            text("UPDATE healthcare.medications SET is_active = false WHERE id = :id"),
+            {"id": ids["warfarin"]},
+        )
     with app_db.scoped(who) as conn, pytest.raises(IntegrityError, match="integrity"):
         read_patient(conn, keys, patient)
 
 
 def test_allergy_severity_downgrade_is_detected(
-        app_db: Database, keys: KeyStore, admin_engine: Engine, make_tenant: Callable[[], str],
-        make_patient: Callable[..., str], advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
     ids = _fill(app_db, keys, who, patient)
     with admin_engine.begin() as conn:
-        conn.execute(text("UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :id"),
-                     {"id": ids["penicillin"]})
+        conn.execute(
+            text("UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :id"),
+            {"id": ids["penicillin"]},
+        )
     with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
         read_patient(conn, keys, patient)
 
 
 @pytest.mark.parametrize("where", ["other-row", "other-column", "other-tenant"])
 def test_ciphertext_moved_fails_with_its_place_named(
-        where: str, app_db: Database, keys: KeyStore, admin_engine: Engine, make_tenant: Callable[[], str],
-        make_patient: Callable[..., str], advisor: Callable[[str], Principal]) -> None:
+    where: str,
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     who = advisor(tenant)
     ids = _fill(app_db, keys, who, patient)
     with admin_engine.begin() as conn:
         if where == "other-row":
-            src = conn.execute(text("SELECT encrypted_generic_name FROM healthcare.medications WHERE id = :id"),
-                               {"id": ids["ibuprofen"]}).scalar_one()
+            src = conn.execute(
+                text("SELECT encrypted_generic_name FROM healthcare.medications WHERE id = :id"),
+                {"id": ids["ibuprofen"]},
+            ).scalar_one()
         elif where == "other-column":
-            src = conn.execute(text("SELECT encrypted_dosage FROM healthcare.medications WHERE id = :id"),
-                               {"id": ids["warfarin"]}).scalar_one()
+            src = conn.execute(
+                text("SELECT encrypted_dosage FROM healthcare.medications WHERE id = :id"),
+                {"id": ids["warfarin"]},
+            ).scalar_one()
         else:
             other_tenant = make_tenant()
             other = make_patient(other_tenant)
             with app_db.scoped(advisor(other_tenant)) as c2:
                 oid = put_medication(c2, keys, other, MedicationInput("aspirin"))
-            src = conn.execute(text("SELECT encrypted_generic_name FROM healthcare.medications WHERE id = :id"),
-                               {"id": oid}).scalar_one()
-        conn.execute(text("UPDATE healthcare.medications SET encrypted_generic_name = :c WHERE id = :id"),
-                     {"c": src, "id": ids["warfarin"]})
+            src = conn.execute(
+                text("SELECT encrypted_generic_name FROM healthcare.medications WHERE id = :id"), {"id": oid}
+            ).scalar_one()
+        conn.execute(
+            text("UPDATE healthcare.medications SET encrypted_generic_name = :c WHERE id = :id"),
+            {"c": src, "id": ids["warfarin"]},
+        )
     with app_db.scoped(who) as conn, pytest.raises(DecryptionError) as err:
         read_patient(conn, keys, patient)
     message = str(err.value)
@@ -156,15 +213,24 @@ def test_ciphertext_moved_fails_with_its_place_named(
 
 
 def test_nothing_readable_without_context_and_plaintext_never_stored(
-        app_db: Database, keys: KeyStore, admin_engine: Engine, make_tenant: Callable[[], str],
-        make_patient: Callable[..., str], advisor: Callable[[str], Principal]) -> None:
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
     tenant = make_tenant()
     patient = make_patient(tenant)
     _fill(app_db, keys, advisor(tenant), patient)
     with admin_engine.connect() as conn:
-        dump = conn.execute(text(
-            "SELECT string_agg(t::text, ' ') FROM (SELECT to_jsonb(m) AS t FROM healthcare.medications m"
-            " WHERE tenant_id = :t UNION ALL SELECT to_jsonb(a) FROM healthcare.allergies a WHERE tenant_id = :t"
-            " UNION ALL SELECT to_jsonb(l) FROM audit.audit_logs l WHERE tenant_id = :t) x"), {"t": tenant}).scalar_one()
+        dump = conn.execute(
+            text(
+                "SELECT string_agg(t::text, ' ') FROM (SELECT to_jsonb(m) AS t FROM healthcare.medications m"
+                " WHERE tenant_id = :t UNION ALL SELECT to_jsonb(a) FROM healthcare.allergies a WHERE tenant_id = :t"
+                " UNION ALL SELECT to_jsonb(l) FROM audit.audit_logs l WHERE tenant_id = :t) x"
+            ),
+            {"t": tenant},
+        ).scalar_one()
     for plaintext in ("warfarin", "Coumadin", "ibuprofen", "penicillin", "epinephrine", "wheeze"):
         assert plaintext not in dump

@@ -22,14 +22,23 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from store.session import HEALTHCARE_ROLES, Principal
 
-__all__ = ["AuthError", "AuthInterceptor", "TokenVerifier", "current_principal", "generate_dev_keypair",
-           "mint_token"]
+__all__ = [
+    "AuthError",
+    "AuthInterceptor",
+    "TokenVerifier",
+    "current_principal",
+    "generate_dev_keypair",
+    "mint_token",
+]
 
 current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("praneya_principal")
 
 # Standard services that generic tools call without a token.
-_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                  "/grpc.reflection.v1.ServerReflection/")
+_OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 _LEEWAY_SECONDS = 30
 
 
@@ -58,8 +67,15 @@ class TokenVerifier:
         last: Exception | None = None
         for key, algs in self.keys:
             try:
-                claims = jwt.decode(token, key, algorithms=algs, audience=self.audience, issuer=self.issuer,
-                                    leeway=_LEEWAY_SECONDS, options={"require": ["exp", "sub", "iss", "aud"]})
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=algs,
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=_LEEWAY_SECONDS,
+                    options={"require": ["exp", "sub", "iss", "aud"]},
+                )
                 break
             except jwt.InvalidSignatureError as exc:
                 last = exc
@@ -67,7 +83,9 @@ class TokenVerifier:
             except jwt.PyJWTError as exc:
                 raise AuthError(_describe(exc)) from None
         else:
-            raise AuthError("token signature does not match any configured key" if last else "no keys configured")
+            raise AuthError(
+                "token signature does not match any configured key" if last else "no keys configured"
+            )
         tenant, role = claims.get("tid"), claims.get("role")
         if not isinstance(tenant, str) or not tenant:
             raise AuthError("token has no tenant (tid) claim")
@@ -75,8 +93,13 @@ class TokenVerifier:
             raise AuthError("token has no valid healthcare role claim")
         amr = claims.get("amr") or []
         mfa = claims.get("mfa") is True or (isinstance(amr, list) and "mfa" in amr)
-        return Principal(tenant_id=tenant, user_id=str(claims["sub"]), role=role, mfa=mfa,
-                         purpose=str(claims.get("purpose", "TREATMENT")))
+        return Principal(
+            tenant_id=tenant,
+            user_id=str(claims["sub"]),
+            role=role,
+            mfa=mfa,
+            purpose=str(claims.get("purpose", "TREATMENT")),
+        )
 
 
 def _describe(exc: Exception) -> str:
@@ -124,7 +147,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if token is None:
             if self.on_reject:
                 self.on_reject(method, "missing bearer token")
-            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer <token> is required")
+            return _abort_handler(
+                grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer <token> is required"
+            )
         try:
             principal = self.verifier.verify(token)
         except AuthError as exc:
@@ -144,26 +169,54 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             finally:
                 current_principal.reset(token_)
 
-        return grpc.unary_unary_rpc_method_handler(with_principal, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            with_principal,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 def generate_dev_keypair(private_path: Path, public_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    private_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    private_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     private_path.chmod(0o600)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
-def mint_token(private_key_file: Path, *, user_id: str, tenant_id: str, role: str, mfa: bool = True,
-               issuer: str = "praneya-dev", audience: str = "praneya-safety", ttl_seconds: int = 3600) -> str:
+def mint_token(
+    private_key_file: Path,
+    *,
+    user_id: str,
+    tenant_id: str,
+    role: str,
+    mfa: bool = True,
+    issuer: str = "praneya-dev",
+    audience: str = "praneya-safety",
+    ttl_seconds: int = 3600,
+) -> str:
     key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
     now = int(time.time())
-    claims = {"sub": user_id, "tid": tenant_id, "role": role, "mfa": mfa, "amr": ["pwd", "mfa"] if mfa else ["pwd"],
-              "iss": issuer, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_seconds,
-              "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": user_id,
+        "tid": tenant_id,
+        "role": role,
+        "mfa": mfa,
+        "amr": ["pwd", "mfa"] if mfa else ["pwd"],
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
     alg = "EdDSA" if isinstance(key, Ed25519PrivateKey) else "ES256"
     return jwt.encode(claims, key, algorithm=alg)  # type: ignore[arg-type]

@@ -17,7 +17,12 @@ from typing import Any
 
 __all__ = ["register"]
 
-Sub = argparse._SubParsersAction  # type: ignore[type-arg]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    Sub = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    Sub = argparse._SubParsersAction
 
 
 class CommandError(Exception):
@@ -111,11 +116,16 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from store.keys import create_data_key
 
     with _wiring() as w, w.admin.begin() as conn:
-        if conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first() is None:
+        if (
+            conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first()
+            is None
+        ):
             raise CommandError(f"--tenant: no tenant {args.tenant!r}")
         version = create_data_key(conn, w.provider, args.tenant)
-    print(f"tenant {args.tenant}: new data key version {version}; new writes use it, older versions still decrypt."
-          f" Run `praneya keys reencrypt --tenant {args.tenant}` to move existing values.")
+    print(
+        f"tenant {args.tenant}: new data key version {version}; new writes use it, older versions still decrypt."
+        f" Run `praneya keys reencrypt --tenant {args.tenant}` to move existing values."
+    )
     return 0
 
 
@@ -138,7 +148,9 @@ def _keys_rotate_master(args: argparse.Namespace) -> int:
     new = LocalKeyFileProvider(Path(args.new_key_file))
     with _wiring() as w, w.admin.begin() as conn:
         n = rotate_master_key(conn, w.provider, new)
-    print(f"re-wrapped {n} data keys under the new master key; now set PRANEYA_MASTER_KEY_FILE={args.new_key_file}")
+    print(
+        f"re-wrapped {n} data keys under the new master key; now set PRANEYA_MASTER_KEY_FILE={args.new_key_file}"
+    )
     return 0
 
 
@@ -163,12 +175,30 @@ def _users_create(args: argparse.Namespace) -> int:
     from store.patients import ProfileInput, create_profile
 
     with _wiring() as w, w.admin.begin() as conn:
-        created = create_user(conn, w.keys, args.tenant, args.id, UserInput(
-            first_name=args.first_name, last_name=args.last_name, email=args.email, phone=args.phone,
-            date_of_birth=args.dob, healthcare_role=args.role, subscription_tier=args.tier, mfa_enabled=args.mfa))
+        created = create_user(
+            conn,
+            w.keys,
+            args.tenant,
+            args.id,
+            UserInput(
+                first_name=args.first_name,
+                last_name=args.last_name,
+                email=args.email,
+                phone=args.phone,
+                date_of_birth=args.dob,
+                healthcare_role=args.role,
+                subscription_tier=args.tier,
+                mfa_enabled=args.mfa,
+            ),
+        )
         if created and args.with_profile:
-            create_profile(conn, w.keys, args.tenant, args.id,
-                           ProfileInput(sex=args.sex, pregnancy_status=args.pregnancy, subscription_tier=args.tier))
+            create_profile(
+                conn,
+                w.keys,
+                args.tenant,
+                args.id,
+                ProfileInput(sex=args.sex, pregnancy_status=args.pregnancy, subscription_tier=args.tier),
+            )
     print(f"user {args.id} {'created' if created else 'already exists'}")
     return 0
 
@@ -188,8 +218,17 @@ def _family_add(args: argparse.Namespace) -> int:
     from store.admin import add_family_member
 
     with _wiring() as w, w.admin.begin() as conn:
-        mid = add_family_member(conn, args.tenant, args.family, args.user, args.relationship, args.permission,
-                                args.can_view, args.minor_until, args.guardian_consent)
+        mid = add_family_member(
+            conn,
+            args.tenant,
+            args.family,
+            args.user,
+            args.relationship,
+            args.permission,
+            args.can_view,
+            args.minor_until,
+            args.guardian_consent,
+        )
     print(f"member {mid} in family {args.family}")
     return 0
 
@@ -198,9 +237,15 @@ def _consent_grant(args: argparse.Namespace) -> int:
     from store.admin import grant_consent
 
     with _wiring() as w, w.admin.begin() as conn:
-        cid = grant_consent(conn, args.tenant, args.subject, args.grantee,
-                            [c.strip().upper() for c in args.categories.split(",") if c.strip()],
-                            timedelta(days=args.days) if args.days else None, args.purpose)
+        cid = grant_consent(
+            conn,
+            args.tenant,
+            args.subject,
+            args.grantee,
+            [c.strip().upper() for c in args.categories.split(",") if c.strip()],
+            timedelta(days=args.days) if args.days else None,
+            args.purpose,
+        )
     print(f"consent {cid} granted")
     return 0
 
@@ -246,16 +291,23 @@ def _rules_sync(args: argparse.Namespace) -> int:
     if not rules:
         raise CommandError("rules sync: no rules found; nothing was written")
     with _admin_engine() as engine, engine.begin() as conn:
-        if args.tenant and conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s",
-                                                {"t": args.tenant}).first() is None:
+        if (
+            args.tenant
+            and conn.exec_driver_sql(
+                "SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}
+            ).first()
+            is None
+        ):
             raise CommandError(f"--tenant: no tenant {args.tenant!r}")
         try:
             result = sync_rules(conn, rules, tenant_id=args.tenant, actor=args.actor)
         except ValueError as exc:
             raise CommandError(f"rules sync: {exc}; nothing was written") from None
     scope = f"tenant {args.tenant}" if args.tenant else "global"
-    print(f"rules sync ({scope}): {len(result.created)} created, {len(result.updated)} updated,"
-          f" {len(result.unchanged)} unchanged")
+    print(
+        f"rules sync ({scope}): {len(result.created)} created, {len(result.updated)} updated,"
+        f" {len(result.unchanged)} unchanged"
+    )
     return 0
 
 
@@ -275,8 +327,12 @@ def _admin_engine() -> Iterator[Any]:
 def _progress(done: int, total: int) -> None:
     width = 30
     filled = width if total == 0 else int(width * done / total)
-    print(f"\rimporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr,
-          flush=True)
+    print(
+        f"\rimporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _knowledge_import(args: argparse.Namespace) -> int:
@@ -295,16 +351,24 @@ def _knowledge_import(args: argparse.Namespace) -> int:
         if not vocabulary.ingredients:
             raise CommandError("the drug vocabulary is empty: run `praneya knowledge vocabulary` first")
         try:
-            pairs = parse_interactions_csv(data.decode("utf-8-sig"), default_source=args.source,
-                                           vocabulary=vocabulary)
+            pairs = parse_interactions_csv(
+                data.decode("utf-8-sig"), default_source=args.source, vocabulary=vocabulary
+            )
         except CsvImportError as exc:
             raise CommandError(f"{path}: {exc}\nnothing was imported") from None
         except UnicodeDecodeError:
             raise CommandError(f"{path}: not UTF-8 text; nothing was imported") from None
-        result = import_interaction_pairs(conn, pairs, source=args.source,
-                                          file_sha256=hashlib.sha256(data).hexdigest(), on_progress=_progress)
-    print(f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed,"
-          f" {result.unchanged} unchanged")
+        result = import_interaction_pairs(
+            conn,
+            pairs,
+            source=args.source,
+            file_sha256=hashlib.sha256(data).hexdigest(),
+            on_progress=_progress,
+        )
+    print(
+        f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed,"
+        f" {result.unchanged} unchanged"
+    )
     return 0
 
 
@@ -333,29 +397,55 @@ def _check(args: argparse.Namespace) -> int:
         knowledge = load_knowledge(conn, args.tenant)
         ruleset = load_rules(conn, args.tenant)
     if len(ruleset) == 0:
-        print("praneya: warning: the database holds no rules; run `praneya rules sync --global`", file=sys.stderr)
+        print(
+            "praneya: warning: the database holds no rules; run `praneya rules sync --global`",
+            file=sys.stderr,
+        )
     snapshot = PatientSnapshot(
-        patient_id="adhoc", tenant_id=args.tenant or "adhoc", age=args.age, sex=args.sex,
-        pregnant=args.pregnant, subscription_tier=args.tier,
+        patient_id="adhoc",
+        tenant_id=args.tenant or "adhoc",
+        age=args.age,
+        sex=args.sex,
+        pregnant=args.pregnant,
+        subscription_tier=args.tier,
         medications=tuple(MedicationFact(f"med-{i}", m) for i, m in enumerate(args.med, 1)),
         allergies=tuple(AllergyFact(f"allergy-{i}", a) for i, a in enumerate(args.allergy, 1)),
         conditions=tuple(ConditionFact(f"condition-{i}", c) for i, c in enumerate(args.condition, 1)),
         biometrics=tuple(_biometric(i, b) for i, b in enumerate(args.lab, 1)),
     )
-    request = EvaluationRequest(proposed_medications=tuple(
-        MedicationFact(f"proposed-{i}", m, proposed=True) for i, m in enumerate(args.propose, 1)),
-        proposed_foods=tuple(args.food))
+    request = EvaluationRequest(
+        proposed_medications=tuple(
+            MedicationFact(f"proposed-{i}", m, proposed=True) for i, m in enumerate(args.propose, 1)
+        ),
+        proposed_foods=tuple(args.food),
+    )
     result = evaluate(snapshot, request, ruleset, knowledge)
     if args.json:
-        print(json.dumps({
-            "complete": result.complete, "ruleset_version": result.ruleset_version,
-            "knowledge_version": result.knowledge_version,
-            "alerts": [{"severity": a.severity.name, "kind": a.kind.value, "summary": a.summary,
-                        "rule_id": a.rule_id, "rule_version": a.rule_version, "evidence": a.evidence.name,
-                        "involved": list(a.involved_ids), "interruptive": a.interruptive,
-                        "recommendation": a.recommendation} for a in result.alerts],
-            "rule_errors": [{"rule_id": e.rule_id, "reason": e.reason} for e in result.rule_errors],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "complete": result.complete,
+                    "ruleset_version": result.ruleset_version,
+                    "knowledge_version": result.knowledge_version,
+                    "alerts": [
+                        {
+                            "severity": a.severity.name,
+                            "kind": a.kind.value,
+                            "summary": a.summary,
+                            "rule_id": a.rule_id,
+                            "rule_version": a.rule_version,
+                            "evidence": a.evidence.name,
+                            "involved": list(a.involved_ids),
+                            "interruptive": a.interruptive,
+                            "recommendation": a.recommendation,
+                        }
+                        for a in result.alerts
+                    ],
+                    "rule_errors": [{"rule_id": e.rule_id, "reason": e.reason} for e in result.rule_errors],
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{'SEVERITY':9} {'KIND':22} {'RULE':34} SUMMARY")
         for a in result.alerts:
@@ -369,7 +459,7 @@ def _check(args: argparse.Namespace) -> int:
 def _biometric(i: int, text: str) -> Any:
     from engine.model import BiometricFact
 
-    name, sep, value = text.partition("=")
+    name, _, value = text.partition("=")
     try:
         return BiometricFact(f"lab-{i}", name.strip().lower(), float(value))
     except ValueError:
@@ -383,9 +473,14 @@ def _serve(args: argparse.Namespace) -> int:
     from engine.api.settings import ServiceSettings, SettingsError
 
     env = dict(os.environ)
-    for flag, var in (("host", "PRANEYA_HOST"), ("port", "PORT"), ("workers", "PRANEYA_WORKERS"),
-                      ("tls_cert", "PRANEYA_TLS_CERT_FILE"), ("tls_key", "PRANEYA_TLS_KEY_FILE"),
-                      ("tls_client_ca", "PRANEYA_TLS_CLIENT_CA_FILE")):
+    for flag, var in (
+        ("host", "PRANEYA_HOST"),
+        ("port", "PORT"),
+        ("workers", "PRANEYA_WORKERS"),
+        ("tls_cert", "PRANEYA_TLS_CERT_FILE"),
+        ("tls_key", "PRANEYA_TLS_KEY_FILE"),
+        ("tls_client_ca", "PRANEYA_TLS_CLIENT_CA_FILE"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             env[var] = str(value)
@@ -412,8 +507,11 @@ def _dev_token(args: argparse.Namespace) -> int:
     from engine.api.dev import token_for
 
     try:
-        print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa,
-                        ttl_seconds=args.ttl))
+        print(
+            token_for(
+                args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa, ttl_seconds=args.ttl
+            )
+        )
     except LookupError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -429,9 +527,13 @@ def _dev_up(args: argparse.Namespace) -> int:
 
     os.environ.update(dev_environment(ensure_dev_keys()))
     knowledge = "rules/knowledge"
-    for step in (["migrate"], ["knowledge", "vocabulary", "--dir", knowledge],
-                 ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
-                 ["rules", "sync", "rules", "--global"], ["demo", "seed"]):
+    for step in (
+        ["migrate"],
+        ["knowledge", "vocabulary", "--dir", knowledge],
+        ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
+        ["rules", "sync", "rules", "--global"],
+        ["demo", "seed"],
+    ):
         if praneya(step) != 0:
             raise CommandError(f"`praneya {' '.join(step)}` failed")
     try:
@@ -439,7 +541,8 @@ def _dev_up(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     address = f"{settings.host}:{settings.port}"
-    print(f"""
+    print(
+        f"""
 Praneya Clinical Safety Engine: serving on {address} (TLS, dev CA .local/dev/ca.pem).
 Try it in another terminal:
 
@@ -448,7 +551,9 @@ Try it in another terminal:
     .venv/bin/praneya dev token --user demo-advisor-01     # a bearer token for grpcurl and friends
 
 Ctrl-C drains in-flight calls and stops.
-""", flush=True)
+""",
+        flush=True,
+    )
     return serve(settings)
 
 
@@ -481,14 +586,17 @@ def register(sub: Sub, rules: Sub) -> None:
     p.set_defaults(handler=_migrate)
 
     keys = sub.add_parser("keys", help="master key and tenant data keys").add_subparsers(
-        dest="keys_command", required=True, metavar="ACTION")
+        dest="keys_command", required=True, metavar="ACTION"
+    )
     p = keys.add_parser("init", help="create a local master key file if there is none")
     p.add_argument("--file", default=".local/keys/master.key")
     p.set_defaults(handler=_guarded(_keys_init))
     p = keys.add_parser("rotate", help="new data key version for a tenant (no downtime)")
     p.add_argument("--tenant", required=True)
     p.set_defaults(handler=_guarded(_keys_rotate))
-    p = keys.add_parser("reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)")
+    p = keys.add_parser(
+        "reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)"
+    )
     p.add_argument("--tenant", required=True)
     p.add_argument("--batch-size", type=int, default=500)
     p.set_defaults(handler=_guarded(_keys_reencrypt))
@@ -496,7 +604,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--new-key-file", required=True)
     p.set_defaults(handler=_guarded(_keys_rotate_master))
 
-    tenants = sub.add_parser("tenants", help="tenants").add_subparsers(dest="t_cmd", required=True, metavar="ACTION")
+    tenants = sub.add_parser("tenants", help="tenants").add_subparsers(
+        dest="t_cmd", required=True, metavar="ACTION"
+    )
     p = tenants.add_parser("create", help="create a tenant and its first data key")
     p.add_argument("--id", required=True)
     p.add_argument("--name", required=True)
@@ -504,7 +614,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--plan", default="BASIC", choices=["BASIC", "PROFESSIONAL", "ENTERPRISE"])
     p.set_defaults(handler=_guarded(_tenants_create))
 
-    users = sub.add_parser("users", help="users").add_subparsers(dest="u_cmd", required=True, metavar="ACTION")
+    users = sub.add_parser("users", help="users").add_subparsers(
+        dest="u_cmd", required=True, metavar="ACTION"
+    )
     p = users.add_parser("create", help="create a user (PII encrypted)")
     p.add_argument("--tenant", required=True)
     p.add_argument("--id", required=True)
@@ -513,8 +625,11 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--email")
     p.add_argument("--phone")
     p.add_argument("--dob", type=_date, help="date of birth, YYYY-MM-DD")
-    p.add_argument("--role", default="END_USER",
-                   choices=["END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER"])
+    p.add_argument(
+        "--role",
+        default="END_USER",
+        choices=["END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER"],
+    )
     p.add_argument("--tier", default="BASIC", choices=["BASIC", "ENHANCED", "PREMIUM"])
     p.add_argument("--mfa", action="store_true", help="the user has multi-factor authentication")
     p.add_argument("--with-profile", action="store_true", help="also create the user's health profile")
@@ -522,8 +637,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--pregnancy", choices=["pregnant", "not_pregnant"])
     p.set_defaults(handler=_guarded(_users_create))
 
-    family = sub.add_parser("family", help="family accounts").add_subparsers(dest="f_cmd", required=True,
-                                                                             metavar="ACTION")
+    family = sub.add_parser("family", help="family accounts").add_subparsers(
+        dest="f_cmd", required=True, metavar="ACTION"
+    )
     p = family.add_parser("create", help="create a family account with its primary user as ADMIN member")
     p.add_argument("--tenant", required=True)
     p.add_argument("--id", required=True)
@@ -535,9 +651,22 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--family", required=True)
     p.add_argument("--user", required=True)
-    p.add_argument("--relationship", required=True,
-                   choices=["SELF", "SPOUSE", "PARTNER", "CHILD", "PARENT", "SIBLING", "GRANDPARENT", "GRANDCHILD",
-                            "GUARDIAN", "OTHER"])
+    p.add_argument(
+        "--relationship",
+        required=True,
+        choices=[
+            "SELF",
+            "SPOUSE",
+            "PARTNER",
+            "CHILD",
+            "PARENT",
+            "SIBLING",
+            "GRANDPARENT",
+            "GRANDCHILD",
+            "GUARDIAN",
+            "OTHER",
+        ],
+    )
     p.add_argument("--permission", default="MEMBER", choices=["VIEW_ONLY", "MEMBER", "GUARDIAN", "ADMIN"])
     p.add_argument("--can-view", action="store_true", help="this member may view health data others share")
     p.add_argument("--minor-until", type=_date, help="a minor's 18th birthday, YYYY-MM-DD")
@@ -545,7 +674,8 @@ def register(sub: Sub, rules: Sub) -> None:
     p.set_defaults(handler=_guarded(_family_add))
 
     consent = sub.add_parser("consent", help="consents between family members").add_subparsers(
-        dest="c_cmd", required=True, metavar="ACTION")
+        dest="c_cmd", required=True, metavar="ACTION"
+    )
     p = consent.add_parser("grant", help="the subject lets the grantee see categories of their health data")
     p.add_argument("--tenant", required=True)
     p.add_argument("--subject", required=True)
@@ -568,12 +698,15 @@ def register(sub: Sub, rules: Sub) -> None:
     p.set_defaults(handler=_guarded(_rules_sync))
 
     knowledge = sub.add_parser("knowledge", help="drug vocabulary and interaction knowledge").add_subparsers(
-        dest="k_cmd", required=True, metavar="ACTION")
+        dest="k_cmd", required=True, metavar="ACTION"
+    )
     p = knowledge.add_parser("import", help="import an interactions CSV (idempotent, all or nothing)")
     p.add_argument("file")
     p.add_argument("--source", required=True, help="name of the source, e.g. onc-2012 or fdb-2026-10")
     p.set_defaults(handler=_guarded(_knowledge_import))
-    p = knowledge.add_parser("vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database")
+    p = knowledge.add_parser(
+        "vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database"
+    )
     p.add_argument("--dir", default="rules/knowledge")
     p.set_defaults(handler=_guarded(_knowledge_vocabulary))
 
@@ -602,8 +735,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--insecure-plaintext", action="store_true", help="no TLS: local development only")
     p.set_defaults(handler=_guarded(_serve))
 
-    dev = sub.add_parser("dev", help="local development helpers").add_subparsers(dest="dev_cmd", required=True,
-                                                                               metavar="ACTION")
+    dev = sub.add_parser("dev", help="local development helpers").add_subparsers(
+        dest="dev_cmd", required=True, metavar="ACTION"
+    )
     p = dev.add_parser("keys", help="create development keys and certificates under .local/dev")
     p.set_defaults(handler=_guarded(_dev_keys))
     p = dev.add_parser("token", help="mint a bearer token with the local development key")
@@ -613,7 +747,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--no-mfa", action="store_true")
     p.add_argument("--ttl", type=int, default=3600, help="seconds")
     p.set_defaults(handler=_guarded(_dev_token))
-    p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
+    p = dev.add_parser(
+        "up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)"
+    )
     p.set_defaults(handler=_guarded(_dev_up))
     p = dev.add_parser("call", help="call EvaluateSafety on the local service and print the ranked alerts")
     p.add_argument("--user", required=True)
@@ -624,7 +760,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guarded(_dev_call))
 
-    p = sub.add_parser("deploy", help="the seed's deployment steps in order, logged; stops at the first failure")
+    p = sub.add_parser(
+        "deploy", help="the seed's deployment steps in order, logged; stops at the first failure"
+    )
     p.add_argument("--demo", action="store_true", help="also load knowledge, rules and demo data")
     p.add_argument("--log", help="deployment log file (default .local/deployment.log)")
     p.set_defaults(handler=_deploy)
@@ -633,6 +771,8 @@ def register(sub: Sub, rules: Sub) -> None:
 
     audit_commands.register(sub)
 
-    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(
+        dest="d_cmd", required=True, metavar="ACTION"
+    )
     p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")
     p.set_defaults(handler=_guarded(_demo_seed))

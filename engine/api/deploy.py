@@ -28,21 +28,29 @@ class DeployError(RuntimeError):
 Step = Callable[[Connection], str]
 
 _SCHEMAS = ("public", "healthcare", "audit", "clinical")
-_PHI_AUDITED = ("healthcare.health_profiles", "healthcare.medications", "healthcare.allergies",
-                "healthcare.conditions", "healthcare.biometric_readings", "healthcare.consents",
-                "healthcare.emergency_access_grants", "public.users")
+_PHI_AUDITED = (
+    "healthcare.health_profiles",
+    "healthcare.medications",
+    "healthcare.allergies",
+    "healthcare.conditions",
+    "healthcare.biometric_readings",
+    "healthcare.consents",
+    "healthcare.emergency_access_grants",
+    "public.users",
+)
 
 
 def _prerequisites(conn: Connection) -> str:
-    if sys.version_info < (3, 11):
-        raise DeployError("Python 3.11 or newer is required")
     version = int(conn.execute(text("SHOW server_version_num")).scalar_one())
     if version < 140000:
         raise DeployError(f"PostgreSQL 14 or newer is required (server is {version})")
-    can_create_role = conn.execute(text("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"))
+    can_create_role = conn.execute(
+        text("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    )
     if not can_create_role.scalar_one():
         raise DeployError("the DATABASE_URL role must be able to create roles (CREATEROLE or superuser)")
-    return f"PostgreSQL {version // 10000}.{version % 100}, connected as {conn.execute(text('SELECT current_user')).scalar_one()}"
+    who = conn.execute(text("SELECT current_user")).scalar_one()
+    return f"PostgreSQL {version // 10000}.{version % 100}, connected as {who}"
 
 
 def _extensions(conn: Connection) -> str:
@@ -50,8 +58,10 @@ def _extensions(conn: Connection) -> str:
     if "pg_stat_statements" in preload:
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         return "pg_stat_statements installed"
-    return ("pg_stat_statements not preloaded (optional: add it to shared_preload_libraries for "
-            "identify_slow_queries()); gen_random_uuid is built in")
+    return (
+        "pg_stat_statements not preloaded (optional: add it to shared_preload_libraries for "
+        "identify_slow_queries()); gen_random_uuid is built in"
+    )
 
 
 def _schemas(conn: Connection) -> str:
@@ -63,34 +73,59 @@ def _schemas(conn: Connection) -> str:
 
 
 def _rls(conn: Connection) -> str:
-    bad = conn.execute(text("""
+    bad = (
+        conn.execute(
+            text("""
         SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(:s)
           AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
-          AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"""), {"s": list(_SCHEMAS)}).scalars().all()
+          AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"""),
+            {"s": list(_SCHEMAS)},
+        )
+        .scalars()
+        .all()
+    )
     if bad:
         raise DeployError(f"row-level security is not forced on: {', '.join(bad)}")
-    n = conn.execute(text("SELECT count(*) FROM pg_policies WHERE schemaname = ANY(:s)"),
-                     {"s": list(_SCHEMAS)}).scalar_one()
+    n = conn.execute(
+        text("SELECT count(*) FROM pg_policies WHERE schemaname = ANY(:s)"), {"s": list(_SCHEMAS)}
+    ).scalar_one()
     return f"forced on every tenant-owned table; {n} policies"
 
 
 def _audit_triggers(conn: Connection) -> str:
-    missing = [t for t in _PHI_AUDITED if not conn.execute(text(
-        "SELECT EXISTS (SELECT FROM pg_trigger tr JOIN pg_proc p ON p.oid = tr.tgfoid"
-        " WHERE tr.tgrelid = CAST(:t AS regclass) AND p.proname = 'trigger_audit_phi_access')"), {"t": t}).scalar_one()]
+    missing = [
+        t
+        for t in _PHI_AUDITED
+        if not conn.execute(
+            text(
+                "SELECT EXISTS (SELECT FROM pg_trigger tr JOIN pg_proc p ON p.oid = tr.tgfoid"
+                " WHERE tr.tgrelid = CAST(:t AS regclass) AND p.proname = 'trigger_audit_phi_access')"
+            ),
+            {"t": t},
+        ).scalar_one()
+    ]
     if missing:
         raise DeployError(f"PHI audit trigger missing on: {', '.join(missing)}")
     return f"present on {len(_PHI_AUDITED)} PHI tables"
 
 
 def _indexes(conn: Connection) -> str:
-    invalid = conn.execute(text(
-        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid")).scalars().all()
+    invalid = (
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
+            )
+        )
+        .scalars()
+        .all()
+    )
     if invalid:
         raise DeployError(f"invalid indexes (a failed CREATE INDEX CONCURRENTLY?): {', '.join(invalid)}")
-    n = conn.execute(text("SELECT count(*) FROM pg_indexes WHERE schemaname = ANY(:s) AND indexname LIKE 'idx_%'"),
-                     {"s": list(_SCHEMAS)}).scalar_one()
+    n = conn.execute(
+        text("SELECT count(*) FROM pg_indexes WHERE schemaname = ANY(:s) AND indexname LIKE 'idx_%'"),
+        {"s": list(_SCHEMAS)},
+    ).scalar_one()
     if n < 30:
         raise DeployError(f"only {n} performance indexes found; the migrations create more than 30")
     conn.execute(text("SELECT public.update_healthcare_statistics()"))
@@ -99,10 +134,12 @@ def _indexes(conn: Connection) -> str:
 
 def _backup(conn: Connection) -> str:
     pitr = conn.execute(text("SELECT public.prepare_point_in_time_recovery()")).scalar_one()
-    dump = shutil.which("pg_dump") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
+    dump = shutil.which("pg_dump") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+    )
     if dump is None:
         raise DeployError("pg_dump not found: install the PostgreSQL client tools for `praneya backup`")
-    parts = shutil.which("pg_dump") and "pg_dump available" or f"pg_dump at {dump}"
+    parts = (shutil.which("pg_dump") and "pg_dump available") or f"pg_dump at {dump}"
     advice = "; ".join(pitr["recommendations"]) or "WAL archiving ready"
     return f"{parts}; point-in-time recovery: {advice}"
 
@@ -115,8 +152,9 @@ def _hipaa(conn: Connection) -> str:
         failed = [c["check"] for c in report["checks"] if not c["passed"]]
         hard = [c for c in failed if c not in ("ssl",)]
         if hard:
-            raise DeployError(f"tenant {t}: HIPAA checks failed: {', '.join(hard)}; "
-                              f"{'; '.join(report['recommendations'])}")
+            raise DeployError(
+                f"tenant {t}: HIPAA checks failed: {', '.join(hard)}; {'; '.join(report['recommendations'])}"
+            )
         if failed:
             worst.append(f"{t}: {', '.join(failed)}")
     note = f" (warnings: {'; '.join(worst)})" if worst else ""
@@ -124,12 +162,12 @@ def _hipaa(conn: Connection) -> str:
 
 
 def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout) -> None:
-    from store import migrate
 
     log_path = log_path or PROJECT_ROOT / ".local" / "deployment.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(admin_database_url())
     with log_path.open("a", encoding="utf-8") as logf:
+
         def record(line: str) -> None:
             stamped = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}"
             print(line, file=out)
@@ -143,7 +181,9 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
                 record(f"[{number:2}] {title}: FAILED: {exc}")
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure stops the deployment, named
-                record(f"[{number:2}] {title}: FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                record(
+                    f"[{number:2}] {title}: FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                )
                 raise DeployError(f"step {number} ({title}) failed") from None
             record(f"[{number:2}] {title}: ok — {detail}")
 
@@ -151,13 +191,14 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
             def run() -> str:
                 with engine.begin() as conn:
                     return fn(conn)
+
             return run
 
         record(f"deployment started (database {engine.url.render_as_string(hide_password=True)})")
         try:
             step(1, "prerequisites and connection", on_db(_prerequisites))
             step(2, "extensions", on_db(_extensions))
-            step(3, "migrations", lambda: (migrate.upgrade(), "at head")[1])
+            step(3, "migrations", _migrate)
             step(4, "schemas", on_db(_schemas))
             step(5, "row-level security", on_db(_rls))
             step(6, "audit triggers", on_db(_audit_triggers))
@@ -171,14 +212,23 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
         record("deployment finished")
 
 
+def _migrate() -> str:
+    from store import migrate
+
+    migrate.upgrade()
+    return "at head"
+
+
 def _demo() -> str:
     from engine.cli import main as praneya
 
     knowledge = str(PROJECT_ROOT / "rules" / "knowledge")
-    for args in (["knowledge", "vocabulary", "--dir", knowledge],
-                 ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
-                 ["rules", "sync", str(PROJECT_ROOT / "rules"), "--global"],
-                 ["demo", "seed"]):
+    for args in (
+        ["knowledge", "vocabulary", "--dir", knowledge],
+        ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
+        ["rules", "sync", str(PROJECT_ROOT / "rules"), "--global"],
+        ["demo", "seed"],
+    ):
         if praneya(args) != 0:
             raise DeployError(f"`praneya {' '.join(args[:2])}` failed (see above)")
     return "vocabulary, interactions, global rules and demo tenants in place"

@@ -30,34 +30,70 @@ DEV = PROJECT_ROOT / ".local" / "dev"
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     path.chmod(0o600)
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey,
-          issuer: x509.Name | None, *, ca: bool = False, server: bool = False) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=825))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
     elif not ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
 def ensure_dev_keys(folder: Path = DEV) -> dict[str, Path]:
     """Creates whatever is missing: master key, signing key, JWT key pair, a CA, server and client certs."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / name for name in (
-        "master.key", "signing.pem", "jwt-private.pem", "jwt-public.pem", "ca.pem", "ca-key.pem", "server.pem",
-        "server-key.pem", "client.pem", "client-key.pem")}
+    paths = {
+        name: folder / name
+        for name in (
+            "master.key",
+            "signing.pem",
+            "jwt-private.pem",
+            "jwt-public.pem",
+            "ca.pem",
+            "ca-key.pem",
+            "server.pem",
+            "server-key.pem",
+            "client.pem",
+            "client-key.pem",
+        )
+    }
     if not paths["master.key"].exists():
         generate_master_key_file(paths["master.key"])
     if not paths["signing.pem"].exists():
@@ -72,11 +108,17 @@ def ensure_dev_keys(folder: Path = DEV) -> dict[str, Path]:
         _write_key(paths["ca-key.pem"], ca_key)
         paths["ca.pem"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         _write_key(paths["server-key.pem"], server_key)
-        paths["server.pem"].write_bytes(_cert("localhost", server_key, ca_key, ca.subject, server=True)
-                                        .public_bytes(serialization.Encoding.PEM))
+        paths["server.pem"].write_bytes(
+            _cert("localhost", server_key, ca_key, ca.subject, server=True).public_bytes(
+                serialization.Encoding.PEM
+            )
+        )
         _write_key(paths["client-key.pem"], client_key)
-        paths["client.pem"].write_bytes(_cert("praneya dev client", client_key, ca_key, ca.subject)
-                                        .public_bytes(serialization.Encoding.PEM))
+        paths["client.pem"].write_bytes(
+            _cert("praneya dev client", client_key, ca_key, ca.subject).public_bytes(
+                serialization.Encoding.PEM
+            )
+        )
     return paths
 
 
@@ -92,8 +134,14 @@ def dev_environment(paths: dict[str, Path]) -> dict[str, str]:
     return {k: os.environ.get(k) or v for k, v in env.items()}
 
 
-def token_for(user_id: str, *, tenant_id: str | None = None, role: str | None = None, mfa: bool = True,
-              ttl_seconds: int = 3600) -> str:
+def token_for(
+    user_id: str,
+    *,
+    tenant_id: str | None = None,
+    role: str | None = None,
+    mfa: bool = True,
+    ttl_seconds: int = 3600,
+) -> str:
     """A development token; tenant and role default to the user's own (read on the admin connection)."""
     if tenant_id is None or role is None:
         from sqlalchemy import create_engine, text
@@ -103,20 +151,29 @@ def token_for(user_id: str, *, tenant_id: str | None = None, role: str | None = 
         engine = create_engine(admin_database_url())
         try:
             with engine.connect() as conn:
-                row = conn.execute(text("SELECT tenant_id, healthcare_role::text FROM public.users WHERE id = :u"),
-                                   {"u": user_id}).one_or_none()
+                row = conn.execute(
+                    text("SELECT tenant_id, healthcare_role::text FROM public.users WHERE id = :u"),
+                    {"u": user_id},
+                ).one_or_none()
         finally:
             engine.dispose()
         if row is None:
             raise LookupError(f"--user: no user {user_id!r} (run `praneya demo seed` for the demo users)")
         tenant_id, role = tenant_id or row[0], role or row[1]
     paths = ensure_dev_keys()
-    return mint_token(paths["jwt-private.pem"], user_id=user_id, tenant_id=tenant_id, role=role, mfa=mfa,
-                      ttl_seconds=ttl_seconds)
+    return mint_token(
+        paths["jwt-private.pem"],
+        user_id=user_id,
+        tenant_id=tenant_id,
+        role=role,
+        mfa=mfa,
+        ttl_seconds=ttl_seconds,
+    )
 
 
-def call_evaluate(address: str, token: str, patient_id: str, proposed: list[str], foods: list[str],
-                  as_json: bool) -> int:
+def call_evaluate(
+    address: str, token: str, patient_id: str, proposed: list[str], foods: list[str], as_json: bool
+) -> int:
     """A small client: EvaluateSafety over TLS with the dev CA, prints ranked alerts, verifies the signature."""
     import grpc
 
@@ -131,9 +188,15 @@ def call_evaluate(address: str, token: str, patient_id: str, proposed: list[str]
         md = (("authorization", f"Bearer {token}"),)
         try:
             key = stub.GetSigningKey(pb.GetSigningKeyRequest(), metadata=md, timeout=10)
-            resp = stub.EvaluateSafety(pb.EvaluateSafetyRequest(
-                patient_id=patient_id, proposed_medications=[pb.ProposedMedication(name=n) for n in proposed],
-                proposed_foods=foods), metadata=md, timeout=10)
+            resp = stub.EvaluateSafety(
+                pb.EvaluateSafetyRequest(
+                    patient_id=patient_id,
+                    proposed_medications=[pb.ProposedMedication(name=n) for n in proposed],
+                    proposed_foods=foods,
+                ),
+                metadata=md,
+                timeout=10,
+            )
         except grpc.RpcError as err:
             print(f"{err.code().name}: {err.details()}", file=sys.stderr)
             return 1
@@ -143,8 +206,10 @@ def call_evaluate(address: str, token: str, patient_id: str, proposed: list[str]
         doc["signature_verified"] = verified
         print(json.dumps(doc, indent=2))
         return 0 if verified else 1
-    print(f"evaluation {resp.evaluation_id}  complete={str(resp.complete).lower()}  "
-          f"rules {resp.ruleset_version[:12]}  signature {'verified' if verified else 'INVALID'}")
+    print(
+        f"evaluation {resp.evaluation_id}  complete={str(resp.complete).lower()}  "
+        f"rules {resp.ruleset_version[:12]}  signature {'verified' if verified else 'INVALID'}"
+    )
     for a in resp.alerts:
         flag = "!" if a.interruptive else " "
         print(f"{flag} {pb.Severity.Name(a.severity):9} {pb.AlertKind.Name(a.kind):22} {a.summary}")

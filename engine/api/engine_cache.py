@@ -50,8 +50,11 @@ class EngineCache:
             if entry is not None and entry.rules_fp == rules_fp and entry.knowledge_fp == knowledge_fp:
                 entry.checked_at = time.monotonic()
                 return entry.ruleset, entry.knowledge
-            ruleset = (entry.ruleset if entry is not None and entry.rules_fp == rules_fp
-                       else knowledge_repo.load_rules(conn, tenant_id))
+            ruleset = (
+                entry.ruleset
+                if entry is not None and entry.rules_fp == rules_fp
+                else knowledge_repo.load_rules(conn, tenant_id)
+            )
             if entry is not None and entry.knowledge_fp == knowledge_fp:
                 knowledge = entry.knowledge
             else:

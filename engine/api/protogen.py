@@ -28,8 +28,15 @@ def generate(out: Path = GEN) -> list[Path]:
     protos = sorted(PROTOS.rglob("*.proto"))
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={tmp}", f"--pyi_out={tmp}",
-                f"--grpc_python_out={tmp}", *map(str, protos)]
+        args = [
+            "protoc",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            f"--python_out={tmp}",
+            f"--pyi_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            *map(str, protos),
+        ]
         if protoc.main(args) != 0:
             raise RuntimeError("protoc failed")
         if out.exists():

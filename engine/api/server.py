@@ -45,12 +45,27 @@ log = logging.getLogger("praneya.server")
 class JsonFormatter(logging.Formatter):
     """One JSON object per line. Only fields we put there: ids, codes, durations — never payloads."""
 
-    _FIELDS = ("rpc", "code", "duration_ms", "tenant", "user", "request_id", "error_type", "frames", "worker",
-               "address", "reason")
+    _FIELDS = (
+        "rpc",
+        "code",
+        "duration_ms",
+        "tenant",
+        "user",
+        "request_id",
+        "error_type",
+        "frames",
+        "worker",
+        "address",
+        "reason",
+    )
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                               "logger": record.name, "msg": record.getMessage()}
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         for key in self._FIELDS:
             if key in record.__dict__:
                 doc[key] = record.__dict__[key]
@@ -90,14 +105,18 @@ class HealthWatch:
     def check(self) -> bool:
         try:
             with self.db.engine.connect() as conn:
-                applied = conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar_one_or_none()
+                applied = conn.execute(
+                    text("SELECT version_num FROM public.alembic_version")
+                ).scalar_one_or_none()
                 conn.rollback()
         except Exception:  # noqa: BLE001 - any failure to reach the database means NOT_SERVING
             return False
         return applied == self.head
 
     def _set(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         self.health.set("", status)
         self.health.set(SERVICE_NAME, status)
 
@@ -119,30 +138,44 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
     provider = key_provider_from_env()
     signer = signer_from_env()
     verifier = TokenVerifier(settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience)
-    db = Database(pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_s,
-                  statement_timeout_ms=settings.statement_timeout_ms)
-    servicer = ClinicalSafetyServicer(db, KeyStore(provider), signer, EngineCache(settings.engine_refresh_seconds),
-                                      emergency_grant_minutes=settings.emergency_grant_minutes,
-                                      statement_timeout_ms=settings.statement_timeout_ms)
+    db = Database(
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_s,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
+    servicer = ClinicalSafetyServicer(
+        db,
+        KeyStore(provider),
+        signer,
+        EngineCache(settings.engine_refresh_seconds),
+        emergency_grant_minutes=settings.emergency_grant_minutes,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
 
     def rejected(method: str, reason: str) -> None:
-        log.warning("unauthenticated", extra={"rpc": method.rsplit("/", 1)[-1], "code": "UNAUTHENTICATED",
-                                              "reason": reason})
+        log.warning(
+            "unauthenticated",
+            extra={"rpc": method.rsplit("/", 1)[-1], "code": "UNAUTHENTICATED", "reason": reason},
+        )
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
         interceptors=[AuthInterceptor(verifier, rejected)],
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
-                 ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
-                 ("grpc.so_reuseport", 1),
-                 ("grpc.keepalive_time_ms", 60_000)],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
+            ("grpc.so_reuseport", 1),
+            ("grpc.keepalive_time_ms", 60_000),
+        ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )
     pb_grpc.add_ClinicalSafetyServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
     address = f"{settings.host}:{settings.port}"
     if settings.insecure_plaintext:
         port = server.add_insecure_port(address)
@@ -151,7 +184,8 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
         creds = grpc.ssl_server_credentials(
             [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
             root_certificates=settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None,
-            require_client_auth=settings.require_client_cert)
+            require_client_auth=settings.require_client_cert,
+        )
         port = server.add_secure_port(address, creds)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
@@ -189,7 +223,9 @@ def _worker(settings: ServiceSettings, index: int, ready: Any = None) -> None:
 def serve(settings: ServiceSettings) -> int:
     configure_logging()
     if settings.insecure_plaintext:
-        log.warning("PLAINTEXT gRPC: PRANEYA_INSECURE_PLAINTEXT is set; never use this outside local development")
+        log.warning(
+            "PLAINTEXT gRPC: PRANEYA_INSECURE_PLAINTEXT is set; never use this outside local development"
+        )
     if settings.workers == 1:
         _worker(settings, 0)
         return 0

@@ -105,14 +105,32 @@ def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
         "ruleset_version": resp.ruleset_version,
         "knowledge_version": resp.knowledge_version,
         "evaluated_at": resp.evaluated_at.ToJsonString(),
-        "alerts": [{
-            "alert_id": a.alert_id, "kind": pb.AlertKind.Name(a.kind), "severity": pb.Severity.Name(a.severity),
-            "summary": a.summary, "detail": a.detail, "recommendation": a.recommendation,
-            "evidence": pb.EvidenceLevel.Name(a.evidence), "involved_item_ids": list(a.involved_item_ids),
-            "rule_id": a.rule_id, "rule_version": a.rule_version, "interruptive": a.interruptive,
-            "references": list(a.references)} for a in resp.alerts],
-        "incomplete_rules": [{"rule_id": r.rule_id, "rule_version": r.rule_version, "reason": r.reason,
-                              "insufficient_data": r.insufficient_data} for r in resp.incomplete_rules],
+        "alerts": [
+            {
+                "alert_id": a.alert_id,
+                "kind": pb.AlertKind.Name(a.kind),
+                "severity": pb.Severity.Name(a.severity),
+                "summary": a.summary,
+                "detail": a.detail,
+                "recommendation": a.recommendation,
+                "evidence": pb.EvidenceLevel.Name(a.evidence),
+                "involved_item_ids": list(a.involved_item_ids),
+                "rule_id": a.rule_id,
+                "rule_version": a.rule_version,
+                "interruptive": a.interruptive,
+                "references": list(a.references),
+            }
+            for a in resp.alerts
+        ],
+        "incomplete_rules": [
+            {
+                "rule_id": r.rule_id,
+                "rule_version": r.rule_version,
+                "reason": r.reason,
+                "insufficient_data": r.insufficient_data,
+            }
+            for r in resp.incomplete_rules
+        ],
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -122,12 +140,19 @@ _EVIDENCE = {"UNKNOWN": pb.EVIDENCE_UNKNOWN}
 
 def _alert_pb(alert: Alert) -> pb.Alert:
     return pb.Alert(
-        alert_id=alert_id(alert), kind=pb.AlertKind.Value(alert.kind.value),
-        severity=pb.Severity.Value(alert.severity.name), summary=alert.summary, detail=alert.detail,
+        alert_id=alert_id(alert),
+        kind=pb.AlertKind.Value(alert.kind.value),
+        severity=pb.Severity.Value(alert.severity.name),
+        summary=alert.summary,
+        detail=alert.detail,
         recommendation=alert.recommendation,
         evidence=_EVIDENCE.get(alert.evidence.name) or pb.EvidenceLevel.Value(alert.evidence.name),
-        involved_item_ids=list(alert.involved_ids), rule_id=alert.rule_id, rule_version=alert.rule_version,
-        interruptive=alert.interruptive, references=list(alert.references))
+        involved_item_ids=list(alert.involved_ids),
+        rule_id=alert.rule_id,
+        rule_version=alert.rule_version,
+        interruptive=alert.interruptive,
+        references=list(alert.references),
+    )
 
 
 def _map_exception(exc: BaseException) -> RpcFailure:
@@ -137,11 +162,16 @@ def _map_exception(exc: BaseException) -> RpcFailure:
     if isinstance(exc, patients.PatientNotFound):
         return RpcFailure(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
     if isinstance(exc, patients.IntegrityError):
-        return RpcFailure(grpc.StatusCode.DATA_LOSS,
-                          "the patient's record failed its integrity check; refusing to evaluate it")
+        return RpcFailure(
+            grpc.StatusCode.DATA_LOSS,
+            "the patient's record failed its integrity check; refusing to evaluate it",
+        )
     if isinstance(exc, DecryptionError):
-        return RpcFailure(grpc.StatusCode.DATA_LOSS, f"a stored value could not be decrypted ({exc.table}."
-                                                     f"{exc.column}, row {exc.row_id}); refusing to evaluate")
+        return RpcFailure(
+            grpc.StatusCode.DATA_LOSS,
+            f"a stored value could not be decrypted ({exc.table}."
+            f"{exc.column}, row {exc.row_id}); refusing to evaluate",
+        )
     if isinstance(exc, KeyProviderError):
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "the tenant's data keys are not available")
     if isinstance(exc, AdminError):
@@ -160,15 +190,24 @@ def _map_exception(exc: BaseException) -> RpcFailure:
             return RpcFailure(grpc.StatusCode.NOT_FOUND, "patient not found")
         if isinstance(orig, pg_errors.InvalidParameterValue):
             diag = getattr(orig, "diag", None)
-            return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, getattr(diag, "message_primary", None) or "invalid")
+            return RpcFailure(
+                grpc.StatusCode.INVALID_ARGUMENT, getattr(diag, "message_primary", None) or "invalid"
+            )
         if isinstance(orig, pg_errors.ForeignKeyViolation):
-            return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "a referenced record does not exist in this tenant")
-        if isinstance(orig, (pg_errors.CheckViolation, pg_errors.UniqueViolation, pg_errors.NotNullViolation)):
+            return RpcFailure(
+                grpc.StatusCode.FAILED_PRECONDITION, "a referenced record does not exist in this tenant"
+            )
+        if isinstance(
+            orig, (pg_errors.CheckViolation, pg_errors.UniqueViolation, pg_errors.NotNullViolation)
+        ):
             diag = getattr(orig, "diag", None)
-            return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"rejected by constraint {getattr(diag, 'constraint_name', None) or 'of the database'}")
+            return RpcFailure(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"rejected by constraint {getattr(diag, 'constraint_name', None) or 'of the database'}",
+            )
         if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or isinstance(
-                orig, (pg_errors.OperationalError, pg_errors.AdminShutdown)):
+            orig, (pg_errors.OperationalError, pg_errors.AdminShutdown)
+        ):
             return RpcFailure(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry with backoff")
     return RpcFailure(grpc.StatusCode.INTERNAL, "internal error")
 
@@ -180,13 +219,25 @@ def _meta(context: grpc.ServicerContext, request_id: str, statement_timeout_ms: 
     if remaining is not None:
         # Honour the caller's deadline inside the database too.
         timeout = max(1, min(timeout, int(remaining * 1000) - 20))
-    return RequestMeta(client_addr=context.peer() or "", user_agent=str(md.get("user-agent", ""))[:300],
-                       request_id=request_id, statement_timeout_ms=timeout)
+    return RequestMeta(
+        client_addr=context.peer() or "",
+        user_agent=str(md.get("user-agent", ""))[:300],
+        request_id=request_id,
+        statement_timeout_ms=timeout,
+    )
 
 
 class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[misc]
-    def __init__(self, db: Database, keys: KeyStore, signer: Signer, engines: EngineCache, *,
-                 emergency_grant_minutes: int = 60, statement_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyStore,
+        signer: Signer,
+        engines: EngineCache,
+        *,
+        emergency_grant_minutes: int = 60,
+        statement_timeout_ms: int = 5000,
+    ) -> None:
         self.db = db
         self.keys = keys
         self.signer = signer
@@ -196,9 +247,16 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
     # -- the one place failures become statuses ---------------------------------------------------
 
-    def _call(self, name: str, context: grpc.ServicerContext, fn: Callable[[Principal, RequestMeta], T], *,
-              phi: bool = True, roles: tuple[str, ...] | None = None,
-              on_failure: Callable[[Principal, RequestMeta, RpcFailure], None] | None = None) -> T:
+    def _call(
+        self,
+        name: str,
+        context: grpc.ServicerContext,
+        fn: Callable[[Principal, RequestMeta], T],
+        *,
+        phi: bool = True,
+        roles: tuple[str, ...] | None = None,
+        on_failure: Callable[[Principal, RequestMeta, RpcFailure], None] | None = None,
+    ) -> T:
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         principal = current_principal.get()
@@ -206,59 +264,97 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         failure: RpcFailure | None = None
         try:
             if roles is not None and principal.role not in roles:
-                raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, f"{name} is not available to role {principal.role}")
+                raise RpcFailure(
+                    grpc.StatusCode.PERMISSION_DENIED, f"{name} is not available to role {principal.role}"
+                )
             if phi and not principal.mfa:
-                raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
-                                 "multi-factor authentication is required for patient data")
+                raise RpcFailure(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "multi-factor authentication is required for patient data",
+                )
             if meta.statement_timeout_ms is not None and meta.statement_timeout_ms <= 1:
-                raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline expired before the call started")
+                raise RpcFailure(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline expired before the call started"
+                )
             result = fn(principal, meta)
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to a status, none is swallowed
             failure = _map_exception(exc)
             if failure.code == grpc.StatusCode.INTERNAL:
                 # Type and frames only: exception messages can carry values from the database.
-                frames = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}"
-                                   for f in traceback.extract_tb(exc.__traceback__)[-6:])
-                log.error("internal error", extra={"rpc": name, "request_id": request_id,
-                                                   "error_type": type(exc).__name__, "frames": frames})
+                frames = "; ".join(
+                    f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}"
+                    for f in traceback.extract_tb(exc.__traceback__)[-6:]
+                )
+                log.error(
+                    "internal error",
+                    extra={
+                        "rpc": name,
+                        "request_id": request_id,
+                        "error_type": type(exc).__name__,
+                        "frames": frames,
+                    },
+                )
             if on_failure is not None:
                 try:
                     on_failure(principal, meta, failure)
                 except Exception as audit_exc:  # noqa: BLE001 - the failure audit failing is itself reported
                     metrics.AUDIT_FAILURES.inc()
-                    log.error("failure audit not written", extra={"rpc": name, "request_id": request_id,
-                                                                  "error_type": type(audit_exc).__name__})
-                    failure = RpcFailure(grpc.StatusCode.UNAVAILABLE,
-                                         f"{failure.message}; and the audit trail could not record it")
+                    log.error(
+                        "failure audit not written",
+                        extra={"rpc": name, "request_id": request_id, "error_type": type(audit_exc).__name__},
+                    )
+                    failure = RpcFailure(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"{failure.message}; and the audit trail could not record it",
+                    )
         elapsed = time.perf_counter() - started
         code = failure.code if failure else grpc.StatusCode.OK
         metrics.RPCS.labels(name, code.name).inc()
-        log.info("rpc", extra={"rpc": name, "code": code.name, "duration_ms": round(elapsed * 1000, 2),
-                               "tenant": principal.tenant_id, "user": principal.user_id, "request_id": request_id})
+        log.info(
+            "rpc",
+            extra={
+                "rpc": name,
+                "code": code.name,
+                "duration_ms": round(elapsed * 1000, 2),
+                "tenant": principal.tenant_id,
+                "user": principal.user_id,
+                "request_id": request_id,
+            },
+        )
         if failure is not None:
             context.abort(failure.code, failure.message)
         return result
 
-    def _audit_failure(self, action: str, patient_id: str | None) -> Callable[[Principal, RequestMeta, RpcFailure],
-                                                                              None]:
+    def _audit_failure(
+        self, action: str, patient_id: str | None
+    ) -> Callable[[Principal, RequestMeta, RpcFailure], None]:
         def write(principal: Principal, meta: RequestMeta, failure: RpcFailure) -> None:
             if failure.code in (grpc.StatusCode.UNAVAILABLE,):
                 # The database is not there to take the row; the caller already learns of the failure.
                 return
             with self.db.scoped(principal, meta) as conn:
                 service_repo.write_audit(
-                    conn, audit_id=str(uuid.uuid4()), tenant_id=principal.tenant_id, user_id=principal.user_id,
-                    action=action, outcome=failure.code.name, patient_id=patient_id,
+                    conn,
+                    audit_id=str(uuid.uuid4()),
+                    tenant_id=principal.tenant_id,
+                    user_id=principal.user_id,
+                    action=action,
+                    outcome=failure.code.name,
+                    patient_id=patient_id,
                     details={"request_id": meta.request_id, "status": failure.code.name},
-                    phi_accessed=False, risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
-                    flags=["FAILED_CALL"] + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS
-                                             else []))
+                    phi_accessed=False,
+                    risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
+                    flags=["FAILED_CALL"]
+                    + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
+                )
+
         return write
 
     # -- EvaluateSafety -----------------------------------------------------------------------------
 
-    def EvaluateSafety(self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext
-                       ) -> pb.EvaluateSafetyResponse:
+    def EvaluateSafety(
+        self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext
+    ) -> pb.EvaluateSafetyResponse:
         patient_id = request.patient_id
 
         def run(principal: Principal, meta: RequestMeta) -> pb.EvaluateSafetyResponse:
@@ -271,12 +367,21 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             for i, m in enumerate(request.proposed_medications):
                 name = _check_text(f"proposed_medications[{i}].name", m.name, required=True)
                 assert name is not None
-                proposed.append(MedicationFact(
-                    id=f"proposed:{i}", name=name, dose=_check_text(f"proposed_medications[{i}].dose", m.dose),
-                    route=_check_text(f"proposed_medications[{i}].route", m.route),
-                    frequency=_check_text(f"proposed_medications[{i}].frequency", m.frequency), proposed=True))
-            foods = [f for i, raw in enumerate(request.proposed_foods)
-                     if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None]
+                proposed.append(
+                    MedicationFact(
+                        id=f"proposed:{i}",
+                        name=name,
+                        dose=_check_text(f"proposed_medications[{i}].dose", m.dose),
+                        route=_check_text(f"proposed_medications[{i}].route", m.route),
+                        frequency=_check_text(f"proposed_medications[{i}].frequency", m.frequency),
+                        proposed=True,
+                    )
+                )
+            foods = [
+                f
+                for i, raw in enumerate(request.proposed_foods)
+                if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
+            ]
             if request.recipe_id:
                 _check_id("recipe_id", request.recipe_id)
             evaluation_id = str(uuid.uuid4())
@@ -287,40 +392,73 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     foods += service_repo.recipe_ingredients(conn, request.recipe_id)
                 ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
                 snapshot = record.to_snapshot()
-                result = evaluate(snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge)
+                result = evaluate(
+                    snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge
+                )
                 evaluated_at = datetime.now(UTC)
                 counts = {s.name: 0 for s in Severity}
                 for a in result.alerts:
                     counts[a.severity.name] += 1
                 via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
                 service_repo.write_audit(
-                    conn, audit_id=evaluation_id, tenant_id=principal.tenant_id, user_id=principal.user_id,
-                    action="EVALUATE_SAFETY", outcome="SUCCESS", patient_id=patient_id,
-                    resource_type="healthcare.health_profiles", resource_id=record.profile_id, phi_accessed=True,
+                    conn,
+                    audit_id=evaluation_id,
+                    tenant_id=principal.tenant_id,
+                    user_id=principal.user_id,
+                    action="EVALUATE_SAFETY",
+                    outcome="SUCCESS",
+                    patient_id=patient_id,
+                    resource_type="healthcare.health_profiles",
+                    resource_id=record.profile_id,
+                    phi_accessed=True,
                     risk_score=0.6 if principal.role == "EMERGENCY_RESPONDER" else 0.1,
-                    flags=["PHI_READ"] + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
-                    + (["DELEGATED_ACCESS"] if via_grant else []) + ([] if result.complete else ["INCOMPLETE"]),
+                    flags=["PHI_READ"]
+                    + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
+                    + (["DELEGATED_ACCESS"] if via_grant else [])
+                    + ([] if result.complete else ["INCOMPLETE"]),
                     details=_evaluation_details(result, counts, meta, started, len(proposed), len(foods)),
                 )
             metrics.observe_evaluation(time.perf_counter() - started, result)
             response = pb.EvaluateSafetyResponse(
-                evaluation_id=evaluation_id, alerts=[_alert_pb(a) for a in result.alerts], complete=result.complete,
-                incomplete_rules=[pb.RuleIssue(rule_id=e.rule_id, rule_version=e.rule_version, reason=e.reason,
-                                               insufficient_data=e.insufficient_data) for e in result.rule_errors],
-                ruleset_version=result.ruleset_version, knowledge_version=result.knowledge_version,
-                evaluated_at=_ts(evaluated_at))
+                evaluation_id=evaluation_id,
+                alerts=[_alert_pb(a) for a in result.alerts],
+                complete=result.complete,
+                incomplete_rules=[
+                    pb.RuleIssue(
+                        rule_id=e.rule_id,
+                        rule_version=e.rule_version,
+                        reason=e.reason,
+                        insufficient_data=e.insufficient_data,
+                    )
+                    for e in result.rule_errors
+                ],
+                ruleset_version=result.ruleset_version,
+                knowledge_version=result.knowledge_version,
+                evaluated_at=_ts(evaluated_at),
+            )
             canonical = canonical_result(response, patient_id)
-            response.signature.CopyFrom(pb.ResultSignature(algorithm=self.signer.algorithm, key_id=self.signer.key_id,
-                                                           canonical=canonical, signature=self.signer.sign(canonical)))
+            response.signature.CopyFrom(
+                pb.ResultSignature(
+                    algorithm=self.signer.algorithm,
+                    key_id=self.signer.key_id,
+                    canonical=canonical,
+                    signature=self.signer.sign(canonical),
+                )
+            )
             return response
 
-        return self._call("EvaluateSafety", context, run,
-                          on_failure=self._audit_failure("EVALUATE_SAFETY", patient_id or None))
+        return self._call(
+            "EvaluateSafety",
+            context,
+            run,
+            on_failure=self._audit_failure("EVALUATE_SAFETY", patient_id or None),
+        )
 
     # -- break the glass ----------------------------------------------------------------------------
 
-    def EmergencyAccess(self, request: pb.EmergencyAccessRequest, context: grpc.ServicerContext
-                        ) -> pb.EmergencyAccessResponse:
+    def EmergencyAccess(
+        self, request: pb.EmergencyAccessRequest, context: grpc.ServicerContext
+    ) -> pb.EmergencyAccessResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.EmergencyAccessResponse:
             _check_id("patient_id", request.patient_id)
             if request.reason_code == pb.EMERGENCY_REASON_CODE_UNSPECIFIED:
@@ -329,63 +467,110 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             assert reason is not None
             with self.db.scoped(principal, meta) as conn:
                 grant = service_repo.break_the_glass(
-                    conn, self.keys, tenant_id=principal.tenant_id, requesting_user_id=principal.user_id,
-                    patient_id=request.patient_id, reason_code=pb.EmergencyReasonCode.Name(request.reason_code),
-                    reason_text=reason, grant_minutes=self.emergency_grant_minutes)
-            meds = [pb.EmergencyMedication(
-                medication_id=m["id"], name=m["generic_name"] or "", brand_name=m.get("brand_name") or "",
-                dose=m.get("dosage") or "", frequency=m.get("frequency") or "", route=m.get("route") or "",
-                is_emergency_medication=bool(m.get("is_emergency_medication"))) for m in grant.active_medications]
+                    conn,
+                    self.keys,
+                    tenant_id=principal.tenant_id,
+                    requesting_user_id=principal.user_id,
+                    patient_id=request.patient_id,
+                    reason_code=pb.EmergencyReasonCode.Name(request.reason_code),
+                    reason_text=reason,
+                    grant_minutes=self.emergency_grant_minutes,
+                )
+            meds = [
+                pb.EmergencyMedication(
+                    medication_id=m["id"],
+                    name=m["generic_name"] or "",
+                    brand_name=m.get("brand_name") or "",
+                    dose=m.get("dosage") or "",
+                    frequency=m.get("frequency") or "",
+                    route=m.get("route") or "",
+                    is_emergency_medication=bool(m.get("is_emergency_medication")),
+                )
+                for m in grant.active_medications
+            ]
             return pb.EmergencyAccessResponse(
-                grant_id=grant.grant_id, expires_at=_ts(grant.expires_at), audit_id=grant.audit_id,
-                critical_allergies=[pb.EmergencyAllergy(
-                    allergy_id=a["id"], allergen=a["allergen"] or "", category=a["allergen_category"],
-                    severity=a["severity"], reactions=a["reactions"],
-                    emergency_medication=a.get("emergency_medication") or "") for a in grant.critical_allergies],
+                grant_id=grant.grant_id,
+                expires_at=_ts(grant.expires_at),
+                audit_id=grant.audit_id,
+                critical_allergies=[
+                    pb.EmergencyAllergy(
+                        allergy_id=a["id"],
+                        allergen=a["allergen"] or "",
+                        category=a["allergen_category"],
+                        severity=a["severity"],
+                        reactions=a["reactions"],
+                        emergency_medication=a.get("emergency_medication") or "",
+                    )
+                    for a in grant.critical_allergies
+                ],
                 active_medications=meds,
-                active_conditions=[pb.EmergencyCondition(condition_id=c["id"], name=c["name"] or "",
-                                                         code=c.get("code") or "", is_critical=bool(c["is_critical"]))
-                                   for c in grant.active_conditions],
-                emergency_medications=[m for m in meds if m.is_emergency_medication])
+                active_conditions=[
+                    pb.EmergencyCondition(
+                        condition_id=c["id"],
+                        name=c["name"] or "",
+                        code=c.get("code") or "",
+                        is_critical=bool(c["is_critical"]),
+                    )
+                    for c in grant.active_conditions
+                ],
+                emergency_medications=[m for m in meds if m.is_emergency_medication],
+            )
 
-        return self._call("EmergencyAccess", context, run, roles=_BREAK_GLASS_ROLES,
-                          on_failure=self._audit_failure("EMERGENCY_ACCESS", request.patient_id or None))
+        return self._call(
+            "EmergencyAccess",
+            context,
+            run,
+            roles=_BREAK_GLASS_ROLES,
+            on_failure=self._audit_failure("EMERGENCY_ACCESS", request.patient_id or None),
+        )
 
-    def ListEmergencyAccessEvents(self, request: pb.ListEmergencyAccessEventsRequest,
-                                  context: grpc.ServicerContext) -> pb.ListEmergencyAccessEventsResponse:
+    def ListEmergencyAccessEvents(
+        self, request: pb.ListEmergencyAccessEventsRequest, context: grpc.ServicerContext
+    ) -> pb.ListEmergencyAccessEventsResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.ListEmergencyAccessEventsResponse:
             size = request.page_size or 50
             if not 1 <= size <= 500:
                 raise invalid("page_size", "must be between 1 and 500")
             after = _decode_page_token(request.page_token) if request.page_token else None
             with self.db.scoped(principal, meta) as conn:
-                events = service_repo.list_grants(conn, self.keys, unreviewed_only=request.unreviewed_only,
-                                                  limit=size + 1, after=after)
+                events = service_repo.list_grants(
+                    conn, self.keys, unreviewed_only=request.unreviewed_only, limit=size + 1, after=after
+                )
             page, more = events[:size], len(events) > size
             token = _encode_page_token(page[-1].granted_at, page[-1].grant_id) if more else ""
-            return pb.ListEmergencyAccessEventsResponse(events=[_event_pb(e) for e in page], next_page_token=token)
+            return pb.ListEmergencyAccessEventsResponse(
+                events=[_event_pb(e) for e in page], next_page_token=token
+            )
 
         return self._call("ListEmergencyAccessEvents", context, run, roles=("SUPER_ADMIN",))
 
-    def ReviewEmergencyAccessEvent(self, request: pb.ReviewEmergencyAccessEventRequest,
-                                   context: grpc.ServicerContext) -> pb.ReviewEmergencyAccessEventResponse:
+    def ReviewEmergencyAccessEvent(
+        self, request: pb.ReviewEmergencyAccessEventRequest, context: grpc.ServicerContext
+    ) -> pb.ReviewEmergencyAccessEventResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.ReviewEmergencyAccessEventResponse:
             _check_id("grant_id", request.grant_id)
             if request.outcome not in ("APPROPRIATE", "INAPPROPRIATE", "NEEDS_FOLLOW_UP"):
                 raise invalid("outcome", "must be APPROPRIATE, INAPPROPRIATE or NEEDS_FOLLOW_UP")
             notes = _check_text("notes", request.notes, limit=MAX_REASON) or ""
             with self.db.scoped(principal, meta) as conn:
-                event = service_repo.review_grant(conn, self.keys, tenant_id=principal.tenant_id,
-                                                  grant_id=request.grant_id, reviewer=principal.user_id,
-                                                  outcome=request.outcome, notes=notes)
+                event = service_repo.review_grant(
+                    conn,
+                    self.keys,
+                    tenant_id=principal.tenant_id,
+                    grant_id=request.grant_id,
+                    reviewer=principal.user_id,
+                    outcome=request.outcome,
+                    notes=notes,
+                )
             return pb.ReviewEmergencyAccessEventResponse(event=_event_pb(event))
 
         return self._call("ReviewEmergencyAccessEvent", context, run, roles=("SUPER_ADMIN",))
 
     # -- patient records ----------------------------------------------------------------------------
 
-    def _write(self, name: str, context: grpc.ServicerContext, patient_id: str,
-               write: Callable[[Any], str]) -> pb.RecordWriteResponse:
+    def _write(
+        self, name: str, context: grpc.ServicerContext, patient_id: str, write: Callable[[Any], str]
+    ) -> pb.RecordWriteResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.RecordWriteResponse:
             _check_id("patient_id", patient_id)
             with self.db.scoped(principal, meta) as conn:
@@ -395,25 +580,30 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
         return self._call(name, context, run)
 
-    def PutMedication(self, request: pb.PutMedicationRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
+    def PutMedication(
+        self, request: pb.PutMedicationRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
         m = request.medication
 
         def write(conn: Any) -> str:
             med = patients.MedicationInput(
                 generic_name=_required("medication.generic_name", m.generic_name),
                 brand_name=_check_text("medication.brand_name", m.brand_name),
-                dosage=_check_text("medication.dose", m.dose), frequency=_check_text("medication.frequency", m.frequency),
+                dosage=_check_text("medication.dose", m.dose),
+                frequency=_check_text("medication.frequency", m.frequency),
                 route=_check_text("medication.route", m.route),
                 indication=_check_text("medication.indication", m.indication),
                 prescribed_by=_check_text("medication.prescribed_by", m.prescribed_by),
-                is_emergency_medication=m.is_emergency_medication)
+                is_emergency_medication=m.is_emergency_medication,
+            )
             mid = _check_id("medication.medication_id", m.medication_id) if m.medication_id else None
             return patients.put_medication(conn, self.keys, request.patient_id, med, medication_id=mid)
 
         return self._write("PutMedication", context, request.patient_id, write)
 
-    def DeactivateMedication(self, request: pb.DeactivateMedicationRequest, context: grpc.ServicerContext
-                             ) -> pb.RecordWriteResponse:
+    def DeactivateMedication(
+        self, request: pb.DeactivateMedicationRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
         def write(conn: Any) -> str:
             mid = _check_id("medication_id", request.medication_id)
             patients.deactivate_medication(conn, self.keys, request.patient_id, mid)
@@ -421,7 +611,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
         return self._write("DeactivateMedication", context, request.patient_id, write)
 
-    def PutAllergy(self, request: pb.PutAllergyRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
+    def PutAllergy(
+        self, request: pb.PutAllergyRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
         a = request.allergy
 
         def write(conn: Any) -> str:
@@ -433,28 +625,43 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("allergy.severity", "must be MILD, MODERATE, SEVERE or ANAPHYLACTIC")
             if len(a.reactions) > 20:
                 raise invalid("allergy.reactions", "at most 20")
-            reactions = tuple(r for i, raw in enumerate(a.reactions)
-                              if (r := _check_text(f"allergy.reactions[{i}]", raw)) is not None)
-            allergy = patients.AllergyInput(_required("allergy.allergen", a.allergen), category, severity, reactions,
-                                            _check_text("allergy.emergency_medication", a.emergency_medication))
+            reactions = tuple(
+                r
+                for i, raw in enumerate(a.reactions)
+                if (r := _check_text(f"allergy.reactions[{i}]", raw)) is not None
+            )
+            allergy = patients.AllergyInput(
+                _required("allergy.allergen", a.allergen),
+                category,
+                severity,
+                reactions,
+                _check_text("allergy.emergency_medication", a.emergency_medication),
+            )
             aid = _check_id("allergy.allergy_id", a.allergy_id) if a.allergy_id else None
             return patients.put_allergy(conn, self.keys, request.patient_id, allergy, allergy_id=aid)
 
         return self._write("PutAllergy", context, request.patient_id, write)
 
-    def PutCondition(self, request: pb.PutConditionRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
+    def PutCondition(
+        self, request: pb.PutConditionRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
         c = request.condition
 
         def write(conn: Any) -> str:
-            condition = patients.ConditionInput(_required("condition.name", c.name),
-                                                _check_text("condition.code", c.code), None, c.is_critical)
+            condition = patients.ConditionInput(
+                _required("condition.name", c.name),
+                _check_text("condition.code", c.code),
+                None,
+                c.is_critical,
+            )
             cid = _check_id("condition.condition_id", c.condition_id) if c.condition_id else None
             return patients.put_condition(conn, self.keys, request.patient_id, condition, condition_id=cid)
 
         return self._write("PutCondition", context, request.patient_id, write)
 
-    def PutBiometricReading(self, request: pb.PutBiometricReadingRequest, context: grpc.ServicerContext
-                            ) -> pb.RecordWriteResponse:
+    def PutBiometricReading(
+        self, request: pb.PutBiometricReadingRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
         r = request.reading
 
         def write(conn: Any) -> str:
@@ -471,57 +678,113 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
         return self._write("PutBiometricReading", context, request.patient_id, write)
 
-    def GetHealthProfile(self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext
-                         ) -> pb.HealthProfile:
+    def GetHealthProfile(
+        self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext
+    ) -> pb.HealthProfile:
         def run(principal: Principal, meta: RequestMeta) -> pb.HealthProfile:
             _check_id("patient_id", request.patient_id)
             with self.db.scoped(principal, meta) as conn:
                 rec = patients.read_patient(conn, self.keys, request.patient_id)
                 service_repo.write_audit(
-                    conn, audit_id=str(uuid.uuid4()), tenant_id=principal.tenant_id, user_id=principal.user_id,
-                    action="READ_HEALTH_PROFILE", outcome="SUCCESS", patient_id=request.patient_id,
-                    resource_type="healthcare.health_profiles", resource_id=rec.profile_id, phi_accessed=True,
-                    risk_score=0.2, flags=["PHI_READ"], details={"request_id": meta.request_id})
+                    conn,
+                    audit_id=str(uuid.uuid4()),
+                    tenant_id=principal.tenant_id,
+                    user_id=principal.user_id,
+                    action="READ_HEALTH_PROFILE",
+                    outcome="SUCCESS",
+                    patient_id=request.patient_id,
+                    resource_type="healthcare.health_profiles",
+                    resource_id=rec.profile_id,
+                    phi_accessed=True,
+                    risk_score=0.2,
+                    flags=["PHI_READ"],
+                    details={"request_id": meta.request_id},
+                )
             return pb.HealthProfile(
-                patient_id=rec.patient_id, version=rec.version, subscription_tier=rec.subscription_tier,
-                age=rec.age() or 0, sex=rec.profile.get("sex") or "",
+                patient_id=rec.patient_id,
+                version=rec.version,
+                subscription_tier=rec.subscription_tier,
+                age=rec.age() or 0,
+                sex=rec.profile.get("sex") or "",
                 pregnancy_status=rec.profile.get("pregnancy_status") or "",
-                medications=[pb.Medication(medication_id=m["id"], generic_name=m["generic_name"],
-                                           brand_name=m["brand_name"] or "", dose=m["dosage"] or "",
-                                           frequency=m["frequency"] or "", route=m["route"] or "",
-                                           indication=m["indication"] or "", prescribed_by=m["prescribed_by"] or "",
-                                           is_emergency_medication=m["is_emergency_medication"])
-                             for m in rec.medications],
-                allergies=[pb.Allergy(allergy_id=a["id"], allergen=a["allergen"], category=a["allergen_category"],
-                                      severity=a["severity"], reactions=a["reactions"],
-                                      emergency_medication=a["emergency_medication"] or "") for a in rec.allergies],
-                conditions=[pb.Condition(condition_id=c["id"], name=c["name"], code=c["code"] or "",
-                                         is_critical=c["is_critical"]) for c in rec.conditions],
-                latest_biometrics=[pb.BiometricReading(reading_id=b["id"], reading_type=b["reading_type"],
-                                                       value=b["value"], unit=b["unit"] or "",
-                                                       taken_at=_ts(datetime.fromisoformat(b["taken_at"])))
-                                   for b in rec.biometrics])
+                medications=[
+                    pb.Medication(
+                        medication_id=m["id"],
+                        generic_name=m["generic_name"],
+                        brand_name=m["brand_name"] or "",
+                        dose=m["dosage"] or "",
+                        frequency=m["frequency"] or "",
+                        route=m["route"] or "",
+                        indication=m["indication"] or "",
+                        prescribed_by=m["prescribed_by"] or "",
+                        is_emergency_medication=m["is_emergency_medication"],
+                    )
+                    for m in rec.medications
+                ],
+                allergies=[
+                    pb.Allergy(
+                        allergy_id=a["id"],
+                        allergen=a["allergen"],
+                        category=a["allergen_category"],
+                        severity=a["severity"],
+                        reactions=a["reactions"],
+                        emergency_medication=a["emergency_medication"] or "",
+                    )
+                    for a in rec.allergies
+                ],
+                conditions=[
+                    pb.Condition(
+                        condition_id=c["id"],
+                        name=c["name"],
+                        code=c["code"] or "",
+                        is_critical=c["is_critical"],
+                    )
+                    for c in rec.conditions
+                ],
+                latest_biometrics=[
+                    pb.BiometricReading(
+                        reading_id=b["id"],
+                        reading_type=b["reading_type"],
+                        value=b["value"],
+                        unit=b["unit"] or "",
+                        taken_at=_ts(datetime.fromisoformat(b["taken_at"])),
+                    )
+                    for b in rec.biometrics
+                ],
+            )
 
-        return self._call("GetHealthProfile", context, run,
-                          on_failure=self._audit_failure("READ_HEALTH_PROFILE", request.patient_id or None))
+        return self._call(
+            "GetHealthProfile",
+            context,
+            run,
+            on_failure=self._audit_failure("READ_HEALTH_PROFILE", request.patient_id or None),
+        )
 
-    def GrantConsent(self, request: pb.GrantConsentRequest, context: grpc.ServicerContext
-                     ) -> pb.GrantConsentResponse:
+    def GrantConsent(
+        self, request: pb.GrantConsentRequest, context: grpc.ServicerContext
+    ) -> pb.GrantConsentResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.GrantConsentResponse:
             grantee = _check_id("grantee_user_id", request.grantee_user_id)
             if not 0 <= request.expires_in_days <= 3650:
                 raise invalid("expires_in_days", "must be between 0 (no expiry) and 3650")
             categories = [c.strip().upper() for c in request.categories]
             with self.db.scoped(principal, meta) as conn:
-                cid = grant_consent(conn, principal.tenant_id, principal.user_id, grantee, categories,
-                                    timedelta(days=request.expires_in_days) if request.expires_in_days else None,
-                                    _check_text("purpose", request.purpose))
+                cid = grant_consent(
+                    conn,
+                    principal.tenant_id,
+                    principal.user_id,
+                    grantee,
+                    categories,
+                    timedelta(days=request.expires_in_days) if request.expires_in_days else None,
+                    _check_text("purpose", request.purpose),
+                )
             return pb.GrantConsentResponse(consent_id=cid)
 
         return self._call("GrantConsent", context, run)
 
-    def RevokeConsent(self, request: pb.RevokeConsentRequest, context: grpc.ServicerContext
-                      ) -> pb.RevokeConsentResponse:
+    def RevokeConsent(
+        self, request: pb.RevokeConsentRequest, context: grpc.ServicerContext
+    ) -> pb.RevokeConsentResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.RevokeConsentResponse:
             cid = _check_id("consent_id", request.consent_id)
             with self.db.scoped(principal, meta) as conn:
@@ -533,47 +796,69 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
     # -- alert feedback -----------------------------------------------------------------------------
 
-    def RecordAlertFeedback(self, request: pb.RecordAlertFeedbackRequest, context: grpc.ServicerContext
-                            ) -> pb.RecordAlertFeedbackResponse:
+    def RecordAlertFeedback(
+        self, request: pb.RecordAlertFeedbackRequest, context: grpc.ServicerContext
+    ) -> pb.RecordAlertFeedbackResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.RecordAlertFeedbackResponse:
             _check_id("evaluation_id", request.evaluation_id)
             _check_id("alert_id", request.alert_id)
             if request.outcome == pb.FEEDBACK_OUTCOME_UNSPECIFIED:
                 raise invalid("outcome", "is required (ACCEPTED or OVERRIDDEN)")
             outcome = pb.FeedbackOutcome.Name(request.outcome)
-            reason = (pb.OverrideReason.Name(request.reason)
-                      if request.reason != pb.OVERRIDE_REASON_UNSPECIFIED else None)
+            reason = (
+                pb.OverrideReason.Name(request.reason)
+                if request.reason != pb.OVERRIDE_REASON_UNSPECIFIED
+                else None
+            )
             if outcome == "OVERRIDDEN" and reason is None:
                 raise invalid("reason", "is required when the alert is overridden")
             comment = _check_text("comment", request.comment, limit=MAX_REASON) or ""
             with self.db.scoped(principal, meta) as conn:
-                fid = service_repo.record_feedback(conn, self.keys, tenant_id=principal.tenant_id,
-                                                   user_id=principal.user_id, evaluation_id=request.evaluation_id,
-                                                   alert_id=request.alert_id, outcome=outcome, reason=reason,
-                                                   comment=comment)
+                fid = service_repo.record_feedback(
+                    conn,
+                    self.keys,
+                    tenant_id=principal.tenant_id,
+                    user_id=principal.user_id,
+                    evaluation_id=request.evaluation_id,
+                    alert_id=request.alert_id,
+                    outcome=outcome,
+                    reason=reason,
+                    comment=comment,
+                )
             return pb.RecordAlertFeedbackResponse(feedback_id=fid)
 
         return self._call("RecordAlertFeedback", context, run)
 
-    def GetOverrideRates(self, request: pb.GetOverrideRatesRequest, context: grpc.ServicerContext
-                         ) -> pb.GetOverrideRatesResponse:
+    def GetOverrideRates(
+        self, request: pb.GetOverrideRatesRequest, context: grpc.ServicerContext
+    ) -> pb.GetOverrideRatesResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.GetOverrideRatesResponse:
             days = request.since_days or 90
             if not 1 <= days <= 3650:
                 raise invalid("since_days", "must be between 1 and 3650")
             with self.db.scoped(principal, meta) as conn:
                 rows = service_repo.override_rates(conn, days)
-            return pb.GetOverrideRatesResponse(rules=[
-                pb.RuleOverrideRate(rule_id=r, shown=n, overridden=o, override_rate=o / n if n else 0.0)
-                for r, n, o in rows])
+            return pb.GetOverrideRatesResponse(
+                rules=[
+                    pb.RuleOverrideRate(rule_id=r, shown=n, overridden=o, override_rate=o / n if n else 0.0)
+                    for r, n, o in rows
+                ]
+            )
 
-        return self._call("GetOverrideRates", context, run, phi=False, roles=("CLINICAL_ADVISOR", "SUPER_ADMIN"))
+        return self._call(
+            "GetOverrideRates", context, run, phi=False, roles=("CLINICAL_ADVISOR", "SUPER_ADMIN")
+        )
 
-    def GetSigningKey(self, request: pb.GetSigningKeyRequest, context: grpc.ServicerContext
-                      ) -> pb.GetSigningKeyResponse:
+    def GetSigningKey(
+        self, request: pb.GetSigningKeyRequest, context: grpc.ServicerContext
+    ) -> pb.GetSigningKeyResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.GetSigningKeyResponse:
-            return pb.GetSigningKeyResponse(algorithm=self.signer.algorithm, key_id=self.signer.key_id,
-                                            public_key=self.signer.public_raw, public_key_pem=self.signer.public_pem)
+            return pb.GetSigningKeyResponse(
+                algorithm=self.signer.algorithm,
+                key_id=self.signer.key_id,
+                public_key=self.signer.public_raw,
+                public_key_pem=self.signer.public_pem,
+            )
 
         return self._call("GetSigningKey", context, run, phi=False)
 
@@ -584,8 +869,14 @@ def _required(field: str, value: str) -> str:
     return text
 
 
-def _evaluation_details(result: EvaluationResult, counts: dict[str, int], meta: RequestMeta, started: float,
-                        proposed: int, foods: int) -> dict[str, Any]:
+def _evaluation_details(
+    result: EvaluationResult,
+    counts: dict[str, int],
+    meta: RequestMeta,
+    started: float,
+    proposed: int,
+    foods: int,
+) -> dict[str, Any]:
     # Ids, codes and counts only: no drug names, no allergens, no free text.
     return {
         "request_id": meta.request_id,
@@ -593,11 +884,19 @@ def _evaluation_details(result: EvaluationResult, counts: dict[str, int], meta: 
         "knowledge_version": result.knowledge_version,
         "complete": result.complete,
         "alert_counts": counts,
-        "alerts": [{"alert_id": alert_id(a), "rule_id": a.rule_id, "rule_version": a.rule_version,
-                    "severity": a.severity.name} for a in result.alerts],
+        "alerts": [
+            {
+                "alert_id": alert_id(a),
+                "rule_id": a.rule_id,
+                "rule_version": a.rule_version,
+                "severity": a.severity.name,
+            }
+            for a in result.alerts
+        ],
         "shadow_alerts": [{"rule_id": a.rule_id, "severity": a.severity.name} for a in result.shadow_alerts],
-        "incomplete_rules": [{"rule_id": e.rule_id, "insufficient_data": e.insufficient_data}
-                             for e in result.rule_errors],
+        "incomplete_rules": [
+            {"rule_id": e.rule_id, "insufficient_data": e.insufficient_data} for e in result.rule_errors
+        ],
         "rules_evaluated": result.rules_evaluated,
         "proposed_medications": proposed,
         "proposed_foods": foods,
@@ -607,10 +906,17 @@ def _evaluation_details(result: EvaluationResult, counts: dict[str, int], meta: 
 
 def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
     return pb.EmergencyAccessEvent(
-        grant_id=e.grant_id, patient_id=e.patient_id, grantee_user_id=e.grantee_user_id,
-        reason_code=pb.EmergencyReasonCode.Value(e.reason_code), reason_text=e.reason_text,
-        granted_at=_ts(e.granted_at), expires_at=_ts(e.expires_at), review_outcome=e.review_outcome or "",
-        reviewed_by=e.reviewed_by or "", reviewed_at=_ts(e.reviewed_at) if e.reviewed_at else None)
+        grant_id=e.grant_id,
+        patient_id=e.patient_id,
+        grantee_user_id=e.grantee_user_id,
+        reason_code=pb.EmergencyReasonCode.Value(e.reason_code),
+        reason_text=e.reason_text,
+        granted_at=_ts(e.granted_at),
+        expires_at=_ts(e.expires_at),
+        review_outcome=e.review_outcome or "",
+        reviewed_by=e.reviewed_by or "",
+        reviewed_at=_ts(e.reviewed_at) if e.reviewed_at else None,
+    )
 
 
 def _encode_page_token(ts: datetime, grant_id: str) -> str:

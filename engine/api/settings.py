@@ -72,7 +72,9 @@ class ServiceSettings:
         for raw in keys_raw:
             path = Path(raw.strip())
             if not path.is_file():
-                raise SettingsError(f"PRANEYA_JWT_PUBLIC_KEY_FILES names {path}, which is not a readable file")
+                raise SettingsError(
+                    f"PRANEYA_JWT_PUBLIC_KEY_FILES names {path}, which is not a readable file"
+                )
             jwt_keys.append(path)
         settings = cls(
             host=e.get("PRANEYA_HOST", "127.0.0.1"),
@@ -97,14 +99,18 @@ class ServiceSettings:
             engine_refresh_seconds=_int(e, "PRANEYA_ENGINE_REFRESH_SECONDS", 5, 0, 3600),
         )
         if not settings.jwt_public_keys:
-            raise SettingsError("PRANEYA_JWT_PUBLIC_KEY_FILES is not set: name the PEM public keys tokens are "
-                                "verified against (`praneya dev keys` makes a development pair)")
+            raise SettingsError(
+                "PRANEYA_JWT_PUBLIC_KEY_FILES is not set: name the PEM public keys tokens are "
+                "verified against (`praneya dev keys` makes a development pair)"
+            )
         if settings.insecure_plaintext:
             if settings.tls_cert or settings.tls_key:
                 raise SettingsError("PRANEYA_INSECURE_PLAINTEXT is set together with TLS files: choose one")
         elif not (settings.tls_cert and settings.tls_key):
-            raise SettingsError("TLS is required: set PRANEYA_TLS_CERT_FILE and PRANEYA_TLS_KEY_FILE (or, for local "
-                                "development only, PRANEYA_INSECURE_PLAINTEXT=1)")
+            raise SettingsError(
+                "TLS is required: set PRANEYA_TLS_CERT_FILE and PRANEYA_TLS_KEY_FILE (or, for local "
+                "development only, PRANEYA_INSECURE_PLAINTEXT=1)"
+            )
         if settings.require_client_cert and not settings.tls_client_ca:
             raise SettingsError("PRANEYA_TLS_REQUIRE_CLIENT_CERT needs PRANEYA_TLS_CLIENT_CA_FILE")
         return settings
