@@ -517,3 +517,14 @@ def profile_version(conn: Connection, patient_id: str) -> int:
     if version is None:
         raise PatientNotFound("patient not found")
     return int(version)
+
+
+def read_snapshot_rows(conn: Connection, patient_id: str) -> int:
+    """The snapshot statement alone, without decryption or checks: the benchmark floor's read.
+
+    Returns how many rows of clinical content it brought back.
+    """
+    row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
+    if row is None:
+        raise PatientNotFound("patient not found")
+    return 1 + sum(len(row[k]) for k in ("medications", "allergies", "conditions", "biometrics"))

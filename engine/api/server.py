@@ -170,10 +170,18 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
         maximum_concurrent_rpcs=settings.threads * 8,
     )
     pb_grpc.add_ClinicalSafetyServicer_to_server(servicer, server)
+    names = [SERVICE_NAME]
+    if os.environ.get("PRANEYA_BENCH") == "1":
+        # The benchmark floor runs on this very server, behind the same TLS and interceptors.
+        from engine.api.floor import BenchmarkFloorServicer
+        from engine.api.gen.praneya.safety.v1 import floor_pb2, floor_pb2_grpc
+
+        floor_pb2_grpc.add_BenchmarkFloorServicer_to_server(BenchmarkFloorServicer(db), server)
+        names.append(floor_pb2.DESCRIPTOR.services_by_name["BenchmarkFloor"].full_name)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
     address = f"{settings.host}:{settings.port}"
