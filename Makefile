@@ -52,6 +52,10 @@ lint: $(STAMP) ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check engine store tests migrations
 	$(VENV)/bin/mypy engine store tests
 
+.PHONY: bench
+bench: $(STAMP) ## EvaluateSafety vs its floor, at scale; prints a table, writes bench-results.json (QUICK=1: smaller)
+	@$(DB) $(PY) -m engine.api.bench $(if $(QUICK),--quick,)
+
 .PHONY: check-drift
 check-drift: $(STAMP) ## migrations and store/models.py agree (alembic check)
 	@$(DB) $(VENV)/bin/praneya migrate --check
