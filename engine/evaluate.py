@@ -6,7 +6,6 @@ compile) is reported in `rule_errors` and makes the result incomplete. It is nev
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -102,15 +101,13 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
     alerts: list[Alert] = []
     # In id order, so that the wording ("A with B") does not depend on the order of the record.
     keys = [(m, _drug_keys(m)) for m in sorted(facts.medications, key=lambda m: m.fact.id)]
-    for (ma, ka), (mb, kb_keys) in itertools.combinations(keys, 2):
-        # Two current medications were (presumably) reviewed when prescribed, but a new allergy,
-        # a new rule or a new KB entry can make an old pair dangerous: check them too.
-        for pair in kb.between(ka, kb_keys):
-            alerts.append(
-                _pair_alert(
-                    pair, AlertKind.DRUG_DRUG_INTERACTION, (ma.fact.id, mb.fact.id), _label(ma), _label(mb)
-                )
-            )
+    # Two current medications were (presumably) reviewed when prescribed, but a new allergy, a new
+    # rule or a new KB entry can make an old pair dangerous: every pair is checked, current ones too.
+    for i, j, pair in kb.pairs_among([k for _, k in keys]):
+        ma, mb = keys[i][0], keys[j][0]
+        alerts.append(
+            _pair_alert(pair, AlertKind.DRUG_DRUG_INTERACTION, (ma.fact.id, mb.fact.id), _label(ma), _label(mb))
+        )
     for food in facts.foods:
         food_keys = _food_keys(food)
         for med, mk in keys:

@@ -543,12 +543,12 @@ def pair_id(a: EntityKey, b: EntityKey, source: str) -> str:
 class InteractionKnowledge:
     """Interaction pairs indexed on their unordered (kind, name) endpoints.
 
-    Checking two medications costs one dict lookup per combination of their keys (an ingredient and a
-    handful of classes each), whatever the size of the knowledge base.
+    Checking medications walks only the pairs their ingredients and classes take part in (a handful
+    each), whatever the size of the knowledge base; one index by entity keeps memory at one entry
+    per endpoint.
     """
 
     pairs: tuple[InteractionPair, ...]
-    _by_pair: Mapping[tuple[EntityKey, EntityKey], tuple[InteractionPair, ...]] = field(repr=False)
     _by_entity: Mapping[EntityKey, tuple[InteractionPair, ...]] = field(repr=False)
 
     @classmethod
@@ -557,7 +557,6 @@ class InteractionKnowledge:
     ) -> InteractionKnowledge:
         by_id = {o.pair_id: o for o in overrides}
         kept: list[InteractionPair] = []
-        by_pair: dict[tuple[EntityKey, EntityKey], list[InteractionPair]] = defaultdict(list)
         by_entity: dict[EntityKey, list[InteractionPair]] = defaultdict(list)
         for pair in pairs:
             override = by_id.get(pair.id)
@@ -568,13 +567,11 @@ class InteractionKnowledge:
                     pair = replace(pair, severity=override.severity)
             kept.append(pair)
             a, b = pair.keys
-            by_pair[_pair_key(a, b)].append(pair)
             by_entity[a].append(pair)
             if b != a:
                 by_entity[b].append(pair)
         return cls(
             pairs=tuple(kept),
-            _by_pair={k: tuple(v) for k, v in by_pair.items()},
             _by_entity={k: tuple(v) for k, v in by_entity.items()},
         )
 
@@ -584,12 +581,36 @@ class InteractionKnowledge:
     def between(self, keys_a: Iterable[EntityKey], keys_b: Iterable[EntityKey]) -> list[InteractionPair]:
         """Every pair with one endpoint among keys_a and the other among keys_b, each once."""
         found: dict[str, InteractionPair] = {}
-        right = tuple(keys_b)
-        for ka in keys_a:
-            for kb in right:
-                for pair in self._by_pair.get(_pair_key(ka, kb), ()):
+        right = set(keys_b)
+        for ka in set(keys_a):
+            for pair in self._by_entity.get(ka, ()):
+                a, b = pair.keys
+                if (b if a == ka else a) in right:
                     found.setdefault(pair.id, pair)
         return [found[k] for k in sorted(found)]
+
+    def pairs_among(self, key_sets: Sequence[Sequence[EntityKey]]) -> list[tuple[int, int, InteractionPair]]:
+        """Every (i, j, pair) with i < j where one endpoint is among key_sets[i] and the other among key_sets[j].
+
+        Walks the pairs each entity takes part in (a handful for a real drug) instead of probing every
+        combination of two medications' keys, so a 40-medication list costs O(keys) lookups, not O(n^2 k^2).
+        Sorted by (i, j, pair id): the same order as checking the medications two by two.
+        """
+        holders: dict[EntityKey, list[int]] = defaultdict(list)
+        distinct = [set(keys) for keys in key_sets]
+        for idx, keys in enumerate(distinct):
+            for key in keys:
+                holders[key].append(idx)
+        found: dict[tuple[int, int, str], InteractionPair] = {}
+        for idx, keys in enumerate(distinct):
+            for key in keys:
+                for pair in self._by_entity.get(key, ()):
+                    a, b = pair.keys
+                    other = b if a == key else a
+                    for j in holders.get(other, ()):
+                        if j != idx:
+                            found.setdefault((min(idx, j), max(idx, j), pair.id), pair)
+        return [(i, j, found[(i, j, pid)]) for i, j, pid in sorted(found)]
 
     def involving(self, kind: str, name: str) -> tuple[InteractionPair, ...]:
         return self._by_entity.get((kind, name), ())

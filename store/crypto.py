@@ -10,6 +10,7 @@ Ciphertext format (text, safe in any column): ``pv1.<key_version>.<base64url(non
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -122,10 +123,20 @@ def wrap_context(tenant_id: str, key_version: int) -> bytes:
     return f"praneya-data-key|{tenant_id}|{key_version}".encode()
 
 
+def _field(value: str) -> bytes:
+    raw = value.encode()
+    return len(raw).to_bytes(4, "big") + raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _aad_prefix(tenant_id: str, table: str, column: str) -> bytes:
+    return _field(FORMAT) + _field(tenant_id) + _field(table) + _field(column)
+
+
 def _aad(tenant_id: str, table: str, column: str, row_id: str, key_version: int) -> bytes:
-    # Length-prefixed fields: no choice of ids can make two different bindings collide.
-    parts = [FORMAT, tenant_id, table, column, row_id, str(key_version)]
-    return b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
+    # Length-prefixed fields: no choice of ids can make two different bindings collide. The
+    # (tenant, table, column) prefix repeats on every value of a snapshot, so it is built once.
+    return _aad_prefix(tenant_id, table, column) + _field(row_id) + _field(str(key_version))
 
 
 def _derive(key: bytes, purpose: bytes) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,10 +72,7 @@ def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
 
     insert(
         "INSERT INTO clinical.drug_classes (id, name, kind, atc_code) VALUES (:id, :name, :kind, :atc)",
-        [
-            {"id": c.id, "name": c.name, "kind": c.kind, "atc": c.atc_code}
-            for c in vocabulary.classes.values()
-        ],
+        [{"id": c.id, "name": c.name, "kind": c.kind, "atc": c.atc_code} for c in vocabulary.classes.values()],
     )
     insert(
         "INSERT INTO clinical.drug_ingredients (name, atc_code, classes) VALUES (:n, :atc, :c)",
@@ -138,8 +136,7 @@ def _allergen_from_row(name: str, d: dict[str, Any]) -> AllergenRecord:
         match_foods=tuple(d["foods"]),
         match_food_groups=tuple(d["food_groups"]),
         cross=tuple(
-            CrossReactivity(c["target_kind"], c["target"], Severity[c["severity"]], c["note"])
-            for c in d["cross"]
+            CrossReactivity(c["target_kind"], c["target"], Severity[c["severity"]], c["note"]) for c in d["cross"]
         ),
         synonyms=tuple(d.get("synonyms", ())),
     )
@@ -198,10 +195,7 @@ def import_interaction_pairs(
     rewritten.
     """
     conn.execute(
-        text(
-            "CREATE TEMPORARY TABLE pairs_in (LIKE clinical.interaction_pairs INCLUDING DEFAULTS)"
-            " ON COMMIT DROP"
-        )
+        text("CREATE TEMPORARY TABLE pairs_in (LIKE clinical.interaction_pairs INCLUDING DEFAULTS) ON COMMIT DROP")
     )
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -215,9 +209,7 @@ def import_interaction_pairs(
     ):
         for p in pairs:
             ak, an, bk, bn = _ordered(p)
-            itype = (
-                p.interaction_type.upper() if p.interaction_type.upper() in _INTERACTION_TYPES else "OTHER"
-            )
+            itype = p.interaction_type.upper() if p.interaction_type.upper() in _INTERACTION_TYPES else "OTHER"
             copy.write_row(
                 (
                     p.id,
@@ -303,10 +295,7 @@ def load_knowledge(
         AliasRecord(r.alias, tuple(r.ingredients))
         for r in conn.execute(text("SELECT alias, ingredients FROM clinical.drug_aliases"))
     ]
-    foods = [
-        FoodRecord(r.name, tuple(r.groups))
-        for r in conn.execute(text("SELECT name, groups FROM clinical.foods"))
-    ]
+    foods = [FoodRecord(r.name, tuple(r.groups)) for r in conn.execute(text("SELECT name, groups FROM clinical.foods"))]
     allergens = [
         _allergen_from_row(r.name, r.definition)
         for r in conn.execute(text("SELECT name, definition FROM clinical.allergen_groups"))
@@ -347,28 +336,33 @@ def load_knowledge(
 
 
 def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
-    result = conn.execute(
+    """Every pair, streamed. Repeated strings (kinds, names, grades, sources) are interned: with
+    150,000 pairs they are most of the memory a worker holds."""
+    result = conn.execution_options(stream_results=True, max_row_buffer=5000).execute(
         text(
             "SELECT id, a_kind, a_name, b_kind, b_name, severity::text, source_severity, interaction_type::text,"
             " evidence_level::text, description, recommendation, avoid_combination, source"
             " FROM clinical.interaction_pairs"
         )
     )
+    intern = sys.intern
+    severities = {s.name: s for s in Severity}
+    evidence = {e.name: e for e in EvidenceLevel}
     return tuple(
         InteractionPair(
             r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            Severity[r[5]],
-            r[6],
-            r[7],
-            EvidenceLevel[r[8]],
+            intern(r[1]),
+            intern(r[2]),
+            intern(r[3]),
+            intern(r[4]),
+            severities[r[5]],
+            intern(r[6]),
+            intern(r[7]),
+            evidence[r[8]],
             r[9],
             r[10],
             r[11],
-            r[12],
+            intern(r[12]),
         )
         for r in result
     )
