@@ -187,15 +187,19 @@ def test_demo_seed_is_idempotent_and_the_dump_holds_no_plaintext(
     first = demo.seed_demo(admin_engine, app_db, provider, keys)
     second = demo.seed_demo(admin_engine, app_db, provider, keys)
     assert second == dict.fromkeys(first, 0)
+    # Other tests may add their own users to the demo tenant: count the demo's own rows by id.
+    demo_users = [u for staff in demo.STAFF.values() for u, _ in staff] + [
+        p.user_id for patients in demo.PATIENTS.values() for p in patients]
     with admin_engine.connect() as conn:
         counts = conn.execute(
             text(
-                "SELECT (SELECT count(*) FROM public.users WHERE tenant_id = 'demo-clinic'),"
-                " (SELECT count(*) FROM healthcare.medications WHERE tenant_id = 'demo-clinic'),"
-                " (SELECT count(*) FROM public.family_members WHERE family_account_id = 'demo-family-01')"
-            )
+                "SELECT (SELECT count(*) FROM public.users WHERE id = ANY(:u)),"
+                " (SELECT count(*) FROM healthcare.medications WHERE user_id = ANY(:u)),"
+                " (SELECT count(*) FROM public.family_members WHERE family_account_id = :f)"
+            ),
+            {"u": demo_users, "f": demo.FAMILY},
         ).one()
-    assert tuple(counts) == (6, 7, 3)
+    assert tuple(counts) == (8, 9, 3)
     who = Principal(demo.DEMO_TENANT, demo.CLINICIAN, "CLINICAL_ADVISOR", mfa=True)
     with app_db.scoped(who) as conn:
         john = read_patient(conn, keys, demo.PARENT)
