@@ -177,7 +177,11 @@ def _load(
     from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     rnd = random.Random(seed)
-    with grpc.secure_channel(channel_target, grpc.ssl_channel_credentials(root_certificates=ca)) as channel:
+    # What a well-behaved client does: reconnect quickly, and wait for a connection (within the
+    # deadline) instead of failing at once while a killed worker's connection is re-established.
+    options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+    creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    with grpc.secure_channel(channel_target, creds, options=options) as channel:
         stub = pb_grpc.ClinicalSafetyStub(channel)
         while not stop.is_set():
             with lock:
@@ -192,6 +196,7 @@ def _load(
                     pb.EvaluateSafetyRequest(patient_id=patient),
                     metadata=(("authorization", f"Bearer {tokens[user]}"),),
                     timeout=deadline_s,
+                    wait_for_ready=True,
                 )
                 with lock:
                     phase.ok += 1
