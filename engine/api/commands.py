@@ -767,9 +767,10 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--log", help="deployment log file (default .local/deployment.log)")
     p.set_defaults(handler=_deploy)
 
-    from engine.api import audit_commands
+    from engine.api import audit_commands, backup_commands
 
     audit_commands.register(sub)
+    backup_commands.register(sub)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(
         dest="d_cmd", required=True, metavar="ACTION"
