@@ -338,12 +338,15 @@ def load_knowledge(
 def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
     """Every pair, streamed. Repeated strings (kinds, names, grades, sources) are interned: with
     150,000 pairs they are most of the memory a worker holds."""
-    result = conn.execution_options(stream_results=True, max_row_buffer=5000).execute(
+    # Streaming is an option of this one statement: Connection.execution_options() would switch the
+    # caller's whole connection to server-side cursors, and its next statement (an INSERT) would fail.
+    result = conn.execute(
         text(
             "SELECT id, a_kind, a_name, b_kind, b_name, severity::text, source_severity, interaction_type::text,"
             " evidence_level::text, description, recommendation, avoid_combination, source"
             " FROM clinical.interaction_pairs"
-        )
+        ),
+        execution_options={"stream_results": True, "max_row_buffer": 5000},
     )
     intern = sys.intern
     severities = {s.name: s for s in Severity}

@@ -376,7 +376,7 @@ def put_medication(
         "pb": enc("encrypted_prescribed_by", med.prescribed_by),
         "em": med.is_emergency_medication,
     }
-    conn.execute(
+    written = conn.execute(
         text("""
         INSERT INTO healthcare.medications (id, tenant_id, health_profile_id, user_id, encrypted_generic_name,
             encrypted_brand_name,
@@ -393,6 +393,9 @@ def put_medication(
     """),
         params,
     )
+    if written.rowcount == 0:
+        # The id names a record of another patient: nothing was written, and the caller must know.
+        raise PatientNotFound("medication not found for this patient")
     refresh_integrity(conn, keys, patient_id)
     return mid
 
@@ -417,7 +420,7 @@ def put_allergy(
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     aid = allergy_id or new_id("alg")
-    conn.execute(
+    written = conn.execute(
         text("""
         INSERT INTO healthcare.allergies (id, tenant_id, health_profile_id, user_id, encrypted_allergen,
             allergen_category,
@@ -443,6 +446,9 @@ def put_allergy(
             "em": ring.encrypt_optional(_ALG, "encrypted_emergency_medication", aid, allergy.emergency_medication),
         },
     )
+    if written.rowcount == 0:
+        # The id names a record of another patient: nothing was written, and the caller must know.
+        raise PatientNotFound("allergy not found for this patient")
     refresh_integrity(conn, keys, patient_id)
     return aid
 
@@ -457,7 +463,7 @@ def put_condition(
     profile_id, tenant = _profile_of(conn, patient_id)
     ring = keys.keyring(conn, tenant)
     cid = condition_id or new_id("cond")
-    conn.execute(
+    written = conn.execute(
         text("""
         INSERT INTO healthcare.conditions (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
             encrypted_notes, is_critical)
@@ -478,6 +484,9 @@ def put_condition(
             "crit": condition.is_critical,
         },
     )
+    if written.rowcount == 0:
+        # The id names a record of another patient: nothing was written, and the caller must know.
+        raise PatientNotFound("condition not found for this patient")
     refresh_integrity(conn, keys, patient_id)
     return cid
 

@@ -17,6 +17,8 @@ from store.keys import KeyStore
 from store.patients import PatientNotFound
 
 __all__ = [
+    "AUDIT_TABLE",
+    "SEALED_RULES",
     "EmergencyGrant",
     "GrantEvent",
     "break_the_glass",
@@ -29,6 +31,10 @@ __all__ = [
 ]
 
 _GRANTS = "healthcare.emergency_access_grants"
+AUDIT_TABLE = "audit.audit_logs"
+# The details key of an evaluation's audit row holding, encrypted with the tenant's data key, which rules
+# fired (rule ids name drugs and allergens); the associated data binds it to that row's id.
+SEALED_RULES = "sealed_rules"
 
 
 def write_audit(
@@ -254,10 +260,12 @@ def record_feedback(
     ).scalar_one_or_none()
     if details is None:
         raise LookupError("evaluation not found")
-    alert = next((a for a in details.get("alerts", []) if a.get("alert_id") == alert_id), None)
+    ring = keys.keyring(conn, tenant_id)
+    sealed = details.get(SEALED_RULES)
+    alerts = json.loads(ring.decrypt(AUDIT_TABLE, SEALED_RULES, evaluation_id, sealed))["alerts"] if sealed else []
+    alert = next((a for a in alerts if a.get("alert_id") == alert_id), None)
     if alert is None:
         raise LookupError("alert not found in that evaluation")
-    ring = keys.keyring(conn, tenant_id)
     fid = str(uuid.uuid4())
     conn.execute(
         text("""

@@ -416,7 +416,17 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
                     + (["DELEGATED_ACCESS"] if via_grant else [])
                     + ([] if result.complete else ["INCOMPLETE"]),
-                    details=_evaluation_details(result, counts, meta, started, len(proposed), len(foods)),
+                    details=_evaluation_details(
+                        result,
+                        counts,
+                        meta,
+                        started,
+                        len(proposed),
+                        len(foods),
+                        seal=lambda doc: self.keys.keyring(conn, principal.tenant_id).encrypt(
+                            service_repo.AUDIT_TABLE, service_repo.SEALED_RULES, evaluation_id, doc
+                        ),
+                    ),
                 )
             metrics.observe_evaluation(time.perf_counter() - started, result)
             response = pb.EvaluateSafetyResponse(
@@ -463,6 +473,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             _check_id("patient_id", request.patient_id)
             if request.reason_code == pb.EMERGENCY_REASON_CODE_UNSPECIFIED:
                 raise invalid("reason_code", "is required (ETREAT or BTG)")
+            if request.reason_code not in (pb.ETREAT, pb.BTG):  # enums are open: any number can arrive
+                raise invalid("reason_code", "must be ETREAT or BTG")
             reason = _check_text("reason_text", request.reason_text, required=True, limit=MAX_REASON)
             assert reason is not None
             with self.db.scoped(principal, meta) as conn:
@@ -804,6 +816,10 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             _check_id("alert_id", request.alert_id)
             if request.outcome == pb.FEEDBACK_OUTCOME_UNSPECIFIED:
                 raise invalid("outcome", "is required (ACCEPTED or OVERRIDDEN)")
+            if request.outcome not in (pb.ACCEPTED, pb.OVERRIDDEN):  # enums are open: any number can arrive
+                raise invalid("outcome", "must be ACCEPTED or OVERRIDDEN")
+            if request.reason not in pb.OverrideReason.values():
+                raise invalid("reason", "is not a known override reason")
             outcome = pb.FeedbackOutcome.Name(request.outcome)
             reason = (
                 pb.OverrideReason.Name(request.reason)
@@ -876,14 +892,13 @@ def _evaluation_details(
     started: float,
     proposed: int,
     foods: int,
+    *,
+    seal: Callable[[str], str],
 ) -> dict[str, Any]:
-    # Ids, codes and counts only: no drug names, no allergens, no free text.
-    return {
-        "request_id": meta.request_id,
-        "ruleset_version": result.ruleset_version,
-        "knowledge_version": result.knowledge_version,
-        "complete": result.complete,
-        "alert_counts": counts,
+    # Ids, codes and counts only: no drug names, no allergens, no free text. Rule ids are authored names
+    # ("ddi-warfarin-nsaid", "allergy-food-peanut"): next to a patient id they disclose the patient's
+    # medications and allergies, so which rules fired is sealed with the tenant's data key.
+    rules = {
         "alerts": [
             {
                 "alert_id": alert_id(a),
@@ -897,6 +912,17 @@ def _evaluation_details(
         "incomplete_rules": [
             {"rule_id": e.rule_id, "insufficient_data": e.insufficient_data} for e in result.rule_errors
         ],
+    }
+    return {
+        "request_id": meta.request_id,
+        "ruleset_version": result.ruleset_version,
+        "knowledge_version": result.knowledge_version,
+        "complete": result.complete,
+        "alert_counts": counts,
+        "alert_ids": [alert_id(a) for a in result.alerts],
+        "incomplete_rule_count": len(result.rule_errors),
+        "shadow_alert_count": len(result.shadow_alerts),
+        service_repo.SEALED_RULES: seal(json.dumps(rules, sort_keys=True, separators=(",", ":"))),
         "rules_evaluated": result.rules_evaluated,
         "proposed_medications": proposed,
         "proposed_foods": foods,
