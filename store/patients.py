@@ -11,6 +11,7 @@ transaction. The audit rows of writes come from the database's triggers.
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, text
 from engine.model import AllergyFact, BiometricFact, ConditionFact, MedicationFact, PatientSnapshot
 from store.crypto import TenantKeyring
 from store.keys import KeyStore
+from store.session import PrincipalMismatch
 
 __all__ = [
     "AllergyInput",
@@ -32,6 +34,7 @@ __all__ = [
     "MedicationInput",
     "PatientNotFound",
     "PatientRecord",
+    "PrincipalMismatch",
     "ProfileInput",
     "create_profile",
     "deactivate_medication",
@@ -119,6 +122,9 @@ class PatientRecord:
     allergies: tuple[dict[str, Any], ...]
     conditions: tuple[dict[str, Any], ...]
     biometrics: tuple[dict[str, Any], ...] = field(default=())
+    # Categories the caller's consent does not cover: their sections are absent, not empty.
+    withheld: frozenset[str] = frozenset()
+    caller_role: str | None = None
 
     def age(self, today: date | None = None) -> int | None:
         if self.date_of_birth is None:
@@ -182,9 +188,27 @@ SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tie
        (SELECT COALESCE(jsonb_agg(to_jsonb(b) ORDER BY b.reading_type), '[]') FROM (
             SELECT DISTINCT ON (reading_type) id, reading_type, encrypted_value, encrypted_unit, taken_at
             FROM healthcare.biometric_readings WHERE user_id = p.user_id AND tenant_id = p.tenant_id
-            ORDER BY reading_type, taken_at DESC, id) b) AS biometrics
+            ORDER BY reading_type, taken_at DESC, id) b) AS biometrics,
+       -- Which categories this principal may see (RLS hides the others' rows; an empty list must
+       -- not be mistaken for "none recorded" nor for tampering). Mirrors the health-table policies.
+       v.sees_all,
+       v.sees_all OR public.can_access_family_data(p.user_id, 'MEDICATIONS') AS sees_medications,
+       v.sees_all OR public.can_access_family_data(p.user_id, 'ALLERGIES') AS sees_allergies,
+       v.sees_all OR public.can_access_family_data(p.user_id, 'CONDITIONS') AS sees_conditions,
+       v.sees_all OR public.can_access_family_data(p.user_id, 'BIOMETRICS') AS sees_biometrics,
+       -- The caller as the database knows them: a token whose user is not an active user of this
+       -- tenant with this role is refused, however well signed.
+       (SELECT c.healthcare_role::text FROM public.users c
+        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
+           AS caller_role
 FROM healthcare.health_profiles p
 JOIN public.users u ON u.id = p.user_id AND u.tenant_id = p.tenant_id
+CROSS JOIN LATERAL (SELECT COALESCE(p.user_id = public.current_user_id()
+                                 OR public.current_healthcare_role() IN ('CLINICAL_ADVISOR', 'SUPER_ADMIN')
+                                 OR public.has_emergency_access(p.user_id)
+                                 -- operators' connections bypass row-level security altogether
+                                 OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
+                                     WHERE r.rolname = current_user), false) AS sees_all) v
 WHERE p.user_id = :patient
 """)
 
@@ -205,23 +229,58 @@ def _decrypt_row(ring: TenantKeyring, table: str, row: Mapping[str, Any]) -> dic
     return out
 
 
-def canonical_content(
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _section_content(
     profile: Mapping[str, Any],
     medications: Sequence[Mapping[str, Any]],
     allergies: Sequence[Mapping[str, Any]],
     conditions: Sequence[Mapping[str, Any]],
-) -> bytes:
-    """The profile's clinical content in one byte string: sorted keys and ids, no whitespace."""
-    doc = {
-        "profile": {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")},
-        "medications": sorted(medications, key=lambda m: str(m["id"])),
-        "allergies": sorted(allergies, key=lambda a: str(a["id"])),
-        "conditions": sorted(conditions, key=lambda c: str(c["id"])),
+) -> dict[str, bytes]:
+    """The profile's clinical content, one canonical byte string per consent category.
+
+    One MAC per section, because consent is granted per category: a viewer who may see medications
+    but not conditions can still verify what they see, and a hidden section is never mistaken for
+    a tampered one. Sections are bound to the profile id so they cannot be moved between profiles.
+    """
+    pid = profile["id"]
+    return {
+        "PROFILE": _canonical(
+            {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")}
+        ),
+        "MEDICATIONS": _canonical([pid, sorted(medications, key=lambda m: str(m["id"]))]),
+        "ALLERGIES": _canonical([pid, sorted(allergies, key=lambda a: str(a["id"]))]),
+        "CONDITIONS": _canonical([pid, sorted(conditions, key=lambda c: str(c["id"]))]),
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRecord, str | None, bytes]:
+_HASH_PREFIX = "v2;"
+
+
+def _integrity_value(ring: TenantKeyring, sections: Mapping[str, bytes]) -> str:
+    return _HASH_PREFIX + ";".join(
+        f"{name}={ring.integrity_hash(name.encode() + b'|' + data)}" for name, data in sorted(sections.items())
+    )
+
+
+def _verify_sections(
+    ring: TenantKeyring, stored: str | None, sections: Mapping[str, bytes], withheld: frozenset[str]
+) -> bool:
+    if stored is None or not stored.startswith(_HASH_PREFIX):
+        return False
+    macs = dict(part.split("=", 1) for part in stored[len(_HASH_PREFIX) :].split(";") if "=" in part)
+    if set(macs) != set(sections):
+        return False
+    return all(
+        hmac.compare_digest(macs[name], ring.integrity_hash(name.encode() + b"|" + data))
+        for name, data in sections.items()
+        if name not in withheld
+    )
+
+
+def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRecord, str | None, dict[str, bytes]]:
     row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
     if row is None:
         raise PatientNotFound("patient not found")
@@ -267,8 +326,19 @@ def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRec
         allergies=tuple(allergies),
         conditions=tuple(conditions),
         biometrics=tuple(biometrics),
+        withheld=frozenset(
+            cat
+            for cat, seen in (
+                ("MEDICATIONS", row["sees_medications"]),
+                ("ALLERGIES", row["sees_allergies"]),
+                ("CONDITIONS", row["sees_conditions"]),
+                ("BIOMETRICS", row["sees_biometrics"]),
+            )
+            if not seen
+        ),
+        caller_role=row["caller_role"],
     )
-    return record, row["data_integrity_hash"], canonical_content(profile, meds, allergies, conditions)
+    return record, row["data_integrity_hash"], _section_content(profile, meds, allergies, conditions)
 
 
 def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
@@ -287,29 +357,54 @@ def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
     return False
 
 
-def read_patient(conn: Connection, keys: KeyStore, patient_id: str) -> PatientRecord:
-    """The decrypted snapshot; raises PatientNotFound, IntegrityError or DecryptionError."""
-    record, stored, canonical = _load(conn, keys, patient_id)
+def read_patient(
+    conn: Connection, keys: KeyStore, patient_id: str, *, expected_role: str | None = None
+) -> PatientRecord:
+    """The decrypted snapshot; raises PatientNotFound, IntegrityError, DecryptionError or PrincipalMismatch.
+
+    Sections the caller's consent withholds are reported in `withheld` and not verified (they were
+    not read); every section the caller sees is verified against its MAC.
+    """
+    record, stored, sections = _load(conn, keys, patient_id)
+    if expected_role is not None and record.caller_role != expected_role:
+        raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
     ring = keys.keyring(conn, record.tenant_id)
-    if stored is None or stored != ring.integrity_hash(canonical):
+    if not _verify_sections(ring, stored, sections, record.withheld):
         raise IntegrityError(f"health profile {record.profile_id} failed its integrity check")
     return record
 
 
 def refresh_integrity(conn: Connection, keys: KeyStore, patient_id: str) -> int:
-    """Recomputes the integrity hash after a write, in the writer's transaction. Returns the version."""
-    record, _, canonical = _load(conn, keys, patient_id)
+    """Recomputes the integrity MACs after a write, in the writer's transaction. Returns the version."""
+    record, _, sections = _load(conn, keys, patient_id)
+    if record.withheld:
+        # Writers see every category (the patient, clinical advisors, super admins): anything less
+        # would seal a partial view as the whole record.
+        raise PermissionError("this principal may not rewrite the record's integrity seal")
     ring = keys.keyring(conn, record.tenant_id)
     version = conn.execute(
         text(
             "UPDATE healthcare.health_profiles SET data_integrity_hash = :h, last_verified = now()"
             " WHERE id = :id RETURNING version"
         ),
-        {"h": ring.integrity_hash(canonical), "id": record.profile_id},
+        {"h": _integrity_value(ring, sections), "id": record.profile_id},
     ).scalar_one_or_none()
     if version is None:
         raise PatientNotFound("patient not found")
     return int(version)
+
+
+_RECORD_EXISTS = {
+    table: text(f"SELECT 1 FROM {table} WHERE id = :id AND user_id = :u")  # noqa: S608 - fixed table names
+    for table in ("healthcare.medications", "healthcare.allergies", "healthcare.conditions")
+}
+
+
+def _require_record(conn: Connection, table: str, record_id: str, patient_id: str, label: str) -> None:
+    # An update names an existing record of this patient that the caller can see; anything else is
+    # "not found", whether the id is unknown, another patient's, or another tenant's.
+    if conn.execute(_RECORD_EXISTS[table], {"id": record_id, "u": patient_id}).first() is None:
+        raise PatientNotFound(f"{label} not found for this patient")
 
 
 def _profile_of(conn: Connection, patient_id: str) -> tuple[str, str]:
@@ -353,9 +448,17 @@ def create_profile(
 
 
 def put_medication(
-    conn: Connection, keys: KeyStore, patient_id: str, med: MedicationInput, medication_id: str | None = None
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    med: MedicationInput,
+    medication_id: str | None = None,
+    *,
+    must_exist: bool = False,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
+    if must_exist and medication_id is not None:
+        _require_record(conn, "healthcare.medications", medication_id, patient_id, "medication")
     ring = keys.keyring(conn, tenant)
     mid = medication_id or new_id("med")
 
@@ -415,9 +518,17 @@ def deactivate_medication(conn: Connection, keys: KeyStore, patient_id: str, med
 
 
 def put_allergy(
-    conn: Connection, keys: KeyStore, patient_id: str, allergy: AllergyInput, allergy_id: str | None = None
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    allergy: AllergyInput,
+    allergy_id: str | None = None,
+    *,
+    must_exist: bool = False,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
+    if must_exist and allergy_id is not None:
+        _require_record(conn, "healthcare.allergies", allergy_id, patient_id, "allergy")
     ring = keys.keyring(conn, tenant)
     aid = allergy_id or new_id("alg")
     written = conn.execute(
@@ -459,8 +570,12 @@ def put_condition(
     patient_id: str,
     condition: ConditionInput,
     condition_id: str | None = None,
+    *,
+    must_exist: bool = False,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
+    if must_exist and condition_id is not None:
+        _require_record(conn, "healthcare.conditions", condition_id, patient_id, "condition")
     ring = keys.keyring(conn, tenant)
     cid = condition_id or new_id("cond")
     written = conn.execute(

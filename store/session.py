@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from store.config import app_database_url
 
-__all__ = ["HEALTHCARE_ROLES", "Database", "Principal", "RequestMeta"]
+__all__ = ["HEALTHCARE_ROLES", "Database", "Principal", "PrincipalMismatch", "RequestMeta", "verify_caller"]
 
 HEALTHCARE_ROLES = ("END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER")
 
@@ -44,6 +44,22 @@ class RequestMeta:
     user_agent: str = ""
     request_id: str = ""
     statement_timeout_ms: int | None = None
+
+
+class PrincipalMismatch(PermissionError):
+    """The token's user is not an active user of its tenant with the role it claims."""
+
+
+_CALLER = text(
+    "SELECT healthcare_role::text FROM public.users"
+    " WHERE id = public.current_user_id() AND tenant_id = public.current_tenant_id() AND is_active"
+)
+
+
+def verify_caller(conn: Connection, principal: Principal) -> None:
+    """A well-signed token is not enough: its user must be an active user of its tenant, in its role."""
+    if conn.execute(_CALLER).scalar_one_or_none() != principal.role:
+        raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
 
 
 # One round trip sets the whole context, transaction-locally.
@@ -87,8 +103,13 @@ class Database:
         )
 
     @contextmanager
-    def scoped(self, principal: Principal, meta: RequestMeta | None = None) -> Iterator[Connection]:
-        """One transaction as praneya_app, RLS context first; commits on success, rolls back on error."""
+    def scoped(self, principal: Principal, meta: RequestMeta | None = None, *, verify: bool = False
+               ) -> Iterator[Connection]:
+        """One transaction as praneya_app, RLS context first; commits on success, rolls back on error.
+
+        verify=True also checks the principal against the users table (one more round trip; the
+        evaluation path does the same check inside its snapshot statement instead).
+        """
         m = meta or RequestMeta()
         timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
         with self.engine.begin() as conn:
@@ -104,6 +125,8 @@ class Database:
                     "timeout": str(max(1, int(timeout))),
                 },
             )
+            if verify:
+                verify_caller(conn, principal)
             yield conn
 
     def dispose(self) -> None:

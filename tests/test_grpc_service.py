@@ -399,7 +399,7 @@ def test_alert_feedback_and_override_rates(
     fail(
         stub.RecordAlertFeedback,
         feedback(ddi.alert_id, pb.OVERRIDDEN, pb.WILL_MONITOR),
-        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
         metadata=md,
     )
     again = evaluate(stub, svc, patient, clinician)
@@ -1076,11 +1076,6 @@ def test_consent_over_grpc_opens_and_closes_access(
     fail(stub.GetHealthProfile, pb.GetHealthProfileRequest(patient_id=b), grpc.StatusCode.NOT_FOUND, metadata=svc.md(a))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the profile's integrity hash covers medications, allergies and conditions, so a viewer whose "
-    "consent hides a category gets DATA_LOSS (and an INTEGRITY_FAILURE audit row) instead of a scoped answer",
-)
 def test_partial_consent_is_not_reported_as_data_loss(
     svc: Service, stub: Any, make_patient: Callable[..., str], keys: KeyStore
 ) -> None:
@@ -1103,8 +1098,17 @@ def test_partial_consent_is_not_reported_as_data_loss(
         assert err.code() == grpc.StatusCode.NOT_FOUND
     else:
         assert [m.generic_name for m in seen.medications] == ["metformin"] and not seen.conditions
+        assert list(seen.withheld_categories) == ["ALLERGIES", "BIOMETRICS", "CONDITIONS"]
     flagged = [r for r in audit_rows_for(svc, b, "READ_HEALTH_PROFILE") if "INTEGRITY_FAILURE" in r["compliance_flags"]]
     assert flagged == []
+    # Evaluating on what the consent shows would miss what it hides: refused, naming what is missing.
+    err = fail(
+        stub.EvaluateSafety,
+        pb.EvaluateSafetyRequest(patient_id=b),
+        grpc.StatusCode.PERMISSION_DENIED,
+        metadata=svc.md(a),
+    )
+    assert "ALLERGIES, CONDITIONS" in err
 
 
 # -- break the glass ------------------------------------------------------------------------------
@@ -1414,3 +1418,52 @@ def test_dob_round_trip_and_age(svc: Service, stub: Any, make_patient: Callable[
     )
     today = date.today()
     assert profile.age == today.year - 2000 - (1 if (today.month, today.day) < (1, 1) else 0)
+
+
+# -- a well-signed token is not enough -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "tenant", "role"),
+    [
+        (OTHER_ADVISOR, TENANT, "CLINICAL_ADVISOR"),  # a real user, claiming another tenant
+        (PARENT, TENANT, "CLINICAL_ADVISOR"),  # a real patient, claiming a clinician's role
+        ("nobody-at-all", TENANT, "SUPER_ADMIN"),  # no such user
+    ],
+    ids=["other-tenant", "escalated-role", "unknown-user"],
+)
+def test_a_token_must_match_an_active_user_of_its_tenant(
+    svc: Service, stub: Any, user: str, tenant: str, role: str
+) -> None:
+    md = svc.md(user, tenant=tenant, role=role)
+    fail(stub.EvaluateSafety, pb.EvaluateSafetyRequest(patient_id=PARENT), grpc.StatusCode.UNAUTHENTICATED, metadata=md)
+    fail(
+        stub.GetHealthProfile,
+        pb.GetHealthProfileRequest(patient_id=PARENT),
+        grpc.StatusCode.UNAUTHENTICATED,
+        metadata=md,
+    )
+    fail(
+        stub.PutCondition,
+        pb.PutConditionRequest(patient_id=PARENT, condition=pb.Condition(name="gout")),
+        grpc.StatusCode.UNAUTHENTICATED,
+        metadata=md,
+    )
+
+
+def test_updating_a_record_of_another_patient_or_tenant_is_not_found(svc: Service, stub: Any) -> None:
+    md = svc.md(ADVISOR)
+
+    def put(record_id: str) -> str:
+        med = pb.Medication(medication_id=record_id, generic_name="aspirin")
+        return fail(
+            stub.PutMedication,
+            pb.PutMedicationRequest(patient_id=PARENT, medication=med),
+            grpc.StatusCode.NOT_FOUND,
+            metadata=md,
+        )
+
+    other_tenant = put(f"{OTHER_PATIENT}-med-1")  # exists, in another tenant
+    other_patient = put(f"{SPOUSE}-med-1")  # exists, same tenant, another patient
+    unknown = put("med-that-does-not-exist")
+    assert other_tenant == other_patient == unknown

@@ -36,7 +36,7 @@ from store import patients, service_repo
 from store.admin import AdminError, grant_consent, revoke_consent
 from store.crypto import DecryptionError, KeyProviderError
 from store.keys import KeyStore
-from store.session import Database, Principal, RequestMeta
+from store.session import Database, Principal, PrincipalMismatch, RequestMeta
 from store.signing import Signer
 
 __all__ = ["ClinicalSafetyServicer", "RpcFailure", "canonical_result"]
@@ -51,6 +51,7 @@ MAX_REASON = 1000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _PHI_ROLES_ANY_PATIENT = ("CLINICAL_ADVISOR", "SUPER_ADMIN")
 _BREAK_GLASS_ROLES = ("EMERGENCY_RESPONDER", "CLINICAL_ADVISOR")
+_EVALUATION_NEEDS = frozenset({"MEDICATIONS", "ALLERGIES", "CONDITIONS"})
 
 
 class RpcFailure(Exception):
@@ -161,6 +162,8 @@ def _map_exception(exc: BaseException) -> RpcFailure:
         return exc
     if isinstance(exc, patients.PatientNotFound):
         return RpcFailure(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
+    if isinstance(exc, PrincipalMismatch):
+        return RpcFailure(grpc.StatusCode.UNAUTHENTICATED, str(exc))
     if isinstance(exc, patients.IntegrityError):
         return RpcFailure(
             grpc.StatusCode.DATA_LOSS,
@@ -169,8 +172,7 @@ def _map_exception(exc: BaseException) -> RpcFailure:
     if isinstance(exc, DecryptionError):
         return RpcFailure(
             grpc.StatusCode.DATA_LOSS,
-            f"a stored value could not be decrypted ({exc.table}."
-            f"{exc.column}, row {exc.row_id}); refusing to evaluate",
+            f"a stored value could not be decrypted ({exc.table}.{exc.column}, row {exc.row_id}); refusing to evaluate",
         )
     if isinstance(exc, KeyProviderError):
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "the tenant's data keys are not available")
@@ -190,16 +192,16 @@ def _map_exception(exc: BaseException) -> RpcFailure:
             return RpcFailure(grpc.StatusCode.NOT_FOUND, "patient not found")
         if isinstance(orig, pg_errors.InvalidParameterValue):
             diag = getattr(orig, "diag", None)
-            return RpcFailure(
-                grpc.StatusCode.INVALID_ARGUMENT, getattr(diag, "message_primary", None) or "invalid"
-            )
+            return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, getattr(diag, "message_primary", None) or "invalid")
         if isinstance(orig, pg_errors.ForeignKeyViolation):
+            return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "a referenced record does not exist in this tenant")
+        if isinstance(orig, pg_errors.UniqueViolation):
+            diag = getattr(orig, "diag", None)
             return RpcFailure(
-                grpc.StatusCode.FAILED_PRECONDITION, "a referenced record does not exist in this tenant"
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"already recorded ({getattr(diag, 'constraint_name', None) or 'a unique key'})",
             )
-        if isinstance(
-            orig, (pg_errors.CheckViolation, pg_errors.UniqueViolation, pg_errors.NotNullViolation)
-        ):
+        if isinstance(orig, (pg_errors.CheckViolation, pg_errors.NotNullViolation)):
             diag = getattr(orig, "diag", None)
             return RpcFailure(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -264,18 +266,14 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         failure: RpcFailure | None = None
         try:
             if roles is not None and principal.role not in roles:
-                raise RpcFailure(
-                    grpc.StatusCode.PERMISSION_DENIED, f"{name} is not available to role {principal.role}"
-                )
+                raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, f"{name} is not available to role {principal.role}")
             if phi and not principal.mfa:
                 raise RpcFailure(
                     grpc.StatusCode.PERMISSION_DENIED,
                     "multi-factor authentication is required for patient data",
                 )
             if meta.statement_timeout_ms is not None and meta.statement_timeout_ms <= 1:
-                raise RpcFailure(
-                    grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline expired before the call started"
-                )
+                raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline expired before the call started")
             result = fn(principal, meta)
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to a status, none is swallowed
             failure = _map_exception(exc)
@@ -329,8 +327,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self, action: str, patient_id: str | None
     ) -> Callable[[Principal, RequestMeta, RpcFailure], None]:
         def write(principal: Principal, meta: RequestMeta, failure: RpcFailure) -> None:
-            if failure.code in (grpc.StatusCode.UNAVAILABLE,):
-                # The database is not there to take the row; the caller already learns of the failure.
+            if failure.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
+                # UNAVAILABLE: the database is not there to take the row. UNAUTHENTICATED: there is no
+                # established identity to write it under (like a bad token, it goes to the log).
                 return
             with self.db.scoped(principal, meta) as conn:
                 service_repo.write_audit(
@@ -387,14 +386,20 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             evaluation_id = str(uuid.uuid4())
             started = time.perf_counter()
             with self.db.scoped(principal, meta) as conn:
-                record = patients.read_patient(conn, self.keys, patient_id)
+                record = patients.read_patient(conn, self.keys, patient_id, expected_role=principal.role)
+                needed = record.withheld & _EVALUATION_NEEDS
+                if needed:
+                    # Evaluating a partial record would answer "no alerts" for what the caller cannot
+                    # see: refuse instead, naming what the patient's consent would have to cover.
+                    raise RpcFailure(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        "evaluating this patient needs their consent to " + ", ".join(sorted(needed)),
+                    )
                 if request.recipe_id:
                     foods += service_repo.recipe_ingredients(conn, request.recipe_id)
                 ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
                 snapshot = record.to_snapshot()
-                result = evaluate(
-                    snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge
-                )
+                result = evaluate(snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge)
                 evaluated_at = datetime.now(UTC)
                 counts = {s.name: 0 for s in Severity}
                 for a in result.alerts:
@@ -477,7 +482,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("reason_code", "must be ETREAT or BTG")
             reason = _check_text("reason_text", request.reason_text, required=True, limit=MAX_REASON)
             assert reason is not None
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 grant = service_repo.break_the_glass(
                     conn,
                     self.keys,
@@ -544,15 +549,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             if not 1 <= size <= 500:
                 raise invalid("page_size", "must be between 1 and 500")
             after = _decode_page_token(request.page_token) if request.page_token else None
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 events = service_repo.list_grants(
                     conn, self.keys, unreviewed_only=request.unreviewed_only, limit=size + 1, after=after
                 )
             page, more = events[:size], len(events) > size
             token = _encode_page_token(page[-1].granted_at, page[-1].grant_id) if more else ""
-            return pb.ListEmergencyAccessEventsResponse(
-                events=[_event_pb(e) for e in page], next_page_token=token
-            )
+            return pb.ListEmergencyAccessEventsResponse(events=[_event_pb(e) for e in page], next_page_token=token)
 
         return self._call("ListEmergencyAccessEvents", context, run, roles=("SUPER_ADMIN",))
 
@@ -564,7 +567,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             if request.outcome not in ("APPROPRIATE", "INAPPROPRIATE", "NEEDS_FOLLOW_UP"):
                 raise invalid("outcome", "must be APPROPRIATE, INAPPROPRIATE or NEEDS_FOLLOW_UP")
             notes = _check_text("notes", request.notes, limit=MAX_REASON) or ""
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 event = service_repo.review_grant(
                     conn,
                     self.keys,
@@ -585,16 +588,14 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
     ) -> pb.RecordWriteResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.RecordWriteResponse:
             _check_id("patient_id", patient_id)
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 row_id = write(conn)
                 version = patients.profile_version(conn, patient_id)
             return pb.RecordWriteResponse(id=row_id, profile_version=version)
 
         return self._call(name, context, run)
 
-    def PutMedication(
-        self, request: pb.PutMedicationRequest, context: grpc.ServicerContext
-    ) -> pb.RecordWriteResponse:
+    def PutMedication(self, request: pb.PutMedicationRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
         m = request.medication
 
         def write(conn: Any) -> str:
@@ -609,7 +610,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 is_emergency_medication=m.is_emergency_medication,
             )
             mid = _check_id("medication.medication_id", m.medication_id) if m.medication_id else None
-            return patients.put_medication(conn, self.keys, request.patient_id, med, medication_id=mid)
+            return patients.put_medication(
+                conn, self.keys, request.patient_id, med, medication_id=mid, must_exist=mid is not None
+            )
 
         return self._write("PutMedication", context, request.patient_id, write)
 
@@ -623,9 +626,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
         return self._write("DeactivateMedication", context, request.patient_id, write)
 
-    def PutAllergy(
-        self, request: pb.PutAllergyRequest, context: grpc.ServicerContext
-    ) -> pb.RecordWriteResponse:
+    def PutAllergy(self, request: pb.PutAllergyRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
         a = request.allergy
 
         def write(conn: Any) -> str:
@@ -638,9 +639,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             if len(a.reactions) > 20:
                 raise invalid("allergy.reactions", "at most 20")
             reactions = tuple(
-                r
-                for i, raw in enumerate(a.reactions)
-                if (r := _check_text(f"allergy.reactions[{i}]", raw)) is not None
+                r for i, raw in enumerate(a.reactions) if (r := _check_text(f"allergy.reactions[{i}]", raw)) is not None
             )
             allergy = patients.AllergyInput(
                 _required("allergy.allergen", a.allergen),
@@ -650,13 +649,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 _check_text("allergy.emergency_medication", a.emergency_medication),
             )
             aid = _check_id("allergy.allergy_id", a.allergy_id) if a.allergy_id else None
-            return patients.put_allergy(conn, self.keys, request.patient_id, allergy, allergy_id=aid)
+            return patients.put_allergy(
+                conn, self.keys, request.patient_id, allergy, allergy_id=aid, must_exist=aid is not None
+            )
 
         return self._write("PutAllergy", context, request.patient_id, write)
 
-    def PutCondition(
-        self, request: pb.PutConditionRequest, context: grpc.ServicerContext
-    ) -> pb.RecordWriteResponse:
+    def PutCondition(self, request: pb.PutConditionRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
         c = request.condition
 
         def write(conn: Any) -> str:
@@ -667,7 +666,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 c.is_critical,
             )
             cid = _check_id("condition.condition_id", c.condition_id) if c.condition_id else None
-            return patients.put_condition(conn, self.keys, request.patient_id, condition, condition_id=cid)
+            return patients.put_condition(
+                conn, self.keys, request.patient_id, condition, condition_id=cid, must_exist=cid is not None
+            )
 
         return self._write("PutCondition", context, request.patient_id, write)
 
@@ -690,13 +691,11 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
         return self._write("PutBiometricReading", context, request.patient_id, write)
 
-    def GetHealthProfile(
-        self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext
-    ) -> pb.HealthProfile:
+    def GetHealthProfile(self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext) -> pb.HealthProfile:
         def run(principal: Principal, meta: RequestMeta) -> pb.HealthProfile:
             _check_id("patient_id", request.patient_id)
             with self.db.scoped(principal, meta) as conn:
-                rec = patients.read_patient(conn, self.keys, request.patient_id)
+                rec = patients.read_patient(conn, self.keys, request.patient_id, expected_role=principal.role)
                 service_repo.write_audit(
                     conn,
                     audit_id=str(uuid.uuid4()),
@@ -763,6 +762,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     )
                     for b in rec.biometrics
                 ],
+                withheld_categories=sorted(rec.withheld),
             )
 
         return self._call(
@@ -772,15 +772,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             on_failure=self._audit_failure("READ_HEALTH_PROFILE", request.patient_id or None),
         )
 
-    def GrantConsent(
-        self, request: pb.GrantConsentRequest, context: grpc.ServicerContext
-    ) -> pb.GrantConsentResponse:
+    def GrantConsent(self, request: pb.GrantConsentRequest, context: grpc.ServicerContext) -> pb.GrantConsentResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.GrantConsentResponse:
             grantee = _check_id("grantee_user_id", request.grantee_user_id)
             if not 0 <= request.expires_in_days <= 3650:
                 raise invalid("expires_in_days", "must be between 0 (no expiry) and 3650")
             categories = [c.strip().upper() for c in request.categories]
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 cid = grant_consent(
                     conn,
                     principal.tenant_id,
@@ -799,7 +797,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
     ) -> pb.RevokeConsentResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.RevokeConsentResponse:
             cid = _check_id("consent_id", request.consent_id)
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 if not revoke_consent(conn, cid):
                     raise LookupError("consent not found")
             return pb.RevokeConsentResponse(revoked=True)
@@ -822,14 +820,12 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("reason", "is not a known override reason")
             outcome = pb.FeedbackOutcome.Name(request.outcome)
             reason = (
-                pb.OverrideReason.Name(request.reason)
-                if request.reason != pb.OVERRIDE_REASON_UNSPECIFIED
-                else None
+                pb.OverrideReason.Name(request.reason) if request.reason != pb.OVERRIDE_REASON_UNSPECIFIED else None
             )
             if outcome == "OVERRIDDEN" and reason is None:
                 raise invalid("reason", "is required when the alert is overridden")
             comment = _check_text("comment", request.comment, limit=MAX_REASON) or ""
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 fid = service_repo.record_feedback(
                     conn,
                     self.keys,
@@ -852,7 +848,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             days = request.since_days or 90
             if not 1 <= days <= 3650:
                 raise invalid("since_days", "must be between 1 and 3650")
-            with self.db.scoped(principal, meta) as conn:
+            with self.db.scoped(principal, meta, verify=True) as conn:
                 rows = service_repo.override_rates(conn, days)
             return pb.GetOverrideRatesResponse(
                 rules=[
@@ -861,9 +857,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 ]
             )
 
-        return self._call(
-            "GetOverrideRates", context, run, phi=False, roles=("CLINICAL_ADVISOR", "SUPER_ADMIN")
-        )
+        return self._call("GetOverrideRates", context, run, phi=False, roles=("CLINICAL_ADVISOR", "SUPER_ADMIN"))
 
     def GetSigningKey(
         self, request: pb.GetSigningKeyRequest, context: grpc.ServicerContext

@@ -455,7 +455,7 @@ class GetHealthProfileRequest(_message.Message):
     def __init__(self, patient_id: _Optional[str] = ...) -> None: ...
 
 class HealthProfile(_message.Message):
-    __slots__ = ("patient_id", "version", "subscription_tier", "age", "sex", "pregnancy_status", "medications", "allergies", "conditions", "latest_biometrics")
+    __slots__ = ("patient_id", "version", "subscription_tier", "age", "sex", "pregnancy_status", "medications", "allergies", "conditions", "latest_biometrics", "withheld_categories")
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_TIER_FIELD_NUMBER: _ClassVar[int]
@@ -466,6 +466,7 @@ class HealthProfile(_message.Message):
     ALLERGIES_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     LATEST_BIOMETRICS_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     patient_id: str
     version: int
     subscription_tier: str
@@ -476,7 +477,8 @@ class HealthProfile(_message.Message):
     allergies: _containers.RepeatedCompositeFieldContainer[Allergy]
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     latest_biometrics: _containers.RepeatedCompositeFieldContainer[BiometricReading]
-    def __init__(self, patient_id: _Optional[str] = ..., version: _Optional[int] = ..., subscription_tier: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[str] = ..., pregnancy_status: _Optional[str] = ..., medications: _Optional[_Iterable[_Union[Medication, _Mapping]]] = ..., allergies: _Optional[_Iterable[_Union[Allergy, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., latest_biometrics: _Optional[_Iterable[_Union[BiometricReading, _Mapping]]] = ...) -> None: ...
+    withheld_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, patient_id: _Optional[str] = ..., version: _Optional[int] = ..., subscription_tier: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[str] = ..., pregnancy_status: _Optional[str] = ..., medications: _Optional[_Iterable[_Union[Medication, _Mapping]]] = ..., allergies: _Optional[_Iterable[_Union[Allergy, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., latest_biometrics: _Optional[_Iterable[_Union[BiometricReading, _Mapping]]] = ..., withheld_categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GrantConsentRequest(_message.Message):
     __slots__ = ("grantee_user_id", "categories", "expires_in_days", "purpose")
