@@ -150,6 +150,7 @@ class TenantKeyring:
     tenant_id: str
     keys: dict[int, bytes]
     _aeads: dict[int, AESGCM] = field(default_factory=dict, repr=False)
+    _subkeys: dict[bytes, bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -212,12 +213,19 @@ class TenantKeyring:
     def decrypt_optional(self, table: str, column: str, row_id: str, ciphertext: str | None) -> str | None:
         return None if ciphertext is None else self.decrypt(table, column, row_id, ciphertext)
 
+    def _derived(self, purpose: bytes) -> bytes:
+        # HKDF once per keyring and purpose: every snapshot read verifies four section MACs.
+        key = self._subkeys.get(purpose)
+        if key is None:
+            key = self._subkeys[purpose] = _derive(self.keys[min(self.keys)], purpose)
+        return key
+
     def integrity_hash(self, canonical: bytes) -> str:
         """HMAC-SHA256 under a key derived from the tenant's first data key (stable across rotation)."""
-        key = _derive(self.keys[min(self.keys)], b"integrity")
+        key = self._derived(b"integrity")
         return "hmac-sha256:" + hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
     def blind_index(self, value: str) -> str:
         """Keyed, deterministic digest of a normalised identifier (email) for equality lookups."""
-        key = _derive(self.keys[min(self.keys)], b"blind-index")
+        key = self._derived(b"blind-index")
         return hmac.new(key, value.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()

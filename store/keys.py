@@ -10,8 +10,10 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -23,11 +25,56 @@ __all__ = ["KeyStore", "ReencryptProgress", "create_data_key", "reencrypt_tenant
 _KEY_CACHE_SECONDS = 60.0
 
 
+class BoundedCache:
+    """A small LRU with an age limit, for values derived from decrypted data (never for keys' bytes).
+
+    Used for verified patient snapshots: re-evaluating a patient whose stored rows are byte for byte
+    unchanged skips decrypting and re-verifying them. Entries are keyed by a digest of everything the
+    snapshot statement returned, so any change to the stored data is a miss and is verified afresh;
+    the age limit bounds how long decrypted PHI stays in this process after its last use.
+    """
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size = size
+        self.ttl = ttl
+        self._items: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Any:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[0] > self.ttl:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: bytes, value: Any) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 class KeyStore:
     """Unwrapped keyrings by tenant, refreshed after a minute or when a newer version shows up."""
 
     def __init__(self, provider: KeyProvider) -> None:
         self.provider = provider
+        # Verified snapshots belong to the keys that decrypted them: another key store (another
+        # master key) starts empty and must unwrap for itself.
+        self.verified_snapshots = BoundedCache(
+            size=int(os.environ.get("PRANEYA_SNAPSHOT_CACHE_SIZE", "512")),
+            ttl=float(os.environ.get("PRANEYA_SNAPSHOT_CACHE_SECONDS", "30")),
+        )
         self._cache: dict[str, tuple[float, TenantKeyring]] = {}
         self._lock = threading.Lock()
 
@@ -59,6 +106,7 @@ class KeyStore:
                 self._cache.clear()
             else:
                 self._cache.pop(tenant_id, None)
+        self.verified_snapshots.clear()
 
 
 def create_data_key(conn: Connection, provider: KeyProvider, tenant_id: str) -> int:

@@ -11,6 +11,7 @@ transaction. The audit rows of writes come from the database's triggers.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import uuid
@@ -174,18 +175,18 @@ _SNAPSHOT = text("""
 SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tier, p.data_integrity_hash,
        p.encrypted_sex, p.encrypted_pregnancy_status, p.encrypted_blood_type, p.encrypted_notes,
        u.encrypted_date_of_birth,
-       (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]') FROM (
+       (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]')::text FROM (
             SELECT id, encrypted_generic_name, encrypted_brand_name, encrypted_dosage, encrypted_frequency,
                    encrypted_route, encrypted_indication, encrypted_prescribed_by, is_emergency_medication
             FROM healthcare.medications WHERE health_profile_id = p.id AND is_active) m) AS medications,
-       (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]') FROM (
+       (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]')::text FROM (
             SELECT id, encrypted_allergen, allergen_category, severity, encrypted_reactions,
                    encrypted_emergency_medication
             FROM healthcare.allergies WHERE health_profile_id = p.id AND is_active) a) AS allergies,
-       (SELECT COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]') FROM (
+       (SELECT COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]')::text FROM (
             SELECT id, encrypted_name, encrypted_code, encrypted_notes, is_critical
             FROM healthcare.conditions WHERE health_profile_id = p.id AND is_active) c) AS conditions,
-       (SELECT COALESCE(jsonb_agg(to_jsonb(b) ORDER BY b.reading_type), '[]') FROM (
+       (SELECT COALESCE(jsonb_agg(to_jsonb(b) ORDER BY b.reading_type), '[]')::text FROM (
             SELECT DISTINCT ON (reading_type) id, reading_type, encrypted_value, encrypted_unit, taken_at
             FROM healthcare.biometric_readings WHERE user_id = p.user_id AND tenant_id = p.tenant_id
             ORDER BY reading_type, taken_at DESC, id) b) AS biometrics,
@@ -280,10 +281,33 @@ def _verify_sections(
     )
 
 
+def _row_digest(row: Mapping[str, Any]) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    for key, value in row.items():
+        if key != "caller_role":
+            h.update(key.encode())
+            h.update(b"\x1f")
+            h.update(repr(value).encode())
+            h.update(b"\x1e")
+    return h.digest()
+
+
 def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRecord, str | None, dict[str, bytes]]:
+    row = _fetch(conn, patient_id)
+    return _decrypt_snapshot(conn, keys, row)
+
+
+def _fetch(conn: Connection, patient_id: str) -> Any:
     row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
     if row is None:
         raise PatientNotFound("patient not found")
+    return row
+
+
+def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[PatientRecord, str | None, dict[str, bytes]]:
+    row = dict(raw)
+    for group in ("medications", "allergies", "conditions", "biometrics"):
+        row[group] = json.loads(row[group])
     tenant = row["tenant_id"]
     ring = keys.keyring(conn, tenant)
     if _needs_newer_key(ring, row):
@@ -365,12 +389,18 @@ def read_patient(
     Sections the caller's consent withholds are reported in `withheld` and not verified (they were
     not read); every section the caller sees is verified against its MAC.
     """
-    record, stored, sections = _load(conn, keys, patient_id)
-    if expected_role is not None and record.caller_role != expected_role:
+    row = _fetch(conn, patient_id)
+    if expected_role is not None and row["caller_role"] != expected_role:
         raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
+    key = _row_digest(row)
+    cached = keys.verified_snapshots.get(key)
+    if isinstance(cached, PatientRecord):
+        return cached
+    record, stored, sections = _decrypt_snapshot(conn, keys, row)
     ring = keys.keyring(conn, record.tenant_id)
     if not _verify_sections(ring, stored, sections, record.withheld):
         raise IntegrityError(f"health profile {record.profile_id} failed its integrity check")
+    keys.verified_snapshots.put(key, record)
     return record
 
 
