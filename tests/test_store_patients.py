@@ -35,9 +35,7 @@ def _fill(app_db: Database, keys: KeyStore, who: Principal, patient: str) -> dic
                 conn,
                 keys,
                 patient,
-                MedicationInput(
-                    "warfarin", brand_name="Coumadin", dosage="5 mg", frequency="daily", route="oral"
-                ),
+                MedicationInput("warfarin", brand_name="Coumadin", dosage="5 mg", frequency="daily", route="oral"),
             ),
             "ibuprofen": put_medication(conn, keys, patient, MedicationInput("ibuprofen", dosage="400 mg")),
             "penicillin": put_allergy(
@@ -234,3 +232,27 @@ def test_nothing_readable_without_context_and_plaintext_never_stored(
         ).scalar_one()
     for plaintext in ("warfarin", "Coumadin", "ibuprofen", "penicillin", "epinephrine", "wheeze"):
         assert plaintext not in dump
+
+
+def test_a_cached_snapshot_never_hides_a_later_edit(
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
+    tenant = make_tenant()
+    patient = make_patient(tenant)
+    who = advisor(tenant)
+    ids = _fill(app_db, keys, who, patient)
+    with app_db.scoped(who) as conn:
+        first = read_patient(conn, keys, patient)
+        again = read_patient(conn, keys, patient)
+    assert again is first  # unchanged rows: served from the verified-snapshot cache
+    with admin_engine.begin() as conn:  # edited behind the service's back, triggers and all
+        conn.execute(
+            text("UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :id"), {"id": ids["penicillin"]}
+        )
+    with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
+        read_patient(conn, keys, patient)
