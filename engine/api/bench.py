@@ -357,6 +357,18 @@ class Client:
         return call
 
 
+def _wait(client: Client, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            client.echo_call()()
+            return
+        except grpc.RpcError:
+            if time.time() > deadline:
+                raise RuntimeError("the benchmark server did not start") from None
+            time.sleep(0.3)
+
+
 def latency(fn: Callable[[], None], n: int, warmup: int = 10) -> dict[str, float]:
     for _ in range(warmup):
         fn()
@@ -514,15 +526,7 @@ def run_bench(
             paths["jwt-private.pem"], user_id=ADVISOR, tenant_id=TENANT, role="CLINICAL_ADVISOR", ttl_seconds=7200
         )
         client = Client(address, paths["ca.pem"].read_bytes(), token)
-        deadline = time.time() + 60
-        while True:
-            try:
-                client.echo_call()()
-                break
-            except grpc.RpcError:
-                if time.time() > deadline:
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.3)
+        _wait(client)
         for pid in PATIENTS.values():  # warm every worker's caches (rules compiled, knowledge indexed)
             for _ in range(20):
                 client.evaluate(pid)()
@@ -538,6 +542,24 @@ def run_bench(
                 "floor": throughput(client.floor_call(mid), c, scale.seconds_throughput),
                 "evaluate": throughput(client.evaluate(mid), c, scale.seconds_throughput),
             }
+        log("cold path: a second server with the verified-snapshot cache off ...")
+        cold_env = {**env, "PORT": str(_free_port()), "PRANEYA_SNAPSHOT_CACHE_SIZE": "0"}
+        cold_proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "praneya"), "serve"],
+            env=cold_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            cold = Client(f"127.0.0.1:{cold_env['PORT']}", paths["ca.pem"].read_bytes(), token)
+            _wait(cold)
+            for _ in range(20):
+                cold.evaluate(mid)()
+            cold_eval = latency(cold.evaluate(mid), scale.calls_c1)
+            cold_floor = latency(cold.floor_call(mid), scale.calls_c1)
+        finally:
+            cold_proc.terminate()
+            cold_proc.wait(30)
         workers = _worker_pids(proc.pid) or [proc.pid]
         memory = {str(p): round(_rss_mb(p), 1) for p in workers}
         log("engine alone ...")
@@ -604,6 +626,13 @@ def run_bench(
             }
             for n in evals
         },
+        "evaluate_snapshot_cache_off": {
+            "15": {
+                **cold_eval,
+                "floor_p50_ms": cold_floor["p50_ms"],
+                "p50_ratio": ratio(cold_eval["p50_ms"], cold_floor["p50_ms"]),
+            }
+        },
         "throughput": {
             str(c): {
                 **tput[c]["evaluate"],
@@ -649,6 +678,11 @@ def _print_table(r: dict[str, Any], log: Callable[[str], None]) -> None:
     for n, e in r["evaluate"].items():
         log(
             f"{'EvaluateSafety, ' + n + ' medications':44} {e['p50_ms']:9.2f} {e['p99_ms']:9.2f} {e['p50_ratio']:10.2f}"
+        )
+    for n, e in r["evaluate_snapshot_cache_off"].items():
+        log(
+            f"{'  same, snapshot cache off, ' + n + ' meds':44} {e['p50_ms']:9.2f} {e['p99_ms']:9.2f}"
+            f" {e['p50_ratio']:10.2f}"
         )
     log("")
     log(f"{'throughput':44} {'floor/s':>9} {'eval/s':>9} {'ratio':>10}")
