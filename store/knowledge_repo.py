@@ -37,11 +37,13 @@ from engine.rules import Rule, RuleSet
 __all__ = [
     "ImportResult",
     "RuleSyncResult",
+    "clear_override",
     "import_interaction_pairs",
     "knowledge_fingerprint",
     "load_knowledge",
     "load_rules",
     "rules_fingerprint",
+    "set_override",
     "sync_rules",
     "sync_vocabulary",
 ]
@@ -262,6 +264,53 @@ def import_interaction_pairs(
         {"s": source, "h": file_sha256, "n": len(pairs), "c": inserted + updated, "by": actor},
     )
     return result
+
+
+def set_override(
+    conn: Connection,
+    *,
+    tenant_id: str,
+    pair_id: str,
+    severity: str | None,
+    disabled: bool,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """A tenant's own decision about one pair, with an audit row of the change."""
+    if conn.execute(text("SELECT 1 FROM clinical.interaction_pairs WHERE id = :p"), {"p": pair_id}).first() is None:
+        raise LookupError(f"--pair: no interaction pair {pair_id!r}")
+    if conn.execute(text("SELECT 1 FROM public.tenants WHERE id = :t"), {"t": tenant_id}).first() is None:
+        raise LookupError(f"--tenant: no tenant {tenant_id!r}")
+    conn.execute(
+        text("""
+        INSERT INTO clinical.interaction_overrides (tenant_id, pair_id, severity, disabled, reason, updated_by)
+        VALUES (:t, :p, CAST(:s AS public.rule_severity), :d, :r, :by)
+        ON CONFLICT (tenant_id, pair_id) DO UPDATE SET severity = EXCLUDED.severity, disabled = EXCLUDED.disabled,
+            reason = EXCLUDED.reason, updated_by = EXCLUDED.updated_by, updated_at = now()
+    """),
+        {"t": tenant_id, "p": pair_id, "s": severity, "d": disabled, "r": reason, "by": actor},
+    )
+    conn.execute(
+        text("""
+        INSERT INTO audit.audit_logs (tenant_id, user_id, action, resource_type, resource_id, new_values,
+            phi_accessed, risk_score, compliance_flags)
+        VALUES (:t, NULL, 'KNOWLEDGE_OVERRIDE', 'clinical.interaction_overrides', :p, CAST(:nv AS jsonb), false,
+            0.3, ARRAY['RULE_CHANGE'])
+    """),
+        {
+            "t": tenant_id,
+            "p": pair_id,
+            "nv": json.dumps({"severity": severity, "disabled": disabled, "updated_by": actor}),
+        },
+    )
+
+
+def clear_override(conn: Connection, *, tenant_id: str, pair_id: str) -> bool:
+    deleted = conn.execute(
+        text("DELETE FROM clinical.interaction_overrides WHERE tenant_id = :t AND pair_id = :p RETURNING pair_id"),
+        {"t": tenant_id, "p": pair_id},
+    ).first()
+    return deleted is not None
 
 
 def knowledge_fingerprint(conn: Connection, tenant_id: str | None) -> str:

@@ -53,14 +53,9 @@ def test_reimport_and_resync_change_nothing(
     assert praneya(["rules", "sync", str(RULES), "--global"]) == 0
     assert "0 created, 0 updated" in capsys.readouterr().out
     with admin_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*), max(imported_at) FROM clinical.interaction_pairs")).one() == before
         assert (
-            conn.execute(text("SELECT count(*), max(imported_at) FROM clinical.interaction_pairs")).one()
-            == before
-        )
-        assert (
-            conn.execute(
-                text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'")
-            ).scalar_one()
+            conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE action LIKE 'RULE_%'")).scalar_one()
             == audit_before
         )
 
@@ -114,9 +109,7 @@ def test_rule_sync_versions_audits_and_is_all_or_nothing(
     with admin_engine.connect() as conn:
         versions = (
             conn.execute(
-                text(
-                    "SELECT version FROM clinical.clinical_rule_versions WHERE rule_id = :id ORDER BY version"
-                ),
+                text("SELECT version FROM clinical.clinical_rule_versions WHERE rule_id = :id ORDER BY version"),
                 {"id": f"{tenant}:{doc['id']}"},
             )
             .scalars()
@@ -163,10 +156,66 @@ def test_check_flags_every_onc_high_priority_group(
         args += ["--med", m]
     assert praneya(args) == 0
     result = json.loads(capsys.readouterr().out)
-    critical = [
-        a for a in result["alerts"] if a["severity"] == "CRITICAL" and a["kind"] == "DRUG_DRUG_INTERACTION"
-    ]
+    critical = [a for a in result["alerts"] if a["severity"] == "CRITICAL" and a["kind"] == "DRUG_DRUG_INTERACTION"]
     assert critical, f"{rule_id}: no critical interaction alert for {meds}"
     assert rule_id in {a["rule_id"] for a in result["alerts"]} | {a["rule_id"] for a in critical}, (
         f"{rule_id} did not fire (alerts: {[a['rule_id'] for a in result['alerts']]})"
     )
+
+
+def test_a_tenant_regrades_or_disables_a_pair_for_itself(
+    knowledge_loaded: None, admin_engine: Engine, make_tenant: Callable[[], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant, other = make_tenant(), make_tenant()
+
+    def kb_alerts(for_tenant: str) -> dict[str, str]:
+        # A pair only the knowledge base knows (no rule says the same), so its alert is the pair's own.
+        assert (
+            praneya(["check", "--json", "--tenant", for_tenant, "--med", "atorvastatin", "--med", "clarithromycin"])
+            == 0
+        )
+        result = json.loads(capsys.readouterr().out)
+        return {a["rule_id"]: a["severity"] for a in result["alerts"] if a["rule_id"].startswith("kb:")}
+
+    before = kb_alerts(tenant)
+    assert list(before.values()) == ["HIGH"], "the starter knowledge grades atorvastatin-clarithromycin major"
+    pair = next(iter(before)).removeprefix("kb:")
+    assert (
+        praneya(
+            [
+                "knowledge",
+                "override",
+                "--tenant",
+                tenant,
+                "--pair",
+                pair,
+                "--severity",
+                "LOW",
+                "--reason",
+                "local protocol",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert kb_alerts(tenant) == {f"kb:{pair}": "LOW"}
+    assert (
+        praneya(
+            ["knowledge", "override", "--tenant", tenant, "--pair", pair, "--disable", "--reason", "covered by a rule"]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert f"kb:{pair}" not in kb_alerts(tenant)
+    assert kb_alerts(other) == before  # another tenant is untouched
+    assert (
+        praneya(["knowledge", "override", "--tenant", tenant, "--pair", "no-such-pair", "--disable", "--reason", "x"])
+        == 1
+    )
+    assert "no interaction pair" in capsys.readouterr().err
+    with admin_engine.connect() as conn:
+        n = conn.execute(
+            text("SELECT count(*) FROM audit.audit_logs WHERE tenant_id = :t AND action = 'KNOWLEDGE_OVERRIDE'"),
+            {"t": tenant},
+        ).scalar_one()
+    assert n == 2

@@ -116,10 +116,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from store.keys import create_data_key
 
     with _wiring() as w, w.admin.begin() as conn:
-        if (
-            conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first()
-            is None
-        ):
+        if conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first() is None:
             raise CommandError(f"--tenant: no tenant {args.tenant!r}")
         version = create_data_key(conn, w.provider, args.tenant)
     print(
@@ -148,9 +145,7 @@ def _keys_rotate_master(args: argparse.Namespace) -> int:
     new = LocalKeyFileProvider(Path(args.new_key_file))
     with _wiring() as w, w.admin.begin() as conn:
         n = rotate_master_key(conn, w.provider, new)
-    print(
-        f"re-wrapped {n} data keys under the new master key; now set PRANEYA_MASTER_KEY_FILE={args.new_key_file}"
-    )
+    print(f"re-wrapped {n} data keys under the new master key; now set PRANEYA_MASTER_KEY_FILE={args.new_key_file}")
     return 0
 
 
@@ -293,9 +288,7 @@ def _rules_sync(args: argparse.Namespace) -> int:
     with _admin_engine() as engine, engine.begin() as conn:
         if (
             args.tenant
-            and conn.exec_driver_sql(
-                "SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}
-            ).first()
+            and conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first()
             is None
         ):
             raise CommandError(f"--tenant: no tenant {args.tenant!r}")
@@ -351,9 +344,7 @@ def _knowledge_import(args: argparse.Namespace) -> int:
         if not vocabulary.ingredients:
             raise CommandError("the drug vocabulary is empty: run `praneya knowledge vocabulary` first")
         try:
-            pairs = parse_interactions_csv(
-                data.decode("utf-8-sig"), default_source=args.source, vocabulary=vocabulary
-            )
+            pairs = parse_interactions_csv(data.decode("utf-8-sig"), default_source=args.source, vocabulary=vocabulary)
         except CsvImportError as exc:
             raise CommandError(f"{path}: {exc}\nnothing was imported") from None
         except UnicodeDecodeError:
@@ -366,9 +357,37 @@ def _knowledge_import(args: argparse.Namespace) -> int:
             on_progress=_progress,
         )
     print(
-        f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed,"
-        f" {result.unchanged} unchanged"
+        f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged"
     )
+    return 0
+
+
+def _knowledge_override(args: argparse.Namespace) -> int:
+    from store.knowledge_repo import clear_override, set_override
+
+    with _admin_engine() as engine, engine.begin() as conn:
+        if args.clear:
+            done = clear_override(conn, tenant_id=args.tenant, pair_id=args.pair)
+            print(f"tenant {args.tenant}: override of {args.pair} {'removed' if done else 'was not set'}")
+            return 0
+        if not args.disable and not args.severity:
+            raise CommandError("give --severity LEVEL or --disable (or --clear)")
+        if not args.reason:
+            raise CommandError("--reason: say why this tenant departs from the knowledge base")
+        try:
+            set_override(
+                conn,
+                tenant_id=args.tenant,
+                pair_id=args.pair,
+                severity=args.severity,
+                disabled=args.disable,
+                reason=args.reason,
+                actor=args.actor,
+            )
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+    what = "disabled" if args.disable else f"re-graded to {args.severity}"
+    print(f"tenant {args.tenant}: pair {args.pair} {what}")
     return 0
 
 
@@ -507,11 +526,7 @@ def _dev_token(args: argparse.Namespace) -> int:
     from engine.api.dev import token_for
 
     try:
-        print(
-            token_for(
-                args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa, ttl_seconds=args.ttl
-            )
-        )
+        print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa, ttl_seconds=args.ttl))
     except LookupError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -594,9 +609,7 @@ def register(sub: Sub, rules: Sub) -> None:
     p = keys.add_parser("rotate", help="new data key version for a tenant (no downtime)")
     p.add_argument("--tenant", required=True)
     p.set_defaults(handler=_guarded(_keys_rotate))
-    p = keys.add_parser(
-        "reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)"
-    )
+    p = keys.add_parser("reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)")
     p.add_argument("--tenant", required=True)
     p.add_argument("--batch-size", type=int, default=500)
     p.set_defaults(handler=_guarded(_keys_reencrypt))
@@ -604,9 +617,7 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--new-key-file", required=True)
     p.set_defaults(handler=_guarded(_keys_rotate_master))
 
-    tenants = sub.add_parser("tenants", help="tenants").add_subparsers(
-        dest="t_cmd", required=True, metavar="ACTION"
-    )
+    tenants = sub.add_parser("tenants", help="tenants").add_subparsers(dest="t_cmd", required=True, metavar="ACTION")
     p = tenants.add_parser("create", help="create a tenant and its first data key")
     p.add_argument("--id", required=True)
     p.add_argument("--name", required=True)
@@ -614,9 +625,7 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--plan", default="BASIC", choices=["BASIC", "PROFESSIONAL", "ENTERPRISE"])
     p.set_defaults(handler=_guarded(_tenants_create))
 
-    users = sub.add_parser("users", help="users").add_subparsers(
-        dest="u_cmd", required=True, metavar="ACTION"
-    )
+    users = sub.add_parser("users", help="users").add_subparsers(dest="u_cmd", required=True, metavar="ACTION")
     p = users.add_parser("create", help="create a user (PII encrypted)")
     p.add_argument("--tenant", required=True)
     p.add_argument("--id", required=True)
@@ -704,9 +713,16 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("file")
     p.add_argument("--source", required=True, help="name of the source, e.g. onc-2012 or fdb-2026-10")
     p.set_defaults(handler=_guarded(_knowledge_import))
-    p = knowledge.add_parser(
-        "vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database"
-    )
+    p = knowledge.add_parser("override", help="a tenant re-grades or disables an interaction pair for itself")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--pair", required=True, help="the pair id (clinical.interaction_pairs.id)")
+    p.add_argument("--severity", choices=["INFO", "LOW", "MODERATE", "HIGH", "CRITICAL"])
+    p.add_argument("--disable", action="store_true")
+    p.add_argument("--clear", action="store_true", help="remove the tenant's override")
+    p.add_argument("--reason")
+    p.add_argument("--actor", default="praneya-cli")
+    p.set_defaults(handler=_guarded(_knowledge_override))
+    p = knowledge.add_parser("vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database")
     p.add_argument("--dir", default="rules/knowledge")
     p.set_defaults(handler=_guarded(_knowledge_vocabulary))
 
@@ -747,9 +763,7 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--no-mfa", action="store_true")
     p.add_argument("--ttl", type=int, default=3600, help="seconds")
     p.set_defaults(handler=_guarded(_dev_token))
-    p = dev.add_parser(
-        "up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)"
-    )
+    p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
     p.set_defaults(handler=_guarded(_dev_up))
     p = dev.add_parser("call", help="call EvaluateSafety on the local service and print the ranked alerts")
     p.add_argument("--user", required=True)
@@ -760,9 +774,7 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guarded(_dev_call))
 
-    p = sub.add_parser(
-        "deploy", help="the seed's deployment steps in order, logged; stops at the first failure"
-    )
+    p = sub.add_parser("deploy", help="the seed's deployment steps in order, logged; stops at the first failure")
     p.add_argument("--demo", action="store_true", help="also load knowledge, rules and demo data")
     p.add_argument("--log", help="deployment log file (default .local/deployment.log)")
     p.set_defaults(handler=_deploy)
@@ -772,8 +784,6 @@ def register(sub: Sub, rules: Sub) -> None:
     audit_commands.register(sub)
     backup_commands.register(sub)
 
-    demo = sub.add_parser("demo", help="demo data").add_subparsers(
-        dest="d_cmd", required=True, metavar="ACTION"
-    )
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
     p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")
     p.set_defaults(handler=_guarded(_demo_seed))
