@@ -180,6 +180,7 @@ t_audit_logs_archive = Table(
     Column("archived_at", DateTime(True), nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("id", "timestamp", name="audit_logs_archive_pkey"),
     Index("idx_audit_archive_time", "timestamp"),
+    Index("idx_audit_archive_tenant_time", "tenant_id", "timestamp"),
     schema="audit",
 )
 
@@ -1099,8 +1100,8 @@ t_drug_salt_words = Table(
 t_audit_seals = Table(
     "audit_seals",
     metadata,
-    Column("tenant_id", Text, primary_key=True),
-    Column("seq", BigInteger, primary_key=True),
+    Column("tenant_id", Text),  # NULL: the operator chain (audit rows without a tenant)
+    Column("seq", BigInteger, nullable=False),
     Column("range_start", DateTime(True)),
     Column("range_end", DateTime(True), nullable=False),
     Column("row_count", BigInteger, nullable=False),
@@ -1113,7 +1114,7 @@ t_audit_seals = Table(
     CheckConstraint("range_start IS NULL OR range_end > range_start", name="audit_seals_range"),
     CheckConstraint("seq >= 1", name="audit_seals_seq_check"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="audit_seals_tenant_id_fkey"),
-    PrimaryKeyConstraint("tenant_id", "seq", name="audit_seals_pkey"),
+    UniqueConstraint("tenant_id", "seq", name="audit_seals_chain_seq", postgresql_nulls_not_distinct=True),
     schema="audit",
 )
 
