@@ -83,7 +83,10 @@ class Database:
         connect_args: dict[str, object] = {
             "connect_timeout": int(os.environ.get("PRANEYA_DB_CONNECT_TIMEOUT", "5")),
             # Bounded statements: a slow database turns into a clear error, not a hung request.
-            "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=2000",
+            # idle_in_transaction: no transaction of the service stays open long enough to slip an audit
+            # row into a range the sealer has already sealed (its lag is minutes).
+            "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=2000"
+            " -c idle_in_transaction_session_timeout=30000",
             "application_name": "praneya-safety",
         }
         sslmode = os.environ.get("PRANEYA_DB_SSLMODE")
