@@ -387,7 +387,11 @@ class Vocabulary:
         found = self._resolve(text)
         if found is not None:
             return self._drug(found, ())
-        parts: list[str] = [p for p in _COMBINATION_SEPARATORS.split(text) if p]
+        # Each part cleaned as a name of its own ("/.0" leaves ".0", which is dose text, not a drug),
+        # so that normalising what comes out gives it back unchanged.
+        parts: list[str] = [
+            q for p in _COMBINATION_SEPARATORS.split(text) if (q := clean_name(self._strip_dose(clean_name(p))))
+        ]
         if not parts:
             # Only punctuation or dose text: nothing to screen, and said so.
             return NormalizedDrug((), (), recognised=False, unrecognised=(raw,))

@@ -86,11 +86,9 @@ RELATIONSHIPS = ("SELF", "SPOUSE", "PARTNER", "CHILD", "PARENT", "SIBLING", "GRA
                  "GUARDIAN", "OTHER")
 PERMISSIONS = ("GUARDIAN", "ADMIN", "MEMBER", "VIEW_ONLY")
 GUARDIAN_LEVELS = frozenset({"GUARDIAN", "ADMIN"})
-# Roles to which rule 3 (family access) applies. DESIGN.md: END_USER only. KNOWN DEFECT: the database
-# also lets an EMERGENCY_RESPONDER in through a family membership, without breaking the glass (see
-# test_an_emergency_responder_reads_family_data_only_through_a_grant, a strict xfail). When the
-# policies are fixed that test passes, fails as XPASS, and this line goes back to {"END_USER"}.
-FAMILY_ACCESS_ROLES = frozenset({"END_USER", "EMERGENCY_RESPONDER"})
+# Roles to which rule 3 (family access) applies. DESIGN.md: END_USER only (a responder who is also a
+# family member breaks the glass like anyone else; see test_an_emergency_responder_reads_family_data_...).
+FAMILY_ACCESS_ROLES = frozenset({"END_USER"})
 CATEGORIES = tuple(c for _, c in PHI_TABLES)
 CATEGORY_OF = dict(PHI_TABLES)
 CHILD_TABLES = ("healthcare.medications", "healthcare.allergies", "healthcare.conditions",
@@ -396,7 +394,8 @@ class Model:
             return {m.id for m in f.members
                     if f.families[m.family][0] == p.tenant
                     and (p.role in STAFF or m.family in member_of
-                         or (m.family in primary_of and not m.is_minor and not m.guardian_consent))}
+                         or (m.family in primary_of and not m.is_minor and not m.guardian_consent
+                             and m.permission_level in ("MEMBER", "VIEW_ONLY")))}
         if table == "public.family_accounts":
             families = self._families_of(p)
             return {fid for fid, (t, _) in f.families.items()
@@ -541,12 +540,10 @@ def test_writes_into_other_tenants_and_other_patients_are_refused(
     assert not failures, "\n".join(failures)
 
 
-# -- known defects, pinned: each is a strict xfail, so fixing it makes the suite say so ---------------------
+# -- regressions: defects this check found, fixed in the migrations ------------------------------------------
 FUTURE = date.today() + timedelta(days=900)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DEFECT: family access (can_access_family_data) is not limited to END_USER")
 def test_an_emergency_responder_reads_family_data_only_through_a_grant(world: World, app: AppSession) -> None:
     # The schema's own comment: EMERGENCY_RESPONDER "may break the glass, sees nothing without a grant".
     # DESIGN.md gives family access to END_USER only; a responder account that is also a family member
@@ -562,8 +559,6 @@ def test_an_emergency_responder_reads_family_data_only_through_a_grant(world: Wo
         assert visible_ids(c, "healthcare.medications", "user_id = %s", (patient.user,)) == set()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DEFECT: a family's primary user may enrol anyone as GUARDIAN with can_view_health_data")
 def test_a_roster_manager_cannot_make_someone_the_guardian_of_a_minor(world: World, app: AppSession) -> None:
     # A super admin verified the minor and the guardian consent. Who is the minor's guardian opens the
     # minor's record just as much, so it must not be the roster manager's say-so either.
@@ -584,8 +579,6 @@ def test_a_roster_manager_cannot_make_someone_the_guardian_of_a_minor(world: Wor
         assert visible_ids(c, "healthcare.medications", "user_id = %s", (child.user,)) == set()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DEFECT: SECURITY DEFINER BEFORE triggers answer for another tenant's rows before RLS")
 def test_a_refused_cross_tenant_insert_says_nothing_about_the_other_tenant(world: World, app: AppSession) -> None:
     # healthcare.check_profile_owner() and public.enforce_family_size() run before the RLS check and
     # with the owner's rights: their errors tell a principal of tenant A whether a profile of tenant B

@@ -605,8 +605,11 @@ CREATE FUNCTION public.can_access_family_data(target_user_id text, category publ
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
+    -- Family access is an END_USER's (DESIGN.md); staff and responders have their own ways in, and a
+    -- responder who is also a family member must break the glass like anyone else.
     SELECT target_user_id IS NOT NULL
        AND target_user_id <> public.current_user_id()
+       AND public.current_healthcare_role() = 'END_USER'
        AND EXISTS (
         SELECT FROM public.family_members viewer
         JOIN public.family_members subject
@@ -737,16 +740,16 @@ CREATE POLICY family_members_admin ON public.family_members FOR ALL TO authentic
            AND (SELECT public.current_healthcare_role()) = 'SUPER_ADMIN')
     WITH CHECK (tenant_id = (SELECT public.current_tenant_id())
            AND (SELECT public.current_healthcare_role()) = 'SUPER_ADMIN');
--- family_members: the family's primary user manages adult memberships only. Minor status and
--- guardian consent open a member's health data to their guardians, so they are facts a super admin
--- records (after verifying them), never something the roster manager can assert about anyone.
+-- family_members: the family's primary user manages adult, non-guardian memberships only. Minor
+-- status, guardian consent and who is a guardian (GUARDIAN or ADMIN) open a minor's health data, so
+-- they are facts a super admin records after verifying them, never the roster manager's say-so.
 CREATE POLICY family_members_primary ON public.family_members FOR ALL TO authenticated
     USING (tenant_id = (SELECT public.current_tenant_id())
-           AND NOT is_minor AND NOT guardian_consent
+           AND NOT is_minor AND NOT guardian_consent AND permission_level IN ('MEMBER', 'VIEW_ONLY')
            AND EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
                        AND fa.primary_user_id = (SELECT public.current_user_id())))
     WITH CHECK (tenant_id = (SELECT public.current_tenant_id())
-           AND NOT is_minor AND NOT guardian_consent
+           AND NOT is_minor AND NOT guardian_consent AND permission_level IN ('MEMBER', 'VIEW_ONLY')
            AND EXISTS (SELECT FROM public.family_accounts fa WHERE fa.id = family_account_id
                        AND fa.primary_user_id = (SELECT public.current_user_id())));
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.family_members TO authenticated;
@@ -970,6 +973,11 @@ CREATE FUNCTION healthcare.check_profile_owner() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
 BEGIN
+    -- A row aimed at another tenant is left to row-level security to refuse: answering here, with
+    -- the owner's rights and before RLS, would tell the caller what exists in that tenant.
+    IF public.current_tenant_id() IS NOT NULL AND NEW.tenant_id IS DISTINCT FROM public.current_tenant_id() THEN
+        RETURN NEW;
+    END IF;
     IF NOT EXISTS (SELECT FROM healthcare.health_profiles p
                    WHERE p.id = NEW.health_profile_id AND p.user_id = NEW.user_id AND p.tenant_id = NEW.tenant_id) THEN
         RAISE EXCEPTION '%.user_id does not own health profile %', TG_TABLE_NAME, NEW.health_profile_id
@@ -987,6 +995,10 @@ DECLARE
     cap integer;
     n integer;
 BEGIN
+    -- Another tenant's family: row-level security refuses it; say nothing about its size first.
+    IF public.current_tenant_id() IS NOT NULL AND NEW.tenant_id IS DISTINCT FROM public.current_tenant_id() THEN
+        RETURN NEW;
+    END IF;
     SELECT max_members INTO cap FROM public.family_accounts WHERE id = NEW.family_account_id FOR UPDATE;
     SELECT pg_catalog.count(*) INTO n FROM public.family_members
         WHERE family_account_id = NEW.family_account_id AND id <> NEW.id;
