@@ -12,7 +12,7 @@ from typing import Literal
 
 from engine.facts import AllergyItem, Facts, FoodItem, MedicationItem, build_facts
 from engine.knowledge import EntityKey, InteractionPair, Knowledge
-from engine.logic import evaluate_condition
+from engine.logic import ConditionStatus, evaluate_condition
 from engine.model import (
     Alert,
     AlertKind,
@@ -232,12 +232,11 @@ class RuleOutcome:
     error: RuleError | None = None
 
 
-def _status_name(status: object) -> str:
-    # engine.logic reports an enum; accept its name or its value, whichever carries the word.
-    for candidate in (getattr(status, "name", None), getattr(status, "value", None), status):
-        if isinstance(candidate, str) and candidate.upper() in ("FIRED", "NOT_FIRED", "INSUFFICIENT_DATA"):
-            return candidate.upper()
-    raise TypeError(f"unexpected condition status {status!r}")
+_STATUS_NAMES = {status: status.value for status in ConditionStatus}
+
+
+def _status_name(status: ConditionStatus) -> str:
+    return _STATUS_NAMES[status]
 
 
 def _rule_alert(compiled: CompiledRule, facts: Facts) -> Alert:
