@@ -188,6 +188,7 @@ def add_family_member(
 
 def grant_consent(
     conn: Connection,
+    keys: KeyStore,
     tenant_id: str,
     subject_user_id: str,
     grantee_user_id: str,
@@ -205,10 +206,14 @@ def grant_consent(
         raise AdminError("grantee must differ from the subject")
     cid = consent_id or new_id("consent")
     expires = datetime.now(UTC) + expires_in if expires_in else None
+    # The purpose is the member's own words ("so she can manage my insulin"): PHI, so encrypted.
+    encrypted_purpose = keys.keyring(conn, tenant_id).encrypt_optional(
+        "healthcare.consents", "encrypted_purpose", cid, purpose
+    )
     conn.execute(
         text("""
-        INSERT INTO healthcare.consents (id, tenant_id, subject_user_id, grantee_user_id, categories, purpose,
-            expires_at)
+        INSERT INTO healthcare.consents (id, tenant_id, subject_user_id, grantee_user_id, categories,
+            encrypted_purpose, expires_at)
         VALUES (:id, :t, :s, :g, CAST(:cats AS public.consent_category[]), :p, :exp)
         ON CONFLICT (id) DO NOTHING
     """),
@@ -218,7 +223,7 @@ def grant_consent(
             "s": subject_user_id,
             "g": grantee_user_id,
             "cats": sorted(set(categories)),
-            "p": purpose,
+            "p": encrypted_purpose,
             "exp": expires,
         },
     )

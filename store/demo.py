@@ -271,6 +271,7 @@ def seed_demo(admin: Engine, app: Database, provider: KeyProvider, keys: KeyStor
             # The spouse lets the parent see her medications and allergies.
             grant_consent(
                 conn,
+                keys,
                 DEMO_TENANT,
                 SPOUSE,
                 PARENT,

@@ -639,7 +639,7 @@ t_consents = Table(
         ),
         nullable=False,
     ),
-    Column("purpose", Text),
+    Column("encrypted_purpose", Text),
     Column("granted_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("expires_at", DateTime(True)),
     Column("revoked_at", DateTime(True)),

@@ -31,6 +31,7 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "healthcare.allergies": ("encrypted_allergen", "encrypted_reactions", "encrypted_emergency_medication"),
     "healthcare.conditions": ("encrypted_name", "encrypted_code", "encrypted_notes"),
     "healthcare.biometric_readings": ("encrypted_value", "encrypted_unit"),
+    "healthcare.consents": ("encrypted_purpose",),
     "healthcare.emergency_access_grants": ("encrypted_reason_text", "encrypted_review_notes"),
     "clinical.drug_interactions": ("encrypted_interacting_substance",),
     "clinical.alert_feedback": ("encrypted_comment",),

@@ -228,20 +228,23 @@ def test_every_rpc_answers_fuzzed_messages_with_documented_statuses(
     assert not found, f"audit rows hold the canary (action, resource, column): {[tuple(r) for r in found][:5]}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DEFECT: an id holding NUL fails the failed-call audit row: UNAVAILABLE, and no audit row")
 @pytest.mark.parametrize("method", ["GetHealthProfile", "EvaluateSafety"])
 def test_an_id_with_a_nul_character_is_invalid_argument_and_audited(
     method: str, grpc_service: Service, cast: Cast,
 ) -> None:
+    def probes() -> int:
+        with grpc_service.admin.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"
+                                         " AND 'INVALID_ID' = ANY(compliance_flags)"), {"u": cast.advisor}).scalar_one())
+
+    before = probes()
     request = getattr(pb, f"{method}Request")(patient_id="a\x00b")
     with pytest.raises(grpc.RpcError) as err:
         getattr(grpc_service.stub(), method)(request, metadata=grpc_service.md(cast.advisor), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.value.code(), err.value.details())
+    assert probes() == before + 1  # the probe left its trace, recorded by digest
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DEFECT: consents.purpose is plaintext and the PHI-write trigger copies it into audit rows")
 def test_a_consents_free_text_purpose_never_reaches_an_audit_row(grpc_service: Service, cast: Cast) -> None:
     marker = f"{CANARY}-{uuid.uuid4().hex[:8]}"
     grpc_service.stub().GrantConsent(

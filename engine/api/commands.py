@@ -234,6 +234,7 @@ def _consent_grant(args: argparse.Namespace) -> int:
     with _wiring() as w, w.admin.begin() as conn:
         cid = grant_consent(
             conn,
+            w.keys,
             args.tenant,
             args.subject,
             args.grantee,

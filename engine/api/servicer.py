@@ -331,6 +331,14 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 # UNAVAILABLE: the database is not there to take the row. UNAUTHENTICATED: there is no
                 # established identity to write it under (like a bad token, it goes to the log).
                 return
+            # A malformed id (control characters, NUL, megabytes) is recorded by its digest: the
+            # probe leaves a trace, and the audit row stays writable and free of whatever it carried.
+            recorded = patient_id
+            flags = ["FAILED_CALL"]
+            if patient_id is not None and not _ID.match(patient_id):
+                digest = hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+                recorded = f"invalid:{digest}"
+                flags.append("INVALID_ID")
             with self.db.scoped(principal, meta) as conn:
                 service_repo.write_audit(
                     conn,
@@ -339,12 +347,11 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     user_id=principal.user_id,
                     action=action,
                     outcome=failure.code.name,
-                    patient_id=patient_id,
+                    patient_id=recorded,
                     details={"request_id": meta.request_id, "status": failure.code.name},
                     phi_accessed=False,
                     risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
-                    flags=["FAILED_CALL"]
-                    + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
+                    flags=flags + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
                 )
 
         return write
@@ -781,6 +788,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             with self.db.scoped(principal, meta, verify=True) as conn:
                 cid = grant_consent(
                     conn,
+                    self.keys,
                     principal.tenant_id,
                     principal.user_id,
                     grantee,

@@ -274,7 +274,7 @@ CREATE TABLE healthcare.consents (
     subject_user_id   text NOT NULL,
     grantee_user_id   text NOT NULL,
     categories        public.consent_category[] NOT NULL CHECK (cardinality(categories) > 0),
-    purpose           text,
+    encrypted_purpose text,
     granted_at        timestamptz NOT NULL DEFAULT now(),
     expires_at        timestamptz,
     revoked_at        timestamptz,
