@@ -256,3 +256,33 @@ def test_a_cached_snapshot_never_hides_a_later_edit(
         )
     with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
         read_patient(conn, keys, patient)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE healthcare.health_profiles SET subscription_tier = 'PREMIUM' WHERE user_id = :u",
+        "UPDATE healthcare.health_profiles SET encrypted_notes = NULL, encrypted_sex = NULL WHERE user_id = :u",
+        "DELETE FROM healthcare.conditions WHERE user_id = :u",
+    ],
+    ids=["tier-raised", "fields-cleared", "condition-deleted"],
+)
+def test_an_edited_health_profile_is_detected(
+    edit: str,
+    app_db: Database,
+    keys: KeyStore,
+    admin_engine: Engine,
+    make_tenant: Callable[[], str],
+    make_patient: Callable[..., str],
+    advisor: Callable[[str], Principal],
+) -> None:
+    tenant = make_tenant()
+    patient = make_patient(tenant)
+    who = advisor(tenant)
+    _fill(app_db, keys, who, patient)
+    with app_db.scoped(who) as conn:
+        read_patient(conn, keys, patient)  # verified (and cached) before the edit
+    with admin_engine.begin() as conn:
+        conn.execute(text(edit), {"u": patient})
+    with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
+        read_patient(conn, keys, patient)
