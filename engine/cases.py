@@ -112,6 +112,8 @@ def _allergy(value: Any, item_id: str) -> AllergyFact:
         return AllergyFact(id=item_id, allergen=value)
     if isinstance(value, Mapping) and isinstance(value.get("allergen"), str):
         reactions = value.get("reactions") or ()
+        if not isinstance(reactions, list | tuple):
+            raise CaseFormatError(f"an allergy's reactions are a list, got {reactions!r}")
         return AllergyFact(
             id=str(value.get("id", item_id)),
             allergen=value["allergen"],
@@ -141,9 +143,13 @@ def _list(given: Mapping[str, Any], key: str) -> list[Any]:
 
 def given_to_inputs(given: Mapping[str, Any]) -> tuple[PatientSnapshot, EvaluationRequest]:
     """A patient in the clinician's words -> the engine's inputs, with ids like med-1, allergy-1."""
+    if not isinstance(given, Mapping):
+        raise CaseFormatError(
+            f"given is a mapping like {{medications: [...], age: 70}}, got {type(given).__name__}"
+        )
     unknown = set(given) - _GIVEN_KEYS
     if unknown:
-        raise CaseFormatError(f"unknown key(s) in given: {', '.join(sorted(unknown))}")
+        raise CaseFormatError(f"unknown key(s) in given: {', '.join(sorted(map(str, unknown)))}")
     biometrics = given.get("biometrics") or {}
     if not isinstance(biometrics, Mapping):
         raise CaseFormatError("given.biometrics is a mapping like {egfr: 25}")
@@ -191,7 +197,7 @@ def _expectation(expect: Any) -> CaseExpectation:
         raise CaseFormatError("expect is {fires: true|false, severity: ...} or {insufficient_data: true}")
     unknown = set(expect) - {"fires", "severity", "insufficient_data"}
     if unknown:
-        raise CaseFormatError(f"unknown key(s) in expect: {', '.join(sorted(unknown))}")
+        raise CaseFormatError(f"unknown key(s) in expect: {', '.join(sorted(map(str, unknown)))}")
     insufficient = expect.get("insufficient_data", False) is True
     fires = expect.get("fires")
     if insufficient and fires is not None:
@@ -215,7 +221,8 @@ def cases_of_rule(rule: Rule, loaded: LoadedRule | None = None) -> list[RuleCase
         location = f"{loaded.path}:{loaded.line_of(('cases', i))}" if loaded is not None else ""
         name = str(raw.get("name") or f"case {i + 1}")
         try:
-            snapshot, request = given_to_inputs(raw.get("given") or {})
+            given = raw.get("given")
+            snapshot, request = given_to_inputs({} if given is None else given)
             expect = _expectation(raw.get("expect"))
         except CaseFormatError as exc:
             raise CaseFormatError(f"{location or rule.id}: case {name!r}: {exc}") from None

@@ -7,12 +7,13 @@ a database.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -664,6 +665,37 @@ def _endpoint(value: str) -> EntityKey:
     return "ingredient", name
 
 
+def _csv_file_text(path: Path) -> str:
+    """The file's text as written (no newline translation; a UTF-8 BOM dropped)."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        raise CsvImportError(
+            [f"line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); nothing was imported"]
+        ) from None
+
+
+def _physical_lines(stream: Iterable[str], nul_lines: list[int]) -> Iterator[str]:
+    """The stream's lines for csv.reader, noting the number of each line that holds a NUL."""
+    for number, text in enumerate(stream, 1):
+        if "\x00" in text:
+            nul_lines.append(number)
+        yield text
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return (
+            f"a field is longer than {csv.field_size_limit():,} characters "
+            "(a quote left open takes in the lines after it)"
+        )
+    return f"not readable as CSV: {exc}"
+
+
 def parse_interactions_csv(
     source: str | TextIO | Path,
     *,
@@ -676,16 +708,22 @@ def parse_interactions_csv(
     ingredient columns are resolved to their ingredient.
     """
     if isinstance(source, Path):
-        stream: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"))
+        stream: TextIO = io.StringIO(_csv_file_text(source), newline="")
     elif isinstance(source, str):
-        stream = io.StringIO(source.lstrip("\ufeff"))
+        # newline="": CR alone ends a line too (Excel for Mac), and csv sees quoted line breaks as written.
+        stream = io.StringIO(source.lstrip("\ufeff"), newline="")
     else:
         stream = source
-    reader = csv.reader(stream)
+    nul_lines: list[int] = []  # lines read so far that hold a NUL, not yet reported
+    reader = csv.reader(_physical_lines(stream, nul_lines))
     try:
         header = next(reader)
     except StopIteration:
         raise CsvImportError(["line 1: the file is empty; expected a header row"]) from None
+    except csv.Error as exc:
+        raise CsvImportError([f"line 1: {_csv_problem(exc)}"]) from None
+    if nul_lines:
+        raise CsvImportError([f"line {n}: contains a NUL character" for n in nul_lines])
     columns = [h.strip().lower() for h in header]
     errors: list[str] = []
     missing = [c for c in _CSV_REQUIRED if c not in columns]
@@ -726,8 +764,22 @@ def parse_interactions_csv(
 
     pairs: list[InteractionPair] = []
     seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # a record's first line: line_num is its last once it is read
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(f"line {line}: {_csv_problem(exc)}")
+            if reader.line_num < line:  # nothing was read: stop rather than fail on the same spot forever
+                break
+            row = []
+        if nul_lines:
+            # PostgreSQL text cannot hold NUL; the record is not checked further.
+            errors.extend(f"line {n}: contains a NUL character" for n in nul_lines)
+            nul_lines.clear()
+            continue
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) > width:

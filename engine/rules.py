@@ -23,6 +23,8 @@ __all__ = [
     "APPLIES_TO_DIMENSIONS",
     "DEMOGRAPHICS",
     "LAB_TYPES",
+    "MAX_NESTING",
+    "MAX_NODES",
     "RULE_TYPES",
     "STATUSES",
     "TIERS",
@@ -33,6 +35,7 @@ __all__ = [
     "RuleProblem",
     "RuleSet",
     "RuleValidationError",
+    "document_bounds_problem",
     "find_rule_files",
     "load_rule_files",
     "logic_operators",
@@ -79,6 +82,11 @@ APPLIES_TO_DIMENSIONS: dict[str, str] = {
     "demographics": "demographic",
 }
 SUMMARY_MAX = 140
+# Bounds on a rule document, in a file or a JSONB row. Real rules nest about 10 lists and mappings deep
+# and hold a few hundred values; past these, the walks below (and PyYAML's, jsonschema's, json's) would
+# exhaust the stack or the memory, so a document beyond them is refused before anything walks it.
+MAX_NESTING = 64  # lists and mappings, counting the rule's own mapping as 1
+MAX_NODES = 50_000  # values, mapping keys included
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TOP_KEYS = frozenset(
     {
@@ -140,18 +148,54 @@ class AppliesTo:
 
 def logic_operators(logic: Any) -> Iterator[tuple[str, Where]]:
     """Every operator in a JsonLogic tree with where it occurs (our own walk, so `method` is found
-    whatever the compiler does)."""
+    whatever the compiler does). Depth-first, in document order; iterative, so depth costs no stack."""
 
-    def walk(node: Any, where: Where) -> Iterator[tuple[str, Where]]:
+    def children(node: Any, where: Where) -> Iterator[tuple[bool, Any, Where]]:
+        # (True, operator, where it occurs) or (False, a value to walk, its place)
         if isinstance(node, dict):
             for key, value in node.items():
-                yield str(key), where
-                yield from walk(value, (*where, str(key)))
+                yield True, str(key), where
+                yield False, value, (*where, str(key))
         elif isinstance(node, list):
             for i, item in enumerate(node):
-                yield from walk(item, (*where, i))
+                yield False, item, (*where, i)
 
-    return walk(logic, ())
+    def walk() -> Iterator[tuple[str, Where]]:
+        stack = [children(logic, ())]
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                stack.pop()
+                continue
+            is_operator, item, where = step
+            if is_operator:
+                yield item, where
+            elif isinstance(item, dict | list):
+                stack.append(children(item, where))
+
+    return walk()
+
+
+def document_bounds_problem(doc: Any) -> RuleProblem | None:
+    """Why `doc` is too deep or too big to walk (MAX_NESTING, MAX_NODES), or None.
+
+    Measured iteratively, before any recursive walk; a cyclic document counts as too deep."""
+    nodes = 0
+    stack: list[tuple[Any, Where]] = [(doc, ())]
+    while stack:
+        node, where = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return RuleProblem((), f"more than {MAX_NODES:,} values; a rule is far smaller")
+        if isinstance(node, Mapping | list | tuple):
+            if len(where) >= MAX_NESTING:
+                return RuleProblem(where[:MAX_NESTING], f"nested deeper than {MAX_NESTING} levels")
+            if isinstance(node, Mapping):
+                nodes += len(node)  # the keys
+                stack.extend((value, (*where, str(key))) for key, value in node.items())
+            else:
+                stack.extend((item, (*where, i)) for i, item in enumerate(node))
+    return None
 
 
 def tier_allows(patient_tier: str, min_tier: str) -> bool:
@@ -217,6 +261,11 @@ class Rule:
 
         if not isinstance(doc, Mapping):
             raise RuleValidationError("", [RuleProblem((), "a rule is a mapping")])
+        too_big = document_bounds_problem(doc)
+        if too_big is not None:
+            # Nothing below walks it: a JSONB row this deep would end the walk with RecursionError.
+            raw_id = doc.get("id")
+            raise RuleValidationError(raw_id if isinstance(raw_id, str) else "", [too_big])
         rule_id = need("id", str) or ""
         if rule_id and not _ID.match(rule_id):
             problems.append(RuleProblem(("id",), "use lowercase letters, digits and single '-'"))
@@ -251,10 +300,17 @@ class Rule:
                 continue
             if value is None:
                 value = []
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                problems.append(RuleProblem(("applies_to", key), "expected a list of names"))
+            if not isinstance(value, list):
+                problems.append(
+                    RuleProblem(("applies_to", key), f"expected a list of names, got {type(value).__name__}")
+                )
                 continue
-            applies[key] = tuple(value)
+            bad = [i for i, v in enumerate(value) if not isinstance(v, str) or not v]
+            for i in bad:
+                got = "empty text" if value[i] == "" else type(value[i]).__name__
+                problems.append(RuleProblem(("applies_to", key, i), f"expected a name, got {got}"))
+            if not bad:
+                applies[key] = tuple(value)
         for d in applies.get("demographics", ()):
             if d not in DEMOGRAPHICS:
                 problems.append(
@@ -462,21 +518,99 @@ def _record_lines(
             _record_lines(item, (*where, i), lines, problems)
 
 
+_YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
+def _line_at(text: str, index: int) -> int:
+    """The line of text[index], counting line breaks the way PyYAML's marks do."""
+    return len(_YAML_LINE_BREAK.findall(text, 0, max(0, index))) + 1
+
+
+def _yaml_error_line(text: str, exc: yaml.YAMLError) -> int:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(exc, "position", None)  # a ReaderError: a character YAML does not allow
+    return _line_at(text, position) if isinstance(position, int) else 1
+
+
+def _yaml_event_problem(text: str) -> tuple[int, RuleProblem] | None:
+    """Scan the YAML event stream, which PyYAML produces without recursion, for what composing it would
+    choke on: an alias (a billion laughs, a cycle), nesting past MAX_NESTING, more than MAX_NODES
+    values. The line and the problem, or None (a syntax error is left to the composer to report)."""
+    depth = nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            if isinstance(event, yaml.AliasEvent):
+                return line, RuleProblem(
+                    (),
+                    f"alias *{event.anchor} refused: rule files do not use YAML anchors (&) and aliases (*); "
+                    "write the value out",
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    return line, RuleProblem((), f"nested deeper than {MAX_NESTING} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    return line, RuleProblem((), f"more than {MAX_NODES:,} values; a rule is far smaller")
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _unconstructable_line(root: yaml.Node) -> int:
+    """The line of the first scalar PyYAML cannot construct (`2024-13-45`, `!!int x`), else 1."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.constructor.SafeConstructor().construct_object(node)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+                return int(node.start_mark.line) + 1
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(child for pair in reversed(node.value) for child in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return 1
+
+
+def _not_loaded(path: Path, line: int, problem: RuleProblem) -> LoadedRule:
+    return LoadedRule(path, None, {(): line}, None, (problem,))
+
+
 def parse_rule_text(text: str, path: Path) -> LoadedRule:
+    """Parse one rule file. Never raises: whatever is wrong is a problem located in the file."""
     problems: list[RuleProblem] = []
     lines: dict[Where, int] = {}
-    loader = yaml.SafeLoader(text)
+    refused = _yaml_event_problem(text)
+    if refused is not None:
+        return _not_loaded(path, *refused)
+    loader: yaml.SafeLoader | None = None
+    node: yaml.Node | None = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses characters YAML does not allow (ReaderError)
         node = loader.get_single_node()
         document = loader.construct_document(node) if node is not None else None
+        if node is not None:
+            _record_lines(node, (), lines, problems)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        return LoadedRule(path, None, {(): line}, None, (RuleProblem((), f"not valid YAML: {exc}"),))
+        return _not_loaded(path, _yaml_error_line(text, exc), RuleProblem((), f"not valid YAML: {exc}"))
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors let some out: a date like 2024-13-45, `!!int x`.
+        line = _unconstructable_line(node) if node is not None else 1
+        return _not_loaded(path, line, RuleProblem((), f"not valid YAML: {exc}"))
+    except RecursionError:
+        # Last resort: the event scan above bounds nesting, so this should not happen.
+        return _not_loaded(path, 1, RuleProblem((), "nested too deeply to read"))
     finally:
-        loader.dispose()
-    if node is not None:
-        _record_lines(node, (), lines, problems)
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         problems.append(RuleProblem((), "a rule file holds one mapping (see rules/README.md)"))
         return LoadedRule(path, None, lines, None, tuple(problems))
@@ -495,6 +629,20 @@ def parse_rule_text(text: str, path: Path) -> LoadedRule:
     return LoadedRule(path, document, lines, rule, tuple(problems))
 
 
+def _not_utf8(path: Path) -> LoadedRule:
+    """A file that is not UTF-8: the problem on the line of its first bad byte."""
+    line, detail = 1, ""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", errors="replace")
+        line, detail = _line_at(before, len(before)), f" (byte {data[exc.start]:#04x})"
+    except OSError:
+        pass
+    return _not_loaded(path, line, RuleProblem((), f"not UTF-8 text{detail}"))
+
+
 def load_rule_files(paths: Iterable[str | Path]) -> list[LoadedRule]:
     """Load every rule file under the given files or folders, keeping lines for error messages."""
     loaded: list[LoadedRule] = []
@@ -505,6 +653,9 @@ def load_rule_files(paths: Iterable[str | Path]) -> list[LoadedRule]:
             loaded.append(
                 LoadedRule(path, None, {}, None, (RuleProblem((), f"cannot read: {exc.strerror}"),))
             )
+            continue
+        except UnicodeDecodeError:
+            loaded.append(_not_utf8(path))
             continue
         loaded.append(parse_rule_text(text, path))
     return loaded

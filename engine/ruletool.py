@@ -222,7 +222,13 @@ def _lint_rule(
 
     document = loaded.document
     if document is not None:
-        for err in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
+        try:
+            schema_errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+        except RecursionError:
+            # jsonschema recurses per level; the loader's nesting bound should keep it from getting here.
+            error((), "schema: the document is nested too deeply to check")
+            schema_errors = []
+        for err in schema_errors:
             where: Where = tuple(err.absolute_path)
             location = ".".join(str(p) for p in where) or "(top)"
             error(where, f"schema: {location}: {err.message}")
@@ -241,11 +247,17 @@ def _lint_rule(
     except LogicError as exc:
         error(("when",), f"condition does not compile: {exc}")
     else:
-        for path in sorted(variables_used(when)):
+        try:
+            # These count lists as levels too, so a `when` the compiler accepts can exceed their depth.
+            used, unguarded = sorted(variables_used(when)), unguarded_comparisons(when)
+        except LogicError as exc:
+            error(("when",), f"condition is too deep to check its variables: {exc}")
+            used, unguarded = [], []
+        for path in used:
             why = _check_variable(path, vocabulary)
             if why:
                 error(("when",), why)
-        for path in unguarded_comparisons(when):
+        for path in unguarded:
             if not _is_always_present(path):
                 warning(
                     ("when",),
@@ -261,7 +273,10 @@ def _lint_rule(
     applies = document.get("applies_to")
     if isinstance(applies, dict):
         for dimension in ("ingredients", "classes", "conditions", "food_groups"):
-            for i, value in enumerate(applies.get(dimension) or []):
+            names = applies.get(dimension)
+            if not isinstance(names, list):
+                continue  # not a list: Rule.from_dict has said so
+            for i, value in enumerate(names):
                 if isinstance(value, str) and not _known(vocabulary, dimension, value):
                     error(
                         ("applies_to", dimension, i),
