@@ -40,7 +40,7 @@ migrate: $(STAMP) ## apply the migrations to DATABASE_URL (or the provisioned da
 	@$(DB) $(VENV)/bin/praneya migrate
 
 .PHONY: run
-run: migrate ## set everything up and run the service on 127.0.0.1:$${PORT:-50051}
+run: migrate ## set everything up (database, keys, knowledge, rules, demo) and serve on 127.0.0.1, PORT (default 50051)
 	@$(DB) $(VENV)/bin/praneya dev up
 
 .PHONY: test

@@ -40,14 +40,24 @@ from tests.test_grpc_service import OTHER_PATIENT, PARENT, phi_in
 pytestmark = pytest.mark.db
 
 CANARY = "zzcanary-warfarin-7f3a"  # contains a PHI word on purpose: phi_in() flags it too
-DOCUMENTED = frozenset({
-    grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.DATA_LOSS,
-    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ALREADY_EXISTS,
-})
-TRACEBACK = re.compile(r"Traceback|File \"|line \d+, in |Error\(|Exception:|psycopg|sqlalchemy|SELECT |INSERT ",
-                       re.IGNORECASE)
+DOCUMENTED = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+TRACEBACK = re.compile(
+    r"Traceback|File \"|line \d+, in |Error\(|Exception:|psycopg|sqlalchemy|SELECT |INSERT ", re.IGNORECASE
+)
 SERVICE = pb.DESCRIPTOR.services_by_name["ClinicalSafety"]
 F = pb.DESCRIPTOR.message_types_by_name["EvaluateSafetyRequest"].fields[0]  # for the TYPE_* constants
 
@@ -71,13 +81,23 @@ def cast(admin_engine: Engine, provider: LocalKeyFileProvider, keys: KeyStore) -
     suffix = uuid.uuid4().hex[:10]
     tenant = f"fuzz-{suffix}"
     people = {name: f"fuzz-{name}-{suffix}" for name in ("patient", "other", "advisor", "admin", "responder")}
-    roles = {"patient": "END_USER", "other": "END_USER", "advisor": "CLINICAL_ADVISOR", "admin": "SUPER_ADMIN",
-             "responder": "EMERGENCY_RESPONDER"}
+    roles = {
+        "patient": "END_USER",
+        "other": "END_USER",
+        "advisor": "CLINICAL_ADVISOR",
+        "admin": "SUPER_ADMIN",
+        "responder": "EMERGENCY_RESPONDER",
+    }
     with admin_engine.begin() as conn:
         create_tenant(conn, provider, tenant, f"Fuzz clinic {suffix}")
         for name, user in people.items():
-            create_user(conn, keys, tenant, user, UserInput(first_name="Fuzzy", last_name="Tester",
-                                                            healthcare_role=roles[name], mfa_enabled=True))
+            create_user(
+                conn,
+                keys,
+                tenant,
+                user,
+                UserInput(first_name="Fuzzy", last_name="Tester", healthcare_role=roles[name], mfa_enabled=True),
+            )
             create_profile(conn, keys, tenant, user, ProfileInput(sex="female"))
     return Cast(tenant, people["patient"], people["other"], people["advisor"], people["admin"], people["responder"])
 
@@ -85,7 +105,9 @@ def cast(admin_engine: Engine, provider: LocalKeyFileProvider, keys: KeyStore) -
 # -- requests from the descriptors ------------------------------------------------------------------------
 def _texts(cast: Cast, *, canary: bool = True) -> st.SearchStrategy[str]:
     return st.one_of(
-        st.text(max_size=30), st.just(""), *((st.just(CANARY), st.just(f"{CANARY} 5 mg")) if canary else ()),
+        st.text(max_size=30),
+        st.just(""),
+        *((st.just(CANARY), st.just(f"{CANARY} 5 mg")) if canary else ()),
         st.builds(lambda c, n: c * n, st.sampled_from(("x", "é", "\x00", "💊", "'")), st.sampled_from((1_000, 70_000))),
     )
 
@@ -94,7 +116,8 @@ def _ids(cast: Cast) -> st.SearchStrategy[str]:
     return st.one_of(
         st.sampled_from((cast.patient, cast.other_patient, *cast.users, PARENT, OTHER_PATIENT)),
         st.sampled_from(("", " ", "0", "-1", "../etc/passwd", "' OR 1=1 --", "%s", "\x00", str(uuid.uuid4()))),
-        st.text(max_size=20), st.just("i" * 100_000),
+        st.text(max_size=20),
+        st.just("i" * 100_000),
     )
 
 
@@ -104,8 +127,9 @@ def _scalar(field: Any, cast: Cast) -> st.SearchStrategy[Any]:
         if field.name.endswith("_id") or field.name.endswith("_ids"):
             return _ids(cast)
         if field.name == "categories":
-            return st.sampled_from(("PROFILE", "MEDICATIONS", "ALLERGIES", "BIOMETRICS", "CONDITIONS", "", "ALL",
-                                    "profile"))
+            return st.sampled_from(
+                ("PROFILE", "MEDICATIONS", "ALLERGIES", "BIOMETRICS", "CONDITIONS", "", "ALL", "profile")
+            )
         # A consent's purpose reaches audit rows in plaintext today: the pinned defect below.
         return _texts(cast, canary=field.full_name != "praneya.safety.v1.GrantConsentRequest.purpose")
     if t == F.TYPE_BOOL:
@@ -146,8 +170,9 @@ def messages(descriptor: Any, cast: Cast, depth: int = 0) -> st.SearchStrategy[A
         if field.is_repeated:
             many = st.lists(one, max_size=4)
             if field.type == F.TYPE_STRING:  # a huge list, under and over the 1 MiB message limit
-                many = many | st.builds(lambda v, n: [v] * n, one.filter(lambda s: len(s) < 50),
-                                        st.sampled_from((300, 20_000, 200_000)))
+                many = many | st.builds(
+                    lambda v, n: [v] * n, one.filter(lambda s: len(s) < 50), st.sampled_from((300, 20_000, 200_000))
+                )
             fields[field.name] = many
         else:
             fields[field.name] = one
@@ -194,15 +219,20 @@ def _check_answer(method: str, code: grpc.StatusCode, details: str) -> list[str]
 
 @pytest.mark.parametrize("method", [m.name for m in SERVICE.methods])
 def test_every_rpc_answers_fuzzed_messages_with_documented_statuses(
-    method: str, grpc_service: Service, cast: Cast, health: Callable[[], None],
+    method: str,
+    grpc_service: Service,
+    cast: Cast,
+    health: Callable[[], None],
 ) -> None:
     descriptor = SERVICE.methods_by_name[method]
     call = getattr(grpc_service.stub(), method)
     seen: dict[str, int] = {}
 
-    @settings(max_examples=25, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
     @given(request=messages(descriptor.input_type, cast), caller=callers(cast))
     def fuzz(request: Any, caller: str | None) -> None:
         try:
@@ -222,20 +252,32 @@ def test_every_rpc_answers_fuzzed_messages_with_documented_statuses(
     assert not [line for line in grpc_service.logs if CANARY in line][:3]
     with grpc_service.admin.connect() as conn:
         found = conn.execute(
-            text("SELECT a.action, a.resource_type, k AS field FROM audit.audit_logs a, jsonb_each(to_jsonb(a)) e(k, v)"
-                 " WHERE a.tenant_id = :t AND v::text LIKE :c"),
-            {"t": cast.tenant, "c": f"%{CANARY}%"}).all()
+            text(
+                "SELECT a.action, a.resource_type, k AS field FROM audit.audit_logs a, jsonb_each(to_jsonb(a)) e(k, v)"
+                " WHERE a.tenant_id = :t AND v::text LIKE :c"
+            ),
+            {"t": cast.tenant, "c": f"%{CANARY}%"},
+        ).all()
     assert not found, f"audit rows hold the canary (action, resource, column): {[tuple(r) for r in found][:5]}"
 
 
 @pytest.mark.parametrize("method", ["GetHealthProfile", "EvaluateSafety"])
 def test_an_id_with_a_nul_character_is_invalid_argument_and_audited(
-    method: str, grpc_service: Service, cast: Cast,
+    method: str,
+    grpc_service: Service,
+    cast: Cast,
 ) -> None:
     def probes() -> int:
         with grpc_service.admin.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"
-                                         " AND 'INVALID_ID' = ANY(compliance_flags)"), {"u": cast.advisor}).scalar_one())
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"
+                        " AND 'INVALID_ID' = ANY(compliance_flags)"
+                    ),
+                    {"u": cast.advisor},
+                ).scalar_one()
+            )
 
     before = probes()
     request = getattr(pb, f"{method}Request")(patient_id="a\x00b")
@@ -248,10 +290,16 @@ def test_an_id_with_a_nul_character_is_invalid_argument_and_audited(
 def test_a_consents_free_text_purpose_never_reaches_an_audit_row(grpc_service: Service, cast: Cast) -> None:
     marker = f"{CANARY}-{uuid.uuid4().hex[:8]}"
     grpc_service.stub().GrantConsent(
-        pb.GrantConsentRequest(grantee_user_id=cast.other_patient, categories=["MEDICATIONS"],
-                               purpose=f"so she can manage my {marker} doses"),
-        metadata=grpc_service.md(cast.patient), timeout=10)
+        pb.GrantConsentRequest(
+            grantee_user_id=cast.other_patient,
+            categories=["MEDICATIONS"],
+            purpose=f"so she can manage my {marker} doses",
+        ),
+        metadata=grpc_service.md(cast.patient),
+        timeout=10,
+    )
     with grpc_service.admin.connect() as conn:
-        found = conn.execute(text("SELECT count(*) FROM audit.audit_logs a WHERE to_jsonb(a)::text LIKE :c"),
-                             {"c": f"%{marker}%"}).scalar_one()
+        found = conn.execute(
+            text("SELECT count(*) FROM audit.audit_logs a WHERE to_jsonb(a)::text LIKE :c"), {"c": f"%{marker}%"}
+        ).scalar_one()
     assert found == 0, f"{found} audit row(s) hold the consent's purpose in plaintext"
