@@ -557,13 +557,14 @@ def _dev_up(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     address = f"{settings.host}:{settings.port}"
+    at = "" if address == "127.0.0.1:50051" else f" --address {address}"
     print(
         f"""
 Praneya Clinical Safety Engine: serving on {address} (TLS, dev CA .local/dev/ca.pem).
 Try it in another terminal:
 
-    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-01
-    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-02 --propose phenelzine
+    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-01{at}
+    .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-02 --propose phenelzine{at}
     .venv/bin/praneya dev token --user demo-advisor-01     # a bearer token for grpcurl and friends
 
 Ctrl-C drains in-flight calls and stops.
