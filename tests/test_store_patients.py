@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, text
@@ -49,17 +50,35 @@ def _fill(app_db: Database, keys: KeyStore, who: Principal, patient: str) -> dic
         }
 
 
-def test_every_encrypted_field_round_trips(
+@dataclass(frozen=True)
+class Filled:
+    tenant: str
+    patient: str
+    who: Principal
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def filled(
     app_db: Database,
     keys: KeyStore,
     make_tenant: Callable[[], str],
     make_patient: Callable[..., str],
     advisor: Callable[[str], Principal],
-) -> None:
+) -> Filled:
+    """A patient of a fresh tenant with medications, an allergy, a condition and a reading."""
     tenant = make_tenant()
     patient = make_patient(tenant, pregnancy_status="not_pregnant")
     who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
+    return Filled(tenant, patient, who, _fill(app_db, keys, who, patient))
+
+
+def test_every_encrypted_field_round_trips(
+    filled: Filled,
+    app_db: Database,
+    keys: KeyStore,
+) -> None:
+    patient, who, ids = filled.patient, filled.who, filled.ids
     with app_db.scoped(who) as conn:
         rec = read_patient(conn, keys, patient)
     med = {m["id"]: m for m in rec.medications}[ids["warfarin"]]
@@ -87,16 +106,11 @@ def test_every_encrypted_field_round_trips(
 
 
 def test_writes_bump_version_and_deactivation_leaves_the_snapshot(
+    filled: Filled,
     app_db: Database,
     keys: KeyStore,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
 ) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
+    patient, who, ids = filled.patient, filled.who, filled.ids
     with app_db.scoped(who) as conn:
         before = read_patient(conn, keys, patient).version
         deactivate_medication(conn, keys, patient, ids["ibuprofen"])
@@ -123,51 +137,10 @@ def test_other_tenant_and_missing_patient_look_the_same(
     assert str(hidden.value) == str(missing.value)
 
 
-def test_edited_medication_row_is_an_integrity_mismatch(
-    app_db: Database,
-    keys: KeyStore,
-    admin_engine: Engine,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
-) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
-    with admin_engine.begin() as conn:  # someone with database access edits a row behind the app's back
-        conn.execute(
-            text("UPDATE healthcare.medications SET is_active = false WHERE id = :id"),
-            {"id": ids["warfarin"]},
-        )
-    with app_db.scoped(who) as conn, pytest.raises(IntegrityError, match="integrity"):
-        read_patient(conn, keys, patient)
-
-
-def test_allergy_severity_downgrade_is_detected(
-    app_db: Database,
-    keys: KeyStore,
-    admin_engine: Engine,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
-) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
-    with admin_engine.begin() as conn:
-        conn.execute(
-            text("UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :id"),
-            {"id": ids["penicillin"]},
-        )
-    with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
-        read_patient(conn, keys, patient)
-
-
 @pytest.mark.parametrize("where", ["other-row", "other-column", "other-tenant"])
 def test_ciphertext_moved_fails_with_its_place_named(
     where: str,
+    filled: Filled,
     app_db: Database,
     keys: KeyStore,
     admin_engine: Engine,
@@ -175,10 +148,7 @@ def test_ciphertext_moved_fails_with_its_place_named(
     make_patient: Callable[..., str],
     advisor: Callable[[str], Principal],
 ) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
+    patient, who, ids = filled.patient, filled.who, filled.ids
     with admin_engine.begin() as conn:
         if where == "other-row":
             src = conn.execute(
@@ -210,17 +180,8 @@ def test_ciphertext_moved_fails_with_its_place_named(
         assert plaintext not in message
 
 
-def test_nothing_readable_without_context_and_plaintext_never_stored(
-    app_db: Database,
-    keys: KeyStore,
-    admin_engine: Engine,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
-) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    _fill(app_db, keys, advisor(tenant), patient)
+def test_nothing_readable_without_context_and_plaintext_never_stored(filled: Filled, admin_engine: Engine) -> None:
+    tenant = filled.tenant
     with admin_engine.connect() as conn:
         dump = conn.execute(
             text(
@@ -234,55 +195,33 @@ def test_nothing_readable_without_context_and_plaintext_never_stored(
         assert plaintext not in dump
 
 
-def test_a_cached_snapshot_never_hides_a_later_edit(
-    app_db: Database,
-    keys: KeyStore,
-    admin_engine: Engine,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
-) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    ids = _fill(app_db, keys, who, patient)
-    with app_db.scoped(who) as conn:
-        first = read_patient(conn, keys, patient)
-        again = read_patient(conn, keys, patient)
-    assert again is first  # unchanged rows: served from the verified-snapshot cache
-    with admin_engine.begin() as conn:  # edited behind the service's back, triggers and all
-        conn.execute(
-            text("UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :id"), {"id": ids["penicillin"]}
-        )
-    with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
-        read_patient(conn, keys, patient)
+EDITS = {
+    "medication-deactivated": "UPDATE healthcare.medications SET is_active = false WHERE id = :warfarin",
+    "allergy-downgraded": "UPDATE healthcare.allergies SET severity = 'MILD' WHERE id = :penicillin",
+    "condition-deleted": "DELETE FROM healthcare.conditions WHERE id = :ckd",
+    "profile-tier-raised": "UPDATE healthcare.health_profiles SET subscription_tier = 'PREMIUM' WHERE user_id = :u",
+    "profile-fields-cleared": "UPDATE healthcare.health_profiles SET encrypted_sex = NULL WHERE user_id = :u",
+}
 
 
-@pytest.mark.parametrize(
-    "edit",
-    [
-        "UPDATE healthcare.health_profiles SET subscription_tier = 'PREMIUM' WHERE user_id = :u",
-        "UPDATE healthcare.health_profiles SET encrypted_notes = NULL, encrypted_sex = NULL WHERE user_id = :u",
-        "DELETE FROM healthcare.conditions WHERE user_id = :u",
-    ],
-    ids=["tier-raised", "fields-cleared", "condition-deleted"],
-)
-def test_an_edited_health_profile_is_detected(
-    edit: str,
-    app_db: Database,
-    keys: KeyStore,
-    admin_engine: Engine,
-    make_tenant: Callable[[], str],
-    make_patient: Callable[..., str],
-    advisor: Callable[[str], Principal],
+@pytest.mark.parametrize("read_first", [False, True], ids=["fresh", "after-a-cached-read"])
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edit_behind_the_services_back_is_detected(
+    edit: str, read_first: bool, filled: Filled, app_db: Database, keys: KeyStore, admin_engine: Engine
 ) -> None:
-    tenant = make_tenant()
-    patient = make_patient(tenant)
-    who = advisor(tenant)
-    _fill(app_db, keys, who, patient)
-    with app_db.scoped(who) as conn:
-        read_patient(conn, keys, patient)  # verified (and cached) before the edit
-    with admin_engine.begin() as conn:
-        conn.execute(text(edit), {"u": patient})
-    with app_db.scoped(who) as conn, pytest.raises(IntegrityError):
-        read_patient(conn, keys, patient)
+    if read_first:
+        with app_db.scoped(filled.who) as conn:
+            read_patient(conn, keys, filled.patient)  # verified, and now in the verified-snapshot cache
+    with admin_engine.begin() as conn:  # someone with database access, triggers and all
+        conn.execute(text(EDITS[edit]), {**filled.ids, "u": filled.patient})
+    with app_db.scoped(filled.who) as conn, pytest.raises(IntegrityError, match="integrity"):
+        read_patient(conn, keys, filled.patient)
+
+
+def test_unchanged_rows_are_served_from_the_verified_cache(filled: Filled, app_db: Database, keys: KeyStore) -> None:
+    with app_db.scoped(filled.who) as conn:
+        first = read_patient(conn, keys, filled.patient)
+        assert read_patient(conn, keys, filled.patient) is first
+    keys.verified_snapshots.clear()
+    with app_db.scoped(filled.who) as conn:
+        assert read_patient(conn, keys, filled.patient) is not first
