@@ -1,0 +1,54 @@
+"""`praneya deploy`: the seed's steps in order, logged, stopping at the first failure with what to fix."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from engine.api.deploy import DeployError, deploy
+from tests.fix_db import create_database
+
+pytestmark = [pytest.mark.db]
+
+
+@pytest.fixture
+def fresh_db(server_url: str, monkeypatch: pytest.MonkeyPatch, master_key_file: Path) -> Iterator[str]:
+    name = f"praneya_deploy_{uuid.uuid4().hex[:8]}"
+    url = create_database(server_url, name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PRANEYA_MASTER_KEY_FILE", str(master_key_file))
+    monkeypatch.delenv("PRANEYA_APP_DATABASE_URL", raising=False)
+    yield url
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_deploy_runs_every_step_in_order_and_logs_them(fresh_db: str, tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tmp_path / "deployment.log"
+    deploy(demo=True, log_path=log, out=out)
+    steps = [line.split("]")[0].strip("[ ") for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert steps == [str(n) for n in range(1, 11)]
+    assert all(": ok" in line for line in out.getvalue().splitlines() if line.startswith("["))
+    assert "deployment finished" in log.read_text()
+    with psycopg.connect(fresh_db) as c:
+        assert c.execute("SELECT count(*) FROM public.tenants").fetchone() == (2,)
+        assert c.execute("SELECT count(*) FROM clinical.clinical_rules").fetchone()[0] >= 40  # type: ignore[index]
+
+
+def test_deploy_stops_at_the_first_failure_and_says_what_to_fix(fresh_db: str, tmp_path: Path) -> None:
+    deploy(demo=False, log_path=tmp_path / "first.log", out=io.StringIO())
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("ALTER TABLE healthcare.medications NO FORCE ROW LEVEL SECURITY")
+    out = io.StringIO()
+    with pytest.raises(DeployError):
+        deploy(demo=False, log_path=tmp_path / "second.log", out=out)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert lines[-1].startswith("[ 5] row-level security: FAILED")
+    assert "healthcare.medications" in lines[-1]
+    assert "deployment finished" not in (tmp_path / "second.log").read_text()
