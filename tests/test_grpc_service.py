@@ -1463,3 +1463,25 @@ def test_updating_a_record_of_another_patient_or_tenant_is_not_found(svc: Servic
     other_patient = put(f"{SPOUSE}-med-1")  # exists, same tenant, another patient
     unknown = put("med-that-does-not-exist")
     assert other_tenant == other_patient == unknown
+
+
+def test_metrics_count_evaluations_alerts_and_codes(svc: Service, stub: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    evaluations = sample("praneya_evaluation_seconds_count")
+    high = sample("praneya_alerts_total", severity="HIGH")
+    not_found = sample("praneya_rpcs_total", method="EvaluateSafety", code="NOT_FOUND")
+    resp = evaluate(stub, svc, PARENT, ADVISOR)
+    fail(
+        stub.EvaluateSafety,
+        pb.EvaluateSafetyRequest(patient_id="nobody"),
+        grpc.StatusCode.NOT_FOUND,
+        metadata=svc.md(ADVISOR),
+    )
+    assert sample("praneya_evaluation_seconds_count") == evaluations + 1
+    highs = sum(1 for a in resp.alerts if a.severity == pb.HIGH)
+    assert sample("praneya_alerts_total", severity="HIGH") == high + highs
+    assert sample("praneya_rpcs_total", method="EvaluateSafety", code="NOT_FOUND") == not_found + 1
