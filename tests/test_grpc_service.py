@@ -1485,3 +1485,22 @@ def test_metrics_count_evaluations_alerts_and_codes(svc: Service, stub: Any) -> 
     highs = sum(1 for a in resp.alerts if a.severity == pb.HIGH)
     assert sample("praneya_alerts_total", severity="HIGH") == high + highs
     assert sample("praneya_rpcs_total", method="EvaluateSafety", code="NOT_FOUND") == not_found + 1
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(grpc_env: dict[str, str], svc: Service) -> None:
+    folder = Path(grpc_env["DEV_FOLDER"])
+    env = dict(grpc_env, PRANEYA_TLS_CLIENT_CA_FILE=str(folder / "ca.pem"), PRANEYA_TLS_REQUIRE_CLIENT_CERT="1")
+    with running_server(env, svc.ca) as mtls:
+        check = health_pb2.HealthCheckRequest(service="")
+        with mtls.channel() as anonymous:  # server-verified TLS, but no client certificate
+            with pytest.raises(grpc.RpcError) as refused:
+                health_pb2_grpc.HealthStub(anonymous).Check(check, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=svc.ca,
+            private_key=(folder / "client-key.pem").read_bytes(),
+            certificate_chain=(folder / "client.pem").read_bytes(),
+        )
+        with grpc.secure_channel(mtls.address, creds) as identified:
+            status = health_pb2_grpc.HealthStub(identified).Check(check, timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
