@@ -139,9 +139,9 @@ def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
 _EVIDENCE = {"UNKNOWN": pb.EVIDENCE_UNKNOWN}
 
 
-def _alert_pb(alert: Alert) -> pb.Alert:
+def _alert_pb(alert: Alert, aid: str) -> pb.Alert:
     return pb.Alert(
-        alert_id=alert_id(alert),
+        alert_id=aid,
         kind=pb.AlertKind.Value(alert.kind.value),
         severity=pb.Severity.Value(alert.severity.name),
         summary=alert.summary,
@@ -408,9 +408,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 snapshot = record.to_snapshot()
                 result = evaluate(snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge)
                 evaluated_at = datetime.now(UTC)
-                counts = {s.name: 0 for s in Severity}
-                for a in result.alerts:
-                    counts[a.severity.name] += 1
+                alert_ids = [alert_id(a) for a in result.alerts]  # once: audit row and response share them
                 via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
                 service_repo.write_audit(
                     conn,
@@ -430,7 +428,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     + ([] if result.complete else ["INCOMPLETE"]),
                     details=_evaluation_details(
                         result,
-                        counts,
+                        alert_ids,
                         meta,
                         started,
                         len(proposed),
@@ -443,7 +441,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             metrics.observe_evaluation(time.perf_counter() - started, result)
             response = pb.EvaluateSafetyResponse(
                 evaluation_id=evaluation_id,
-                alerts=[_alert_pb(a) for a in result.alerts],
+                alerts=[_alert_pb(a, aid) for a, aid in zip(result.alerts, alert_ids, strict=True)],
                 complete=result.complete,
                 incomplete_rules=[
                     pb.RuleIssue(
@@ -889,7 +887,7 @@ def _required(field: str, value: str) -> str:
 
 def _evaluation_details(
     result: EvaluationResult,
-    counts: dict[str, int],
+    alert_ids: list[str],
     meta: RequestMeta,
     started: float,
     proposed: int,
@@ -900,15 +898,13 @@ def _evaluation_details(
     # Ids, codes and counts only: no drug names, no allergens, no free text. Rule ids are authored names
     # ("ddi-warfarin-nsaid", "allergy-food-peanut"): next to a patient id they disclose the patient's
     # medications and allergies, so which rules fired is sealed with the tenant's data key.
+    counts = {s.name: 0 for s in Severity}
+    for a in result.alerts:
+        counts[a.severity.name] += 1
     rules = {
         "alerts": [
-            {
-                "alert_id": alert_id(a),
-                "rule_id": a.rule_id,
-                "rule_version": a.rule_version,
-                "severity": a.severity.name,
-            }
-            for a in result.alerts
+            {"alert_id": aid, "rule_id": a.rule_id, "rule_version": a.rule_version, "severity": a.severity.name}
+            for a, aid in zip(result.alerts, alert_ids, strict=True)
         ],
         "shadow_alerts": [{"rule_id": a.rule_id, "severity": a.severity.name} for a in result.shadow_alerts],
         "incomplete_rules": [
@@ -921,7 +917,7 @@ def _evaluation_details(
         "knowledge_version": result.knowledge_version,
         "complete": result.complete,
         "alert_counts": counts,
-        "alert_ids": [alert_id(a) for a in result.alerts],
+        "alert_ids": alert_ids,
         "incomplete_rule_count": len(result.rule_errors),
         "shadow_alert_count": len(result.shadow_alerts),
         service_repo.SEALED_RULES: seal(json.dumps(rules, sort_keys=True, separators=(",", ":"))),
