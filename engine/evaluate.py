@@ -12,7 +12,7 @@ from typing import Literal
 
 from engine.facts import AllergyItem, Facts, FoodItem, MedicationItem, build_facts
 from engine.knowledge import EntityKey, InteractionPair, Knowledge
-from engine.logic import ConditionStatus, evaluate_condition
+from engine.logic import evaluate_condition
 from engine.model import (
     Alert,
     AlertKind,
@@ -232,13 +232,6 @@ class RuleOutcome:
     error: RuleError | None = None
 
 
-_STATUS_NAMES = {status: status.value for status in ConditionStatus}
-
-
-def _status_name(status: ConditionStatus) -> str:
-    return _STATUS_NAMES[status]
-
-
 def _rule_alert(compiled: CompiledRule, facts: Facts) -> Alert:
     rule = compiled.rule
     ids = facts.involved_ids(rule.applies_to, allergies=rule.kind in _ALLERGY_KINDS)
@@ -274,7 +267,7 @@ def run_rules(facts: Facts, ruleset: RuleSet) -> list[RuleOutcome]:
             continue
         try:
             outcome = evaluate_condition(compiled.logic, facts.data)
-            status = _status_name(outcome.status)
+            status = outcome.status.value
         except Exception as exc:  # noqa: BLE001 - reported as a RuleError and complete=false, never dropped
             # The class only: messages can quote patient values (PHI) and travel to logs and audit.
             error = RuleError(rule.id, rule.version, f"error: {type(exc).__name__}")

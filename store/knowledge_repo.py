@@ -8,7 +8,6 @@ them and rebuilds when their fingerprint changes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -558,11 +557,3 @@ def load_rules(conn: Connection, tenant_id: str | None) -> RuleSet:
         chosen[row.rule_key] = row.definition  # the tenant row comes last and wins
     rules = [Rule.from_dict(doc) for doc in chosen.values()]
     return RuleSet.build(rules, version=rules_fingerprint(conn, tenant_id))
-
-
-def csv_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_text(data: bytes) -> io.StringIO:
-    return io.StringIO(data.decode("utf-8-sig"))
