@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 from psycopg import sql
@@ -21,15 +22,13 @@ from psycopg import sql
 from store.config import PROJECT_ROOT, sqlalchemy_url
 
 LOCAL = PROJECT_ROOT / ".local"
-PGDATA = LOCAL / "pgdata"
-PGSOCK = LOCAL / "pgsock"
 LOCAL_PORT = int(os.environ.get("PRANEYA_LOCAL_PG_PORT", "54329"))
 DB_NAME = os.environ.get("PRANEYA_DB_NAME", "praneya")
 URL_FILE = LOCAL / "database_url"
 SYSTEM_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     print(f"praneya: {message}", file=sys.stderr)
     raise SystemExit(1)
 
@@ -68,84 +67,120 @@ def _server_bindir() -> Path | None:
     return None
 
 
-def _as_cluster_user(cmd: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return cmd
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        _fail(
-            "running as root and there is no 'postgres' system user to run a local cluster; "
-            "create one (useradd -r postgres) or set DATABASE_URL"
-        )
-    return ["runuser", "-u", "postgres", "--", *cmd]
+class ClusterError(RuntimeError):
+    """A local cluster cannot be run here; the message says what to install or create."""
 
 
-def _local_cluster_url() -> str:
-    return f"postgresql://postgres@127.0.0.1:{LOCAL_PORT}/postgres"
+class LocalCluster:
+    """A PostgreSQL cluster in a folder of the project, trust auth on 127.0.0.1.
 
+    `initdb` refuses to run as root, so as root the cluster runs as the `postgres` system user, which
+    must be able to reach the folder (the parents get traverse permission, nothing more).
+    """
 
-def _start_local_cluster() -> str:
-    bindir = _server_bindir()
-    if bindir is None:
-        _fail(
-            "no PostgreSQL server found: nothing answers on 127.0.0.1:5432, DATABASE_URL is not set, "
-            "and no server binaries (initdb, pg_ctl) are installed. Install PostgreSQL 15 "
-            "(Debian/Ubuntu: apt-get install postgresql-15; macOS: brew install postgresql@15) "
-            "or set DATABASE_URL to a server you may create roles on."
-        )
-    assert bindir is not None
-    LOCAL.mkdir(exist_ok=True)
-    PGSOCK.mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        # The cluster user must be able to reach and own its folders.
-        pw = pwd.getpwnam("postgres")
-        for p in (LOCAL, PGSOCK):
-            os.chown(p, pw.pw_uid, pw.pw_gid)
-        path = PROJECT_ROOT
-        while path != path.parent:
-            # Traverse (x) only, for group and others: the cluster user must reach .local/.
-            os.chmod(path, os.stat(path).st_mode | 0o011)  # noqa: S103
-            path = path.parent
-    if not (PGDATA / "PG_VERSION").exists():
+    def __init__(self, root: Path, port: int) -> None:
+        bindir = _server_bindir()
+        if bindir is None:
+            raise ClusterError(
+                "no PostgreSQL server binaries (initdb, pg_ctl) are installed. Install PostgreSQL 15 "
+                "(Debian/Ubuntu: apt-get install postgresql-15; macOS: brew install postgresql@15) "
+                "or set DATABASE_URL to a server you may create roles on."
+            )
+        self.bindir = bindir
+        self.root = root
+        self.data = root / "pgdata"
+        self.sock = root / "pgsock"
+        self.log = root / "postgres.log"
+        self.port = port
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self, cmd: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return cmd
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise ClusterError(
+                "running as root and there is no 'postgres' system user to run a local cluster; "
+                "create one (useradd -r postgres) or set DATABASE_URL"
+            ) from None
+        return ["runuser", "-u", "postgres", "--", *cmd]
+
+    def _prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sock.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            for p in (self.root, self.sock):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+            path = self.root.parent
+            while path != path.parent:
+                # Traverse (x) only, for group and others: the cluster user must reach its folder.
+                os.chmod(path, os.stat(path).st_mode | 0o011)  # noqa: S103
+                path = path.parent
+        if not (self.data / "PG_VERSION").exists():
+            subprocess.run(
+                self._as_owner(
+                    [
+                        str(self.bindir / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--no-instructions",
+                    ]
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    def _ctl(self, action: str, *, check: bool = True) -> None:
+        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c max_connections=200"
         subprocess.run(
-            _as_cluster_user(
+            self._as_owner(
                 [
-                    str(bindir / "initdb"),
+                    str(self.bindir / "pg_ctl"),
                     "-D",
-                    str(PGDATA),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    url = _local_cluster_url()
-    if not _reachable(url):
-        opts = f"-p {LOCAL_PORT} -k {PGSOCK} -c listen_addresses=127.0.0.1"
-        subprocess.run(
-            _as_cluster_user(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(PGDATA),
+                    str(self.data),
                     "-l",
-                    str(LOCAL / "postgres.log"),
+                    str(self.log),
                     "-o",
                     opts,
+                    "-m",
+                    "fast",
                     "-w",
-                    "start",
+                    action,
                 ]
             ),
-            check=True,
+            check=check,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    return url
+
+    def start(self) -> str:
+        """Creates the cluster if needed and starts it if it does not answer; returns its URL."""
+        self._prepare()
+        if not _reachable(self.url()):
+            self._ctl("start")
+        return self.url()
+
+    def stop(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            self._ctl("stop", check=False)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _project_cluster() -> LocalCluster:
+    return LocalCluster(LOCAL, LOCAL_PORT)
 
 
 def up() -> str:
@@ -155,7 +190,13 @@ def up() -> str:
         if not _reachable(sqlalchemy_url(server).set(database="postgres").render_as_string(False)):
             _fail("DATABASE_URL is set but the server does not answer; check host, port and credentials")
         return _ensure_database(server, name)
-    server = SYSTEM_SERVER if _reachable(SYSTEM_SERVER) else _start_local_cluster()
+    if _reachable(SYSTEM_SERVER):
+        server = SYSTEM_SERVER
+    else:
+        try:
+            server = _project_cluster().start()
+        except ClusterError as exc:
+            _fail(f"nothing answers on 127.0.0.1:5432, DATABASE_URL is not set, and {exc}")
     url = _ensure_database(server, DB_NAME)
     LOCAL.mkdir(exist_ok=True)
     URL_FILE.write_text(url + "\n")
@@ -163,11 +204,12 @@ def up() -> str:
 
 
 def down() -> None:
-    bindir = _server_bindir()
-    if (PGDATA / "PG_VERSION").exists() and bindir is not None:
-        subprocess.run(
-            _as_cluster_user([str(bindir / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "stop"]), check=False
-        )
+    try:
+        cluster = _project_cluster()
+    except ClusterError:
+        cluster = None
+    if cluster is not None and (cluster.data / "PG_VERSION").exists():
+        cluster.stop()
         print("praneya: local cluster stopped")
     else:
         print("praneya: no project-local cluster; a shared server is left running")

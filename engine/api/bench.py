@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import grpc
 from sqlalchemy import Engine, create_engine, text
 
 from engine.api.auth import mint_token
-from engine.api.dev import ensure_dev_keys
+from engine.api.dev import ensure_dev_keys, free_port
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
 __all__ = ["run_bench"]
@@ -62,12 +61,6 @@ class Scale:
             curve_calls=50,
             engine_iterations=300,
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -499,7 +492,7 @@ def run_bench(
         "PRANEYA_BENCH": "1",
         "PRANEYA_ENGINE_REFRESH_SECONDS": "1",
         "PRANEYA_WORKERS": os.environ.get("PRANEYA_WORKERS", "2"),
-        "PORT": str(_free_port()),
+        "PORT": str(free_port()),
     }
     os.environ.update({k: env[k] for k in ("PRANEYA_MASTER_KEY_FILE", "PRANEYA_APP_DATABASE_URL", "DATABASE_URL")})
     admin = create_engine(sqlalchemy_url(db_url))
@@ -543,7 +536,7 @@ def run_bench(
                 "evaluate": throughput(client.evaluate(mid), c, scale.seconds_throughput),
             }
         log("cold path: a second server with the verified-snapshot cache off ...")
-        cold_env = {**env, "PORT": str(_free_port()), "PRANEYA_SNAPSHOT_CACHE_SIZE": "0"}
+        cold_env = {**env, "PORT": str(free_port()), "PRANEYA_SNAPSHOT_CACHE_SIZE": "0"}
         cold_proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "praneya"), "serve"],
             env=cold_env,

@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,21 @@ from store.config import PROJECT_ROOT
 from store.crypto import generate_master_key_file
 from store.signing import generate_signing_key
 
-__all__ = ["DEV", "dev_environment", "ensure_dev_keys", "token_for"]
+__all__ = ["DEV", "dev_environment", "ensure_dev_keys", "free_port", "token_for"]
 
 DEV = PROJECT_ROOT / ".local" / "dev"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
@@ -61,18 +67,12 @@ def _cert(
     )
     if server:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     elif not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -109,15 +109,11 @@ def ensure_dev_keys(folder: Path = DEV) -> dict[str, Path]:
         paths["ca.pem"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         _write_key(paths["server-key.pem"], server_key)
         paths["server.pem"].write_bytes(
-            _cert("localhost", server_key, ca_key, ca.subject, server=True).public_bytes(
-                serialization.Encoding.PEM
-            )
+            _cert("localhost", server_key, ca_key, ca.subject, server=True).public_bytes(serialization.Encoding.PEM)
         )
         _write_key(paths["client-key.pem"], client_key)
         paths["client.pem"].write_bytes(
-            _cert("praneya dev client", client_key, ca_key, ca.subject).public_bytes(
-                serialization.Encoding.PEM
-            )
+            _cert("praneya dev client", client_key, ca_key, ca.subject).public_bytes(serialization.Encoding.PEM)
         )
     return paths
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,8 +27,9 @@ import grpc
 from sqlalchemy import create_engine, text
 
 from engine.api.auth import mint_token
-from engine.api.dev import ensure_dev_keys
+from engine.api.dev import ensure_dev_keys, free_port
 from store.config import PROJECT_ROOT, app_database_url
+from store.provision import LocalCluster
 
 __all__ = ["SoakReport", "run_soak"]
 
@@ -63,102 +62,6 @@ class SoakReport:
     @property
     def passed(self) -> bool:
         return not self.problems
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnCluster:
-    """A throw-away PostgreSQL cluster under .local/soak-pg (as the postgres user when run as root)."""
-
-    def __init__(self, root: Path, port: int) -> None:
-        from store.provision import _server_bindir
-
-        bindir = _server_bindir()
-        if bindir is None:
-            raise RuntimeError("the soak test needs PostgreSQL server binaries (initdb, pg_ctl)")
-        self.bindir = bindir
-        self.root = root
-        self.data = root / "data"
-        self.sock = root / "sock"
-        self.port = port
-
-    def _as_owner(self, cmd: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-    def start(self) -> None:
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True)
-        self.sock.mkdir()
-        if os.geteuid() == 0:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-            for p in (self.root, self.sock):
-                os.chown(p, pw.pw_uid, pw.pw_gid)
-            path = self.root
-            while path != path.parent:
-                os.chmod(path, os.stat(path).st_mode | 0o011)  # noqa: S103 - traverse only
-                path = path.parent
-        subprocess.run(
-            self._as_owner(
-                [
-                    str(self.bindir / "initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._ctl("start")
-
-    def _ctl(self, action: str) -> None:
-        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        subprocess.run(
-            self._as_owner(
-                [
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.root / "log"),
-                    "-o",
-                    opts,
-                    "-m",
-                    "fast",
-                    "-w",
-                    action,
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self._ctl("stop")
-
-    def url(self, db: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
-
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _load(
@@ -215,8 +118,9 @@ def run_soak(
     from engine.cli import main as praneya
     from store import migrate
 
-    root = PROJECT_ROOT / ".local" / "soak-pg"
-    cluster = OwnCluster(root, _free_port())
+    # A cluster of its own: it is restarted under load, which a shared server must never be.
+    cluster = LocalCluster(PROJECT_ROOT / ".local" / "soak-pg", free_port())
+    cluster.remove()  # whatever an interrupted run left
     cluster.start()
     problems: list[str] = []
     phases: list[Phase] = []
@@ -242,7 +146,7 @@ def run_soak(
             "PRANEYA_WORKERS": "2",
             "PRANEYA_DB_POOL_SIZE": "8",
             "PRANEYA_DB_POOL_TIMEOUT_MS": "500",
-            "PORT": str(_free_port()),
+            "PORT": str(free_port()),
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
@@ -305,7 +209,7 @@ def run_soak(
             time.sleep(1.0)
             cluster.stop()
             time.sleep(2.0)
-            cluster._ctl("start")
+            cluster.start()
             back = time.perf_counter()
             seconds, evaluation_id = _first_success_after(target, ca, tokens, back)
             recovery.append(seconds)
@@ -398,7 +302,7 @@ def run_soak(
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        cluster.destroy()
+        cluster.remove()
 
 
 def _wait_serving(target: str, ca: bytes, timeout: float = 60.0) -> None:
