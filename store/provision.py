@@ -33,13 +33,31 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
+    """A URL psycopg and libpq accept (no SQLAlchemy driver suffix)."""
     return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _maintenance_url(server_url: str) -> str:
+    return libpq_url(sqlalchemy_url(server_url).set(database="postgres").render_as_string(hide_password=False))
+
+
+def recreate_database(server_url: str, name: str) -> str:
+    """Drops (disconnecting its sessions) and creates database `name` on the server; returns its URL."""
+    with psycopg.connect(_maintenance_url(server_url), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return libpq_url(sqlalchemy_url(server_url).set(database=name).render_as_string(hide_password=False))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(_maintenance_url(server_url), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _reachable(url: str) -> bool:
     try:
-        with psycopg.connect(_libpq(url), connect_timeout=3):
+        with psycopg.connect(libpq_url(url), connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -47,7 +65,7 @@ def _reachable(url: str) -> bool:
 
 def _ensure_database(server_url: str, name: str) -> str:
     url = sqlalchemy_url(server_url)
-    with psycopg.connect(_libpq(url.set(database="postgres").render_as_string(False)), autocommit=True) as c:
+    with psycopg.connect(libpq_url(url.set(database="postgres").render_as_string(False)), autocommit=True) as c:
         if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)

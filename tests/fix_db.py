@@ -16,45 +16,29 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from store.config import app_database_url, sqlalchemy_url
+from store import migrate as store_migrate
+from store import provision
+from store.config import app_database_url
 
-
-def _libpq(url: str) -> str:
-    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+# Shared with the rest of the suite under the names tests import.
+_libpq = provision.libpq_url
+create_database = provision.recreate_database
 
 
 def _server_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    from store import provision
-
     return provision.up()
 
 
 def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from store.config import PROJECT_ROOT
-
-    cfg = Config(toml_file=str(PROJECT_ROOT / "pyproject.toml"))
-    cfg.attributes["database_url"] = sqlalchemy_url(url).render_as_string(hide_password=False)
     if down:
-        command.downgrade(cfg, revision)
+        store_migrate.downgrade(revision, database_url=url)
     else:
-        command.upgrade(cfg, revision)
-
-
-def create_database(server_url: str, name: str) -> str:
-    base = sqlalchemy_url(server_url)
-    with psycopg.connect(_libpq(base.set(database="postgres").render_as_string(False)), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+        store_migrate.upgrade(revision, database_url=url)
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +56,7 @@ def database_url(server_url: str, db_worker: str) -> Iterator[str]:
     url = create_database(server_url, name)
     migrate(url)
     yield url
-    base = sqlalchemy_url(server_url)
-    with psycopg.connect(_libpq(base.set(database="postgres").render_as_string(False)), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    provision.drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")

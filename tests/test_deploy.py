@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from engine.api.deploy import DeployError, deploy
+from store.provision import drop_database
 from tests.fix_db import create_database
 
 pytestmark = [pytest.mark.db]
@@ -24,8 +25,7 @@ def fresh_db(server_url: str, monkeypatch: pytest.MonkeyPatch, master_key_file: 
     monkeypatch.setenv("PRANEYA_MASTER_KEY_FILE", str(master_key_file))
     monkeypatch.delenv("PRANEYA_APP_DATABASE_URL", raising=False)
     yield url
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(server_url, name)
 
 
 def test_deploy_runs_every_step_in_order_and_logs_them(fresh_db: str, tmp_path: Path) -> None:

@@ -72,17 +72,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _prepare_database(server_url: str, name: str) -> str:
-    import psycopg
-    from psycopg import sql
-
-    base = sqlalchemy_url(server_url)
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
     from store import migrate
+    from store.provision import recreate_database
 
+    url = recreate_database(server_url, name)
     migrate.upgrade(database_url=url)
     return url
 
