@@ -7,7 +7,6 @@ key; SQL never sees a key (so neither do its logs nor pg_stat_statements).
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -179,13 +178,10 @@ def rotate_master_key(conn: Connection, old: KeyProvider, new: KeyProvider) -> i
 
 @dataclass
 class ReencryptProgress:
+    """How far a re-encryption has come; drawing it is the caller's business."""
+
     done: int = 0
     total: int = 0
-
-    def render(self, stream: object = sys.stderr, width: int = 30) -> None:
-        filled = width if self.total == 0 else int(width * self.done / self.total)
-        line = f"\rre-encrypting [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-        print(line, end="", file=stream, flush=True)  # type: ignore[call-overload]
 
 
 def _stale_filter(columns: tuple[str, ...]) -> str:

@@ -130,7 +130,7 @@ def _keys_reencrypt(args: argparse.Namespace) -> int:
     from store.keys import ReencryptProgress, reencrypt_tenant
 
     def show(p: ReencryptProgress) -> None:
-        p.render(sys.stderr)
+        _progress_bar("re-encrypting", p.done, p.total)
 
     with _wiring() as w:
         n = reencrypt_tenant(w.admin, w.provider, args.tenant, batch_size=args.batch_size, on_progress=show)
@@ -318,15 +318,13 @@ def _admin_engine() -> Iterator[Any]:
         engine.dispose()
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
+def _progress_bar(label: str, done: int, total: int, width: int = 30) -> None:
     filled = width if total == 0 else int(width * done / total)
-    print(
-        f"\rimporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def _progress(done: int, total: int) -> None:
+    _progress_bar("importing", done, total)
 
 
 def _knowledge_import(args: argparse.Namespace) -> int:
