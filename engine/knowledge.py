@@ -27,8 +27,10 @@ __all__ = [
     "AllergenRecord",
     "ConditionRecord",
     "CrossReactivity",
+    "CONCEPT_COLUMNS",
     "CsvImportError",
     "DrugClassRecord",
+    "DrugConcept",
     "FoodRecord",
     "IngredientRecord",
     "InteractionKnowledge",
@@ -45,6 +47,7 @@ __all__ = [
     "evidence_from_source",
     "load_knowledge_files",
     "pair_id",
+    "parse_concepts_tsv",
     "parse_interactions_csv",
     "severity_from_source",
 ]
@@ -77,6 +80,69 @@ class DrugClassRecord:
 class AliasRecord:
     alias: str  # a brand, synonym or combination product
     ingredients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DrugConcept:
+    """One coded drug concept: an RxNorm concept (IN, PIN, MIN, BN, SCD, SBD, GPCK, BPCK...) or an NDC.
+
+    `ingredients` are the RXCUIs of the RxNorm ingredients (TTY IN) the concept contains: an IN
+    lists itself, a PIN its ingredient, a brand or product every ingredient. An NDC names the
+    product it packages in `product` and repeats that product's ingredients.
+    """
+
+    system: str  # "rxnorm" | "ndc"
+    code: str
+    tty: str
+    name: str
+    ingredients: tuple[str, ...]
+    product: str | None = None
+    strength: str | None = None
+    dose_form: str | None = None
+    unii: str | None = None
+    active: bool = True  # False: retired from its source (kept for history, still resolvable)
+    source: str = ""
+
+
+CONCEPT_COLUMNS = (
+    "system", "code", "tty", "name", "ingredients", "product", "strength", "dose_form", "unii", "active", "source",
+)
+
+
+def parse_concepts_tsv(text: str, *, where: str = "concepts") -> list[DrugConcept]:
+    """Reads the shipped concept table (rules/knowledge/rxnorm*.tsv): a header row with
+    CONCEPT_COLUMNS, then one concept a line, tab-separated; `ingredients` comma-separated."""
+    lines = text.splitlines()
+    if not lines or tuple(lines[0].split("\t")) != CONCEPT_COLUMNS:
+        raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONCEPT_COLUMNS)}")
+    concepts: list[DrugConcept] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(CONCEPT_COLUMNS):
+            raise KnowledgeFileError(f"{where}:{number}: {len(cells)} columns, expected {len(CONCEPT_COLUMNS)}")
+        system, code, tty, name, ingredients, product, strength, dose_form, unii, active, source = cells
+        if system not in ("rxnorm", "ndc") or not code or not tty or not name:
+            raise KnowledgeFileError(f"{where}:{number}: system, code, tty and name are required")
+        if active not in ("1", "0"):
+            raise KnowledgeFileError(f"{where}:{number}: active must be 1 or 0")
+        concepts.append(
+            DrugConcept(
+                system=system,
+                code=code,
+                tty=tty,
+                name=name,
+                ingredients=tuple(i for i in ingredients.split(",") if i),
+                product=product or None,
+                strength=strength or None,
+                dose_form=dose_form or None,
+                unii=unii or None,
+                active=active == "1",
+                source=source,
+            )
+        )
+    return concepts
 
 
 @dataclass(frozen=True, slots=True)
