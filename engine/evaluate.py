@@ -22,6 +22,7 @@ from engine.model import (
     PatientSnapshot,
     RuleError,
     Severity,
+    UnresolvedItem,
 )
 from engine.rules import SUMMARY_MAX, CompiledRule, RuleSet, tier_allows
 
@@ -348,26 +349,35 @@ def rank_alerts(alerts: Iterable[Alert]) -> list[Alert]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _unrecognised_alerts(facts: Facts) -> list[Alert]:
+_UNRESOLVED_SUMMARY = {
+    "unrecognised": "not in the drug vocabulary; not screened",
+    "ambiguous": "matches more than one drug; not screened until it is named exactly",
+    "partial": "only partly recognised; the rest was not screened",
+    "mismatch": "its code and its name are different drugs; screened by the code",
+}
+
+
+def _unresolved_alerts(unresolved: Iterable[UnresolvedItem]) -> list[Alert]:
     alerts = []
-    for med in facts.medications:
-        if med.drug.recognised:
+    for item in unresolved:
+        if item.kind != "medication":
             continue
+        hint = f" Did you mean {', '.join(item.suggestions)}?" if item.suggestions else ""
         alerts.append(
             Alert(
                 kind=AlertKind.OTHER,
                 severity=Severity.INFO,
-                summary=_summary(f"{med.fact.name}: not in the drug vocabulary; screened by name only"),
+                summary=_summary(f"{item.text}: {_UNRESOLVED_SUMMARY.get(item.reason, item.reason)}"),
                 detail=(
-                    "The medication could not be matched to an ingredient, so class-based interactions, "
-                    "allergies and rules could not be checked for it."
+                    "The medication could not be matched to its ingredients, so interactions, allergies and "
+                    "rules could not be fully checked for it; the evaluation is incomplete." + hint
                 ),
-                recommendation="Record the generic name so the medication can be screened.",
+                recommendation="Record the medication by its RxNorm code, or by its exact generic name.",
                 evidence=EvidenceLevel.UNKNOWN,
-                involved_ids=(med.fact.id,),
+                involved_ids=(item.item_id,),
                 rule_id="kb:vocabulary",
                 rule_version=0,
-                finding_key=f"{AlertKind.OTHER.value}:unrecognised:{med.fact.id}",
+                finding_key=f"{AlertKind.OTHER.value}:unrecognised:{item.item_id}",
             )
         )
     return alerts
@@ -384,7 +394,8 @@ def evaluate(
     facts = facts if facts is not None else build_facts(snapshot, request, knowledge)
     found: list[Alert] = interaction_alerts(facts, knowledge)
     found.extend(m.alert() for m in allergy_matches(facts))
-    found.extend(_unrecognised_alerts(facts))
+    unresolved = facts.unresolved()
+    found.extend(_unresolved_alerts(unresolved))
 
     errors: list[RuleError] = []
     shadow: list[Alert] = []
@@ -409,11 +420,13 @@ def evaluate(
         extra["shadow_rule_errors"] = "; ".join(shadow_errors)
     return EvaluationResult(
         alerts=tuple(rank_alerts(merge_alerts(found))),
-        complete=not errors,
+        complete=not errors and not unresolved,
         rule_errors=tuple(sorted(errors, key=lambda e: (e.rule_id, e.reason))),
+        unresolved=unresolved,
         shadow_alerts=tuple(rank_alerts(shadow)),
         ruleset_version=ruleset.version,
         knowledge_version=knowledge.version,
+        vocabulary_version=knowledge.vocabulary.version,
         rules_evaluated=sum(1 for o in outcomes if o.status != "TIER"),
         extra=extra,
     )

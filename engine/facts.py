@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.knowledge import (
@@ -19,7 +19,7 @@ from engine.knowledge import (
     NormalizedFood,
     clean_name,
 )
-from engine.model import AllergyFact, EvaluationRequest, MedicationFact, PatientSnapshot
+from engine.model import AllergyFact, EvaluationRequest, MedicationFact, PatientSnapshot, UnresolvedItem
 from engine.rules import AppliesTo
 
 __all__ = [
@@ -141,6 +141,41 @@ class Facts:
     def unrecognised_medication_ids(self) -> tuple[str, ...]:
         return tuple(m.fact.id for m in self.medications if not m.drug.recognised)
 
+    def unresolved(self) -> tuple[UnresolvedItem, ...]:
+        """Every medication and screenable allergen that did not resolve to ingredients. Allergens
+        recorded as environmental, insect or latex are not screened against drugs or foods, so an
+        unknown one leaves nothing unscreened."""
+        items = [
+            UnresolvedItem(
+                item_id=m.fact.id,
+                kind="medication",
+                text=m.fact.name or (str(m.fact.coding) if m.fact.coding else ""),
+                reason=m.drug.status,
+                parts=m.drug.unrecognised,
+                suggestions=m.drug.suggestions,
+                notes=m.drug.notes,
+            )
+            for m in self.medications
+            if not m.drug.recognised
+        ]
+        items.extend(
+            UnresolvedItem(
+                item_id=a.fact.id,
+                kind="allergy",
+                text=a.fact.allergen or (str(a.fact.coding) if a.fact.coding else ""),
+                reason=a.allergen.status,
+                parts=(a.allergen.name,),
+                suggestions=a.allergen.suggestions,
+                notes=a.allergen.notes,
+            )
+            for a in self.allergies
+            if not a.allergen.recognised and a.allergen.category in _SCREENED_ALLERGEN_CATEGORIES
+        )
+        return tuple(items)
+
+
+_SCREENED_ALLERGEN_CATEGORIES = (None, "DRUG", "FOOD", "OTHER")
+
 
 def _sorted(values: Iterable[str]) -> list[str]:
     return sorted(set(values))
@@ -154,8 +189,8 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
     for med in (*snapshot.medications, *request.proposed_medications):
         proposed = med.proposed or med in request.proposed_medications
         if proposed != med.proposed:
-            med = MedicationFact(med.id, med.name, med.dose, med.route, med.frequency, proposed=True)
-        drug = vocabulary.normalize_drug(med.name)
+            med = replace(med, proposed=True)
+        drug = vocabulary.normalize_drug(med.name, med.coding)
         dose_mg = parse_dose_mg(med.dose) if med.dose else parse_dose_mg(med.name)
         medications.append(MedicationItem(med, drug, dose_mg))
         for ingredient in drug.ingredients:
@@ -166,7 +201,7 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
     allergies: list[AllergyItem] = []
     allergy_ids: dict[tuple[str, str], set[str]] = defaultdict(set)
     for allergy in snapshot.allergies:
-        allergen = vocabulary.normalize_allergen(allergy.allergen, allergy.category)
+        allergen = vocabulary.normalize_allergen(allergy.allergen, allergy.category, allergy.coding)
         allergies.append(AllergyItem(allergy, allergen))
         # An allergy is "about" the drugs and foods it covers, so an allergy rule names it.
         for dimension, values in (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
+import gzip
 import hashlib
 import io
 import re
@@ -20,6 +22,16 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
+from engine.identity import (
+    FORM_WORDS,
+    RELEASE_MODIFIERS,
+    ROUTE_WORDS,
+    Coding,
+    ParsedDrug,
+    fold,
+    parse_drug_text,
+    strip_dose_text,
+)
 from engine.model import EvidenceLevel, Severity
 
 __all__ = [
@@ -278,14 +290,6 @@ def evidence_from_source(value: str) -> EvidenceLevel:
 _PARENS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _SPACES = re.compile(r"\s+")
 _STARTS_WITH_DIGIT = re.compile(r"^[\d.]")
-# Dosage forms and routes that trail a drug name in prescriptions ("sertraline tablet oral").
-_FORM_WORDS = frozenset(
-    """tablet tablets tab tabs capsule capsules cap caps oral po iv im sc subcut injection injectable
-    solution suspension syrup elixir cream ointment gel patch patches drops inhaler spray nasal topical
-    chewable dispersible film-coated coated extended-release delayed-release modified-release
-    orally-disintegrating odt ds forte daily bid tid qid qd prn once twice""".split()
-)
-_COMBINATION_SEPARATORS = re.compile(r"\s*/\s*|\s+\+\s+|\s*\+\s*|\s+and\s+|\s+with\s+|\s*&\s*|\s*,\s*")
 _ALLERGY_WORDS = re.compile(r"^(?:allergic to|allergy to)\s+|\s+(?:allergy|allergies|intolerance)$")
 _FOOD_QUANTITY_WORDS = frozenset(
     """cup cups tbsp tablespoon tablespoons tsp teaspoon teaspoons g kg mg oz ounce ounces lb lbs pound
@@ -311,8 +315,19 @@ def _singular(word: str) -> str | None:
 class NormalizedDrug:
     ingredients: tuple[str, ...]
     classes: tuple[str, ...]
-    recognised: bool
-    unrecognised: tuple[str, ...] = ()  # the cleaned parts that matched nothing in the vocabulary
+    recognised: bool  # status == "resolved": every ingredient known, nothing ambiguous
+    unrecognised: tuple[str, ...] = ()  # the parts that matched nothing (or several things)
+    status: str = "resolved"  # resolved | unrecognised | ambiguous | partial | mismatch
+    suggestions: tuple[str, ...] = ()  # "did you mean" names for unrecognised parts, never applied
+    route: str | None = None
+    dose_form: str | None = None
+    strength: str | None = None
+    code: str | None = None  # the concept it was identified by ("rxnorm:855288"), when coded
+    notes: tuple[str, ...] = ()  # what a caller should know: unknown code, code and text disagree
+
+    @property
+    def reason(self) -> str:
+        return self.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +347,9 @@ class NormalizedAllergen:
     food_groups: tuple[str, ...] = ()
     cross: tuple[CrossReactivity, ...] = ()
     recognised: bool = True
+    status: str = "resolved"  # resolved | unrecognised | ambiguous | partial
+    suggestions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,9 +371,13 @@ class Vocabulary:
         allergens: Iterable[AllergenRecord] = (),
         conditions: Iterable[ConditionRecord] = (),
         salt_words: Iterable[str] = (),
+        concepts: Iterable[DrugConcept] = (),
+        version: str = "",
     ) -> None:
+        self.version = version  # the vocabulary release an evaluation names (RxNorm release + curated digest)
         self.classes: dict[str, DrugClassRecord] = {c.id: c for c in classes}
         self.ingredients: dict[str, IngredientRecord] = {clean_name(i.name): i for i in ingredients}
+        self.curated_ingredients: tuple[IngredientRecord, ...] = tuple(self.ingredients.values())
         self.aliases: dict[str, tuple[str, ...]] = {
             clean_name(a.alias): tuple(clean_name(i) for i in a.ingredients) for a in aliases
         }
@@ -386,109 +408,270 @@ class Vocabulary:
         self._ingredient_classes: dict[str, tuple[str, ...]] = {
             name: tuple(sorted(set(rec.classes))) for name, rec in self.ingredients.items()
         }
-        self._drug_cache: dict[str, NormalizedDrug] = {}
+        self._drug_cache: dict[tuple[str, Coding | None], NormalizedDrug] = {}
+        self._build_drug_index(concepts)
 
     # -- drugs ---------------------------------------------------------------------------------
+
+    def _build_drug_index(self, concepts: Iterable[DrugConcept]) -> None:
+        """Every name a drug is known by (folded) -> the ingredient set it denotes. A name that two
+        sources give different ingredient sets is ambiguous: kept, and never resolved."""
+        self.concepts: dict[tuple[str, str], DrugConcept] = {}
+        self.ingredient_codes: dict[str, str] = {}  # ingredient name -> RXCUI
+        concept_list = list(concepts)
+        in_names: dict[str, str] = {}  # RXCUI of an IN -> our ingredient name
+        for c in concept_list:
+            if c.system == "rxnorm" and c.tty == "IN":
+                name = fold(c.name)
+                in_names[c.code] = name
+                if c.active or name not in self.ingredient_codes:
+                    self.ingredient_codes[name] = c.code
+                if name not in self.ingredients:
+                    self.ingredients[name] = IngredientRecord(name)
+                    self._ingredient_classes[name] = ()
+        self._in_names = in_names
+        names: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        for name in self.ingredients:
+            names[fold(name)].add((name,))
+        for alias, ingredients in self.aliases.items():
+            names[fold(alias)].add(tuple(sorted(ingredients)))
+        for c in concept_list:
+            self.concepts[(c.system, c.code)] = c
+            if c.system != "rxnorm" or not c.active:
+                continue
+            ingredients = self._concept_ingredients(c)
+            if ingredients is not None:
+                names[fold(c.name)].add(ingredients)
+        self._names: dict[str, tuple[str, ...] | None] = {
+            name: next(iter(sets)) if len(sets) == 1 else None for name, sets in names.items()
+        }
+        self.ambiguous_names: dict[str, tuple[tuple[str, ...], ...]] = {
+            name: tuple(sorted(sets)) for name, sets in names.items() if len(sets) > 1
+        }
+        # "Did you mean": ingredient and brand names, and aliases (not whole product strings).
+        suggestable = set(self.ingredients) | {fold(a) for a in self.aliases}
+        suggestable.update(fold(c.name) for c in concept_list if c.tty in ("IN", "BN", "PIN") and c.active)
+        by_length: dict[int, list[str]] = defaultdict(list)
+        for name in sorted(suggestable):
+            by_length[len(name)].append(name)
+        self._suggestable = by_length
+
+    def _concept_ingredients(self, concept: DrugConcept) -> tuple[str, ...] | None:
+        names = [self._in_names.get(code) for code in concept.ingredients]
+        if not names or any(n is None for n in names):
+            return None
+        return tuple(sorted({n for n in names if n is not None}))
 
     def classes_of(self, ingredient: str) -> tuple[str, ...]:
         return self._ingredient_classes.get(ingredient, ())
 
     def _lookup(self, text: str) -> tuple[str, ...] | None:
-        if text in self.ingredients:
-            return (text,)
-        if text in self.aliases:
-            return self.aliases[text]
-        return None
+        """A known name's ingredients (None when unknown or ambiguous)."""
+        return self._names.get(text)
+
+    def _known(self, text: str) -> bool:
+        return text in self._names
+
+    def _is_ingredient(self, text: str) -> bool:
+        return text in self.ingredients
 
     def _strip_salts(self, text: str) -> str:
         words = [w for w in text.split(" ") if w not in self.salt_words]
         # A name made only of salt words ("potassium") is itself the drug.
         return " ".join(words) if words else text
 
-    def _resolve(self, part: str) -> tuple[str, ...] | None:
-        found = self._lookup(part)
-        if found is None:
-            found = self._lookup(self._strip_salts(part))
-        return found
+    def _resolve_name(self, name: str) -> tuple[str, tuple[str, ...] | None, str | None]:
+        """One product or ingredient name -> (status, ingredients, route). Each step removes words
+        only when what remains is a known name; none guesses by prefix or by the longest match."""
+        name = name.strip(" -,")
+        if not name:
+            return "unrecognised", None, None
+        if self._known(name):
+            found = self._lookup(name)
+            return ("resolved", found, None) if found is not None else ("ambiguous", None, None)
+        words = [w for w in re.split(r"[\s,]+", name) if w]
+        route = None
+        # Trailing dose-form and route words ("warfarin sodium tablets, usp", "timolol ophthalmic").
+        while len(words) > 1 and words[-1] in FORM_WORDS:
+            if words[-1] in ROUTE_WORDS and route is None:
+                route = words[-1]
+            words.pop()
+            candidate = " ".join(words)
+            if self._known(candidate):
+                found = self._lookup(candidate)
+                return ("resolved", found, route) if found is not None else ("ambiguous", None, route)
+        # Release and strength modifiers that never change the ingredients ("Toprol XL", "Bactrim DS").
+        if len(words) > 1 and words[-1] in RELEASE_MODIFIERS:
+            candidate = " ".join(words[:-1])
+            if self._known(candidate):
+                found = self._lookup(candidate)
+                return ("resolved", found, route) if found is not None else ("ambiguous", None, route)
+        # Salts and esters, only to a known ingredient ("penicillin v potassium" -> "penicillin v"),
+        # never to what is left when only salt words remain ("sodium chloride" is its own ingredient).
+        stripped = [w for w in words if w not in self.salt_words]
+        if stripped and len(stripped) < len(words):
+            candidate = " ".join(stripped)
+            if self._is_ingredient(candidate):
+                found = self._lookup(candidate)
+                return ("resolved", found, route) if found is not None else ("ambiguous", None, route)
+        return "unrecognised", None, route
 
-    @staticmethod
-    def _strip_dose(text: str) -> str:
-        text = _PARENS.sub(" ", text)
-        words = clean_name(text).split(" ")
-        kept: list[str] = []
-        for i, word in enumerate(words):
-            # Dose text starts at the first number after the name: "sertraline 50 mg tablet".
-            if i > 0 and _STARTS_WITH_DIGIT.match(word):
-                break
-            if i > 0 and word in _FORM_WORDS:
+    def _split_resolved(self, name: str) -> tuple[str, ...] | None:
+        """`hydrocodone-acetaminophen`, `amoxicillin and clavulanate`, `a, b`: a combination only when
+        every piece is a known name on its own, since hyphens and "and" also occur inside names."""
+        for separator in (r"\s+and\s+", r"\s*,\s*", r"\s*-\s*"):
+            pieces = [p for p in re.split(separator, name) if p]
+            if len(pieces) < 2:
                 continue
-            kept.append(word)
-        return " ".join(kept).strip(" -/+,")
+            found: list[str] = []
+            for piece in pieces:
+                status, ingredients, _ = self._resolve_name(piece)
+                if status != "resolved" or ingredients is None:
+                    break
+                found.extend(ingredients)
+            else:
+                return tuple(found)
+        return None
 
-    def normalize_drug(self, name: str) -> NormalizedDrug:
-        cached = self._drug_cache.get(name)
+    def _known_leading_names(self, text: str) -> tuple[str, ...]:
+        """"Advil PM" -> ("advil",): a known name at the start, offered as a suggestion and never
+        applied ("Pfizerpen VK" is penicillin V, not the penicillin G that "Pfizerpen" is)."""
+        words = text.split(" ")
+        for cut in range(len(words) - 1, 0, -1):
+            if self._lookup(" ".join(words[:cut])) is not None:
+                return (" ".join(words[:cut]),)
+        return ()
+
+    def suggest(self, text: str, limit: int = 3) -> tuple[str, ...]:
+        """Close names for a misspelling ("warfrin" -> "warfarin"), offered, never applied."""
+        text = fold(text)
+        if len(text) < 4:
+            return ()
+        pool = [n for length in range(len(text) - 2, len(text) + 3) for n in self._suggestable.get(length, ())]
+        return tuple(difflib.get_close_matches(text, pool, n=limit, cutoff=0.8))
+
+    def normalize_drug(self, name: str, coding: Coding | None = None) -> NormalizedDrug:
+        key = (name, coding)
+        cached = self._drug_cache.get(key)
         if cached is not None:
             return cached
-        result = self._normalize_drug(name)
+        result = self._identify(name, coding)
         if len(self._drug_cache) < 50_000:  # bounded: names come from patients' records
-            self._drug_cache[name] = result
+            self._drug_cache[key] = result
         return result
 
+    def _identify(self, name: str, coding: Coding | None) -> NormalizedDrug:
+        by_text = self._normalize_drug(name) if fold(name) else None
+        if coding is None:
+            return by_text if by_text is not None else self._unrecognised(("",), ())
+        concept = self.concepts.get((coding.system, coding.code))
+        if concept is not None and concept.system == "ndc" and concept.product:
+            product = self.concepts.get(("rxnorm", concept.product))
+            concept = product if product is not None else concept
+        ingredients = self._concept_ingredients(concept) if concept is not None else None
+        if concept is None or ingredients is None:
+            note = f"unknown code {coding}" if concept is None else f"code {coding} has no known ingredients"
+            if by_text is None:
+                return replace(self._unrecognised((str(coding),), ()), notes=(note,))
+            return replace(by_text, notes=(*by_text.notes, f"{note}; identified by its text"))
+        notes: list[str] = []
+        if not concept.active:
+            notes.append(f"code {coding} is retired from RxNorm")
+        status = "resolved"
+        if by_text is not None and by_text.recognised and set(by_text.ingredients) != set(ingredients):
+            # The code wins, and the disagreement is reported: the text the clinician sees names
+            # other drugs than were screened, so the answer cannot be complete.
+            status = "mismatch"
+            notes.append(
+                f"code {coding} ({', '.join(ingredients)}) disagrees with the text ({', '.join(by_text.ingredients)});"
+                " the code was used"
+            )
+        drug = self._drug(ingredients, ())
+        return replace(
+            drug,
+            status=status,
+            recognised=status == "resolved",
+            unrecognised=(name,) if status == "mismatch" else (),
+            route=by_text.route if by_text is not None else None,
+            dose_form=concept.dose_form or (by_text.dose_form if by_text is not None else None),
+            strength=concept.strength,
+            code=f"{concept.system}:{concept.code}",
+            notes=tuple(notes),
+        )
+
+    def _unrecognised(self, parts: tuple[str, ...], suggestions: tuple[str, ...]) -> NormalizedDrug:
+        return NormalizedDrug(
+            (), (), recognised=False, unrecognised=parts, status="unrecognised", suggestions=suggestions
+        )
+
     def _normalize_drug(self, name: str) -> NormalizedDrug:
-        raw = clean_name(name)
-        if not raw:
-            return NormalizedDrug((), (), recognised=False, unrecognised=("",))
-        found = self._resolve(raw)
-        if found is not None:
-            return self._drug(found, ())
-        # A brand may carry a number ("D.H.E. 45 1 mg"): before cutting at the first number, try
-        # each later number as the start of the dose text, longest name first.
-        words = _PARENS.sub(" ", raw).split()
-        for cut in range(len(words) - 1, 1, -1):
-            if _STARTS_WITH_DIGIT.match(words[cut]):
-                head = [w for w in words[:cut] if w not in _FORM_WORDS]
-                found = self._resolve(" ".join(head))
-                if found is not None:
-                    return self._drug(found, ())
-        text = self._strip_dose(raw)
-        found = self._resolve(text)
-        if found is not None:
-            return self._drug(found, ())
-        # Each part cleaned as a name of its own ("/.0" leaves ".0", which is dose text, not a drug),
-        # so that normalising what comes out gives it back unchanged.
-        parts: list[str] = [
-            q for p in _COMBINATION_SEPARATORS.split(text) if (q := clean_name(self._strip_dose(clean_name(p))))
-        ]
+        parsed = parse_drug_text(name)
+        if not parsed.text:
+            return self._unrecognised(("",), ())
+        # The whole string first: an RxNorm display name, a brand with a number in it ("D.H.E. 45").
+        status, found, route = self._resolve_name(parsed.text)
+        if status != "unrecognised":
+            return self._result(name, parsed, [(parsed.text, status, found)], route or parsed.route)
+        parts: list[tuple[str, str, tuple[str, ...] | None]] = []
+        for component in parsed.components:
+            status, found, route = self._resolve_name(component)
+            if status == "unrecognised":
+                combined = self._split_resolved(component)
+                if combined is not None:
+                    status, found = "resolved", combined
+            parts.append((component, status, found))
+            parsed_route = route
+            if parsed_route and not parsed.route:
+                parsed = replace(parsed, route=parsed_route)
+        if parsed.brand and any(s != "resolved" for _, s, _ in parts):
+            # "... [Bactrim]": the brand names the same product; used only when the text itself did
+            # not resolve, and only when the brand is known.
+            status, found, _ = self._resolve_name(parsed.brand)
+            if status == "resolved":
+                parts = [(parsed.brand, status, found)]
         if not parts:
             # Only punctuation or dose text: nothing to screen, and said so.
-            return NormalizedDrug((), (), recognised=False, unrecognised=(raw,))
+            return self._unrecognised((parsed.text,), ())
+        return self._result(name, parsed, parts, parsed.route)
+
+    def _result(
+        self,
+        name: str,
+        parsed: ParsedDrug,
+        parts: Sequence[tuple[str, str, tuple[str, ...] | None]],
+        route: str | None,
+    ) -> NormalizedDrug:
         ingredients: list[str] = []
         unknown: list[str] = []
-        for part in parts:
-            resolved = self._resolve(part)
-            if resolved is None and "-" in part:
-                # "X-Y" combination products, only when every piece is a known drug: hyphens also
-                # occur inside single names.
-                pieces = [self._resolve(p.strip()) for p in part.split("-") if p.strip()]
-                if pieces and all(p is not None for p in pieces):
-                    resolved = tuple(i for p in pieces if p is not None for i in p)
-            if resolved is None:
-                # "Bactrim DS", "Advil PM": the longest known leading name, with the rest reported as
-                # unrecognised, so the part we know is screened and the gap is not hidden.
-                part_words = part.split(" ")
-                for cut in range(len(part_words) - 1, 0, -1):
-                    known = self._resolve(" ".join(part_words[:cut]))
-                    if known is not None:
-                        ingredients.extend(known)
-                        unknown.append(self._strip_salts(" ".join(part_words[cut:])))
-                        break
-                else:
-                    cleaned = self._strip_salts(part)
-                    unknown.append(cleaned)
-                    ingredients.append(cleaned)
-            else:
-                ingredients.extend(resolved)
-        return self._drug(tuple(ingredients), tuple(unknown))
+        suggestions: list[str] = []
+        statuses = {status for _, status, _ in parts}
+        for text, status, found in parts:
+            if status == "resolved" and found is not None:
+                ingredients.extend(found)
+                continue
+            unknown.append(text)
+            if status == "unrecognised":
+                # Kept as a literal name too, so an allergy recorded under the same unknown name
+                # still meets it; the answer is incomplete either way.
+                ingredients.append(text)
+                offered = (*self._known_leading_names(text), *self.suggest(text))
+                suggestions.extend(s for s in offered if s not in suggestions)
+        if not unknown:
+            status = "resolved"
+        elif "ambiguous" in statuses:
+            status = "ambiguous"
+        elif "resolved" in statuses:
+            status = "partial"
+        else:
+            status = "unrecognised"
+        drug = self._drug(tuple(ingredients), tuple(unknown))
+        return replace(
+            drug,
+            status=status,
+            suggestions=tuple(suggestions),
+            route=route,
+            dose_form=parsed.dose_form,
+        )
 
     def _drug(self, ingredients: Sequence[str], unknown: tuple[str, ...]) -> NormalizedDrug:
         unique = tuple(dict.fromkeys(ingredients))
@@ -537,10 +720,26 @@ class Vocabulary:
 
     # -- allergens -----------------------------------------------------------------------------
 
-    def normalize_allergen(self, name: str, category: str | None = None) -> NormalizedAllergen:
-        text = _ALLERGY_WORDS.sub("", clean_name(name))
+    def normalize_allergen(
+        self, name: str, category: str | None = None, coding: Coding | None = None
+    ) -> NormalizedAllergen:
         category = category.upper() if category else None
-        for candidate in (clean_name(name), text, _singular(text)):
+        notes: tuple[str, ...] = ()
+        if coding is not None and coding.system in ("rxnorm", "ndc"):
+            drug = self.normalize_drug("", coding)
+            if drug.recognised:
+                return NormalizedAllergen(
+                    name=" / ".join(drug.ingredients),
+                    category=category or "DRUG",
+                    ingredients=drug.ingredients,
+                    notes=drug.notes,
+                )
+            notes = (f"unknown code {coding}; identified by its text",)
+        elif coding is not None:
+            notes = (f"{coding.system} codes are not in the allergen vocabulary; identified by its text",)
+        whole = clean_name(fold(name))
+        text = _ALLERGY_WORDS.sub("", whole)
+        for candidate in (whole, text, _singular(text)):
             if candidate and candidate in self._allergen_by_name:
                 rec = self._allergen_by_name[candidate]
                 return NormalizedAllergen(
@@ -551,17 +750,20 @@ class Vocabulary:
                     foods=rec.match_foods,
                     food_groups=rec.match_food_groups,
                     cross=rec.cross,
+                    notes=notes,
                 )
+        drug: NormalizedDrug | None = None
         if category not in ("FOOD", "ENVIRONMENTAL"):
             cls = self.class_id(text)
             if cls is not None:
-                return NormalizedAllergen(name=cls, category=category or "DRUG", classes=(cls,))
+                return NormalizedAllergen(name=cls, category=category or "DRUG", classes=(cls,), notes=notes)
             drug = self.normalize_drug(text)
             if drug.recognised:
                 return NormalizedAllergen(
                     name=" / ".join(drug.ingredients),
                     category=category or "DRUG",
                     ingredients=drug.ingredients,
+                    notes=notes,
                 )
         if category != "DRUG":
             food = self.normalize_food(text)
@@ -571,12 +773,26 @@ class Vocabulary:
                     category=category or "FOOD",
                     foods=(food.name,),
                     food_groups=(food.name,) if food.name in self.food_groups else (),
+                    notes=notes,
                 )
         # Unknown allergen: keep it, matching its literal name against drugs and foods, so that an
         # allergy to something we have never heard of still meets a medication of the same name.
-        cleaned = self._strip_dose(text) or text
+        cleaned = strip_dose_text(text)[0] or text
+        status = "unrecognised"
+        ingredients: tuple[str, ...] = (cleaned,)
+        if drug is not None and drug.status in ("partial", "ambiguous"):
+            # "Bactrim XYZ": the known part is screened as well, the rest reported.
+            status = drug.status
+            ingredients = tuple(dict.fromkeys((*drug.ingredients, cleaned)))
         return NormalizedAllergen(
-            name=cleaned, category=category, ingredients=(cleaned,), foods=(cleaned,), recognised=False
+            name=cleaned,
+            category=category,
+            ingredients=ingredients,
+            foods=(cleaned,),
+            recognised=False,
+            status=status,
+            suggestions=drug.suggestions if drug is not None else self.suggest(text),
+            notes=notes,
         )
 
     # -- conditions ----------------------------------------------------------------------------
@@ -1037,6 +1253,37 @@ def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
     )
 
 
+CONCEPT_FILES = ("rxnorm.tsv", "rxnorm_ndc.tsv.gz")
+
+
+def load_concept_files(directory: Path) -> list[DrugConcept]:
+    """The shipped RxNorm concept table (and its NDCs) from a knowledge folder; [] when absent."""
+    concepts: list[DrugConcept] = []
+    for name in CONCEPT_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        text = gzip.decompress(raw).decode("utf-8") if name.endswith(".gz") else raw.decode("utf-8")
+        concepts.extend(parse_concepts_tsv(text, where=str(path)))
+    return concepts
+
+
+def replace_vocabulary(vocabulary: Vocabulary, concepts: Iterable[DrugConcept], *, version: str) -> Vocabulary:
+    """The same curated vocabulary with a (new) concept table under it."""
+    return Vocabulary(
+        ingredients=vocabulary.curated_ingredients,
+        classes=vocabulary.classes.values(),
+        aliases=[AliasRecord(a, i) for a, i in vocabulary.aliases.items()],
+        foods=vocabulary.foods.values(),
+        allergens=vocabulary.allergens.values(),
+        conditions=vocabulary.conditions.values(),
+        salt_words=vocabulary.salt_words,
+        concepts=concepts,
+        version=version,
+    )
+
+
 def load_knowledge_files(directory: Path) -> Knowledge:
     """Read `vocabulary.yaml` and `interactions.csv` from a knowledge folder (rules/knowledge)."""
     vocab_path = directory / "vocabulary.yaml"
@@ -1053,6 +1300,11 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     except KnowledgeFileError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     digest = hashlib.sha256(vocab_text.encode())
+    concepts = load_concept_files(directory)
+    rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
+    vocabulary = replace_vocabulary(
+        vocabulary, concepts, version=f"{rxnorm_version}+curated:{hashlib.sha256(vocab_text.encode()).hexdigest()[:12]}"
+    )
     pairs: list[InteractionPair] = []
     if csv_path.is_file():
         csv_text = csv_path.read_text(encoding="utf-8-sig")

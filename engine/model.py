@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from engine.identity import Coding
+
 __all__ = [
     "Alert",
     "AlertKind",
@@ -75,6 +77,7 @@ class MedicationFact:
     route: str | None = None
     frequency: str | None = None
     proposed: bool = False
+    coding: Coding | None = None  # RxNorm or NDC; a known code wins over the name
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class AllergyFact:
     category: str | None = None  # allergen_category: DRUG, FOOD, ENVIRONMENTAL, ...
     severity: str | None = None  # allergy_severity: MILD, MODERATE, SEVERE, ANAPHYLACTIC
     reactions: tuple[str, ...] = ()
+    coding: Coding | None = None  # RxNorm/NDC for drugs, SNOMED CT for foods and substances
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +157,28 @@ class RuleError:
 
 
 @dataclass(frozen=True, slots=True)
+class UnresolvedItem:
+    """A medication or allergen that could not be resolved to ingredients: it was not (fully)
+    screened, so the evaluation is incomplete, and the caller is told which item and why."""
+
+    item_id: str
+    kind: str  # "medication" | "allergy"
+    text: str  # as the caller gave it (or its code)
+    reason: str  # unrecognised | ambiguous | partial | mismatch
+    parts: tuple[str, ...] = ()  # the parts that matched nothing, or several things
+    suggestions: tuple[str, ...] = ()  # "did you mean"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationResult:
     alerts: tuple[Alert, ...]
     complete: bool
     rule_errors: tuple[RuleError, ...] = ()
+    unresolved: tuple[UnresolvedItem, ...] = ()
     shadow_alerts: tuple[Alert, ...] = ()
     ruleset_version: str = ""
     knowledge_version: str = ""
+    vocabulary_version: str = ""
     rules_evaluated: int = 0
     extra: dict[str, str] = field(default_factory=dict)

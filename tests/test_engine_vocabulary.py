@@ -62,11 +62,14 @@ def test_unknown_drug_is_reported_and_kept() -> None:
     assert drug.unrecognised == ("zyxorelin",)
 
 
-def test_partly_known_product_screens_the_known_part_and_reports_the_rest() -> None:
+def test_a_known_leading_name_is_suggested_never_applied() -> None:
+    # "Advil PM" adds diphenhydramine; screening it as ibuprofen alone would hide that.
     drug = VOCAB.normalize_drug("Advil PM")
-    assert "ibuprofen" in drug.ingredients
     assert not drug.recognised
-    assert drug.unrecognised == ("pm",)
+    assert drug.status == "unrecognised"
+    assert "ibuprofen" not in drug.ingredients
+    assert drug.unrecognised == ("advil pm",)
+    assert "advil" in drug.suggestions
 
 
 def test_empty_name_is_not_silently_recognised() -> None:
