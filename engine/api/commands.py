@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -404,11 +404,26 @@ def _knowledge_vocabulary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    import json
+def _check_sources(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Knowledge and rules from files (`--knowledge DIR`, rules from `--rules DIR`, default rules/),
+    or from the database as synced (the default)."""
+    if args.knowledge or args.rules:
+        from engine.knowledge import KnowledgeFileError, load_knowledge_files
+        from engine.rules import RuleSet, load_rule_files
 
-    from engine.evaluate import evaluate
-    from engine.model import AllergyFact, ConditionFact, EvaluationRequest, MedicationFact, PatientSnapshot
+        rules_dir = Path(args.rules or "rules")
+        try:
+            knowledge = load_knowledge_files(Path(args.knowledge or rules_dir / "knowledge"))
+        except KnowledgeFileError as exc:
+            raise CommandError(str(exc)) from None
+        loaded = load_rule_files([rules_dir])
+        broken = [r for r in loaded if r.rule is None or r.problems]
+        if broken:
+            first = broken[0]
+            problem = first.problems[0].message if first.problems else "not a rule"
+            raise CommandError(f"{first.path}: {problem} (run `praneya rules lint {rules_dir}`)")
+        rules = [r.rule for r in loaded if r.rule is not None]
+        return knowledge, RuleSet.build(rules, version=f"files:{len(rules)}")
     from store.knowledge_repo import load_knowledge, load_rules
 
     with _admin_engine() as engine, engine.connect() as conn:
@@ -419,69 +434,89 @@ def _check(args: argparse.Namespace) -> int:
             "praneya: warning: the database holds no rules; run `praneya rules sync --global`",
             file=sys.stderr,
         )
-    snapshot = PatientSnapshot(
-        patient_id="adhoc",
-        tenant_id=args.tenant or "adhoc",
-        age=args.age,
-        sex=args.sex,
-        pregnant=args.pregnant,
-        subscription_tier=args.tier,
-        medications=tuple(MedicationFact(f"med-{i}", m) for i, m in enumerate(args.med, 1)),
-        allergies=tuple(AllergyFact(f"allergy-{i}", a) for i, a in enumerate(args.allergy, 1)),
-        conditions=tuple(ConditionFact(f"condition-{i}", c) for i, c in enumerate(args.condition, 1)),
-        biometrics=tuple(_biometric(i, b) for i, b in enumerate(args.lab, 1)),
-    )
-    request = EvaluationRequest(
-        proposed_medications=tuple(
-            MedicationFact(f"proposed-{i}", m, proposed=True) for i, m in enumerate(args.propose, 1)
-        ),
-        proposed_foods=tuple(args.food),
-    )
+    return knowledge, ruleset
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.adhoc import CaseError, case_from_json, flags_case, result_json
+    from engine.evaluate import evaluate
+
+    knowledge, ruleset = _check_sources(args)
+    if args.cases:
+        return _check_cases(args, knowledge, ruleset)
+    labs = {}
+    for text in args.lab:
+        name, _, value = text.partition("=")
+        try:
+            labs[name.strip().lower()] = float(value)
+        except ValueError:
+            raise CommandError(f"--lab {text!r}: expected TYPE=NUMBER, e.g. egfr=25") from None
+    try:
+        case = flags_case(
+            meds=args.med,
+            proposed=args.propose,
+            allergies=args.allergy,
+            conditions=args.condition,
+            labs=labs,
+            foods=args.food,
+            age=args.age,
+            sex=args.sex,
+            pregnant=args.pregnant,
+            tier=args.tier,
+        )
+        _, snapshot, request = case_from_json(case)
+    except CaseError as exc:
+        raise CommandError(str(exc)) from None
+    if args.tenant:
+        snapshot = replace(snapshot, tenant_id=args.tenant)
     result = evaluate(snapshot, request, ruleset, knowledge)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "complete": result.complete,
-                    "ruleset_version": result.ruleset_version,
-                    "knowledge_version": result.knowledge_version,
-                    "alerts": [
-                        {
-                            "severity": a.severity.name,
-                            "kind": a.kind.value,
-                            "summary": a.summary,
-                            "rule_id": a.rule_id,
-                            "rule_version": a.rule_version,
-                            "evidence": a.evidence.name,
-                            "involved": list(a.involved_ids),
-                            "interruptive": a.interruptive,
-                            "recommendation": a.recommendation,
-                        }
-                        for a in result.alerts
-                    ],
-                    "rule_errors": [{"rule_id": e.rule_id, "reason": e.reason} for e in result.rule_errors],
-                },
-                indent=2,
-            )
-        )
-    else:
-        print(f"{'SEVERITY':9} {'KIND':22} {'RULE':34} SUMMARY")
-        for a in result.alerts:
-            print(f"{a.severity.name:9} {a.kind.value:22} {a.rule_id[:34]:34} {a.summary}")
-        for e in result.rule_errors:
-            print(f"INCOMPLETE {e.rule_id}: {e.reason}")
-        print(f"{len(result.alerts)} alert(s); complete={str(result.complete).lower()}")
+        print(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'SEVERITY':9} {'KIND':22} {'RULE':34} SUMMARY")
+    for a in result.alerts:
+        print(f"{a.severity.name:9} {a.kind.value:22} {a.rule_id[:34]:34} {a.summary}")
+    for u in result.unresolved:
+        hint = f" (did you mean {', '.join(u.suggestions)}?)" if u.suggestions else ""
+        notes = f" [{'; '.join(u.notes)}]" if u.notes else ""
+        print(f"UNRESOLVED {u.kind} {u.text!r}: {u.reason}{hint}{notes}")
+    for e in result.rule_errors:
+        print(f"INCOMPLETE {e.rule_id}: {e.reason}")
+    print(f"{len(result.alerts)} alert(s); complete={str(result.complete).lower()}")
     return 0
 
 
-def _biometric(i: int, text: str) -> Any:
-    from engine.model import BiometricFact
+def _check_cases(args: argparse.Namespace, knowledge: Any, ruleset: Any) -> int:
+    """`--cases FILE` (or `-` for stdin): one JSON patient a line in, one JSON result a line out.
+    A line that cannot be read gets an error line naming its field; the rest still run."""
+    import json
 
-    name, _, value = text.partition("=")
-    try:
-        return BiometricFact(f"lab-{i}", name.strip().lower(), float(value))
-    except ValueError:
-        raise CommandError(f"--lab {text!r}: expected TYPE=NUMBER, e.g. egfr=25") from None
+    from engine.adhoc import CaseError, case_from_json, result_json
+    from engine.evaluate import evaluate
+
+    stream = sys.stdin if args.cases == "-" else open(args.cases, encoding="utf-8")  # noqa: SIM115
+    failed = 0
+    with stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                case_id, snapshot, request = case_from_json(json.loads(line), line=number)
+            except json.JSONDecodeError as exc:
+                failed += 1
+                print(json.dumps({"line": number, "error": f"not JSON: {exc.msg} at column {exc.colno}"}))
+                continue
+            except CaseError as exc:
+                failed += 1
+                print(json.dumps({"line": number, "error": str(exc)}, ensure_ascii=False))
+                continue
+            result = evaluate(snapshot, request, ruleset, knowledge)
+            print(json.dumps(result_json(result, case_id=case_id), ensure_ascii=False, separators=(",", ":")))
+    if failed:
+        print(f"praneya: {failed} case line(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -727,10 +762,14 @@ def register(sub: Sub, rules: Sub) -> None:
     p.set_defaults(handler=_guarded(_knowledge_vocabulary))
 
     p = sub.add_parser("check", help="evaluate ad-hoc facts against the database's rules and knowledge")
-    p.add_argument("--med", action="append", default=[], help="a current medication (repeatable)")
-    p.add_argument("--propose", action="append", default=[], help="a proposed medication (repeatable)")
-    p.add_argument("--allergy", action="append", default=[], help="an allergy (repeatable)")
-    p.add_argument("--condition", action="append", default=[], help="a condition (repeatable)")
+    p.add_argument(
+        "--med", action="append", default=[], help="a current medication: a name, rxnorm:CODE, ndc:CODE or system|code"
+    )
+    p.add_argument("--propose", action="append", default=[], help="a proposed medication (name or code, repeatable)")
+    p.add_argument("--allergy", action="append", default=[], help="an allergy (name or code, repeatable)")
+    p.add_argument(
+        "--condition", action="append", default=[], help="a condition: a name, icd10:CODE or snomed:CODE (repeatable)"
+    )
     p.add_argument("--food", action="append", default=[], help="a proposed food or recipe ingredient")
     p.add_argument("--lab", action="append", default=[], help="a latest reading, TYPE=VALUE (egfr=25)")
     p.add_argument("--age", type=int)
@@ -738,7 +777,14 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--pregnant", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--tier", default="PREMIUM", choices=["BASIC", "ENHANCED", "PREMIUM"])
     p.add_argument("--tenant", help="evaluate with this tenant's own rules and overrides")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--knowledge", metavar="DIR", help="read vocabulary and interactions from DIR instead of the database"
+    )
+    p.add_argument("--rules", metavar="DIR", help="read rules from DIR instead of the database (default rules/)")
+    p.add_argument(
+        "--cases", metavar="FILE", help="JSON lines, one patient each (- for stdin); one JSON result line per case"
+    )
     p.set_defaults(handler=_guarded(_check))
 
     p = sub.add_parser("serve", help="run the gRPC service (settings from the environment; flags override)")

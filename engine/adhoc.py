@@ -1,0 +1,300 @@
+"""Ad-hoc patients: `praneya check` flags and `--cases` JSON lines -> engine facts; results -> JSON.
+
+Pure: no files, no database. The CLI reads and writes; this module says what the input means and
+refuses what it cannot read, naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.identity import Coding, coding_from_text, parse_coding
+from engine.model import (
+    AllergyFact,
+    BiometricFact,
+    ConditionFact,
+    EvaluationRequest,
+    EvaluationResult,
+    MedicationFact,
+    PatientSnapshot,
+)
+
+__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "result_json"]
+
+_CASE_KEYS = frozenset(
+    {"id", "medications", "proposed", "allergies", "conditions", "labs", "age", "sex", "pregnant", "foods", "tier"}
+)
+_ITEM_KEYS = frozenset({"name", "code", "system", "dose", "route", "frequency", "category", "severity", "reactions"})
+_MAX_ITEMS = 500
+_MAX_TEXT = 500
+
+
+class CaseError(ValueError):
+    """Input that cannot be evaluated; the message names the field."""
+
+
+def coded_item(text: str, where: str) -> tuple[str, Coding | None]:
+    """A CLI value: a name, or a code (`rxnorm:11289`, `http://www.nlm.nih.gov/research/umls/rxnorm|11289`)."""
+    try:
+        coding = coding_from_text(text)
+    except ValueError as exc:
+        raise CaseError(f"{where}: {exc}") from None
+    return ("" if coding is not None else text), coding
+
+
+def _text(value: Any, where: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise CaseError(f"{where}: required")
+        return None
+    if not isinstance(value, str):
+        raise CaseError(f"{where}: expected a string")
+    if len(value) > _MAX_TEXT or "\x00" in value:
+        raise CaseError(f"{where}: longer than {_MAX_TEXT} characters or holds NUL")
+    return value
+
+
+def _coding(item: Mapping[str, Any], where: str) -> Coding | None:
+    code = item.get("code")
+    if code is None:
+        return None
+    if isinstance(code, Mapping):  # {"system": ..., "code": ...}
+        system, value = code.get("system"), code.get("code")
+    else:
+        system, value = item.get("system"), code
+    value = _text(value, f"{where}.code", required=True)
+    assert value is not None
+    if system is None:
+        try:
+            coding = coding_from_text(value)
+        except ValueError as exc:
+            raise CaseError(f"{where}.code: {exc}") from None
+        if coding is None:
+            raise CaseError(f"{where}.code: {value[:40]!r} names no code system (write rxnorm:CODE or system|code)")
+        return coding
+    system = _text(system, f"{where}.system", required=True)
+    assert system is not None
+    try:
+        return parse_coding(system, value)
+    except ValueError as exc:
+        raise CaseError(f"{where}.code: {exc}") from None
+
+
+def _items(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CaseError(f"{where}: expected a list")
+    if len(value) > _MAX_ITEMS:
+        raise CaseError(f"{where}: more than {_MAX_ITEMS} items")
+    out: list[Mapping[str, Any]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping):
+            raise CaseError(f"{where}[{i}]: expected an object or a name")
+        unknown = set(item) - _ITEM_KEYS
+        if unknown:
+            raise CaseError(f"{where}[{i}]: unknown field {sorted(unknown)[0]!r}")
+        if item.get("name") is None and item.get("code") is None:
+            raise CaseError(f"{where}[{i}]: needs a name or a code")
+        out.append(item)
+    return out
+
+
+def _medications(value: Any, where: str, prefix: str, *, proposed: bool) -> tuple[MedicationFact, ...]:
+    meds = []
+    for i, item in enumerate(_items(value, where), 1):
+        w = f"{where}[{i - 1}]"
+        meds.append(
+            MedicationFact(
+                id=f"{prefix}-{i}",
+                name=_text(item.get("name"), f"{w}.name") or "",
+                dose=_text(item.get("dose"), f"{w}.dose"),
+                route=_text(item.get("route"), f"{w}.route"),
+                frequency=_text(item.get("frequency"), f"{w}.frequency"),
+                proposed=proposed,
+                coding=_coding(item, w),
+            )
+        )
+    return tuple(meds)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CaseError(f"{where}: expected a finite number")
+    return float(value)
+
+
+def case_from_json(case: Any, *, line: int | None = None) -> tuple[str, PatientSnapshot, EvaluationRequest]:
+    """One `--cases` line: {"id", "medications", "proposed", "allergies", "conditions", "labs", "age",
+    "sex", "pregnant", "foods"} -> (id, snapshot, request)."""
+    at = f"line {line}: " if line is not None else ""
+    try:
+        return _case(case)
+    except CaseError as exc:
+        raise CaseError(f"{at}{exc}") from None
+
+
+def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
+    if not isinstance(case, Mapping):
+        raise CaseError("expected a JSON object")
+    unknown = set(case) - _CASE_KEYS
+    if unknown:
+        raise CaseError(f"unknown field {sorted(unknown)[0]!r}")
+    case_id = case.get("id")
+    if not isinstance(case_id, str | int) or isinstance(case_id, bool) or str(case_id) == "":
+        raise CaseError("id: required (a string or a number)")
+    allergies = []
+    for i, item in enumerate(_items(case.get("allergies"), "allergies"), 1):
+        w = f"allergies[{i - 1}]"
+        reactions = item.get("reactions") or []
+        if not isinstance(reactions, list) or not all(isinstance(r, str) for r in reactions):
+            raise CaseError(f"{w}.reactions: expected a list of strings")
+        category = _text(item.get("category"), f"{w}.category")
+        allergies.append(
+            AllergyFact(
+                id=f"allergy-{i}",
+                allergen=_text(item.get("name"), f"{w}.name") or "",
+                category=category.upper() if category else None,
+                severity=_text(item.get("severity"), f"{w}.severity"),
+                reactions=tuple(reactions),
+                coding=_coding(item, w),
+            )
+        )
+    conditions = []
+    for i, item in enumerate(_items(case.get("conditions"), "conditions"), 1):
+        w = f"conditions[{i - 1}]"
+        coding = _coding(item, w)
+        conditions.append(
+            ConditionFact(
+                id=f"condition-{i}",
+                name=_text(item.get("name"), f"{w}.name") or "",
+                code=coding.code if coding is not None else None,
+            )
+        )
+    labs = case.get("labs") or {}
+    if not isinstance(labs, Mapping):
+        raise CaseError("labs: expected an object of TYPE: NUMBER")
+    biometrics = tuple(
+        BiometricFact(f"lab-{i}", str(name).strip().lower(), _number(value, f"labs.{name}"))
+        for i, (name, value) in enumerate(sorted(labs.items()), 1)
+    )
+    age = case.get("age")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 130):
+        raise CaseError("age: expected a whole number of years, 0 to 130")
+    sex = _text(case.get("sex"), "sex")
+    pregnant = case.get("pregnant")
+    if pregnant is not None and not isinstance(pregnant, bool):
+        raise CaseError("pregnant: expected true or false")
+    foods = case.get("foods") or []
+    if not isinstance(foods, list) or not all(isinstance(f, str) for f in foods):
+        raise CaseError("foods: expected a list of strings")
+    tier = case.get("tier", "PREMIUM")
+    if tier not in ("BASIC", "ENHANCED", "PREMIUM"):
+        raise CaseError("tier: one of BASIC, ENHANCED, PREMIUM")
+    snapshot = PatientSnapshot(
+        patient_id=str(case_id),
+        tenant_id="adhoc",
+        age=age,
+        sex=sex,
+        pregnant=pregnant,
+        subscription_tier=tier,
+        medications=_medications(case.get("medications"), "medications", "med", proposed=False),
+        allergies=tuple(allergies),
+        conditions=tuple(conditions),
+        biometrics=biometrics,
+    )
+    request = EvaluationRequest(
+        proposed_medications=_medications(case.get("proposed"), "proposed", "proposed", proposed=True),
+        proposed_foods=tuple(foods),
+    )
+    return str(case_id), snapshot, request
+
+
+def result_json(result: EvaluationResult, *, case_id: str | None = None) -> dict[str, Any]:
+    """What `praneya check --json` prints (and each `--cases` output line, with its id)."""
+    out: dict[str, Any] = {} if case_id is None else {"id": case_id}
+    out.update(
+        {
+            "complete": result.complete,
+            "ruleset_version": result.ruleset_version,
+            "knowledge_version": result.knowledge_version,
+            "vocabulary_version": result.vocabulary_version,
+            "alerts": [
+                {
+                    "severity": a.severity.name,
+                    "kind": a.kind.value,
+                    "summary": a.summary,
+                    "rule_id": a.rule_id,
+                    "rule_version": a.rule_version,
+                    "evidence": a.evidence.name,
+                    "involved": list(a.involved_ids),
+                    "interruptive": a.interruptive,
+                    "recommendation": a.recommendation,
+                }
+                for a in result.alerts
+            ],
+            "unresolved": [
+                {
+                    "item": u.item_id,
+                    "kind": u.kind,
+                    "text": u.text,
+                    "reason": u.reason,
+                    "parts": list(u.parts),
+                    "suggestions": list(u.suggestions),
+                    "notes": list(u.notes),
+                }
+                for u in result.unresolved
+            ],
+            "rule_errors": [{"rule_id": e.rule_id, "reason": e.reason} for e in result.rule_errors],
+        }
+    )
+    return out
+
+
+def flags_case(
+    *,
+    meds: Sequence[str],
+    proposed: Sequence[str],
+    allergies: Sequence[str],
+    conditions: Sequence[str],
+    labs: Mapping[str, float],
+    foods: Sequence[str],
+    age: int | None,
+    sex: str | None,
+    pregnant: bool | None,
+    tier: str,
+) -> dict[str, Any]:
+    """`praneya check` flags as a case object, so flags and `--cases` lines share one reader."""
+
+    def item(text: str, where: str) -> dict[str, Any]:
+        name, coding = coded_item(text, where)
+        if coding is None:
+            return {"name": name}
+        return {"code": {"system": coding.system, "code": coding.code}}
+
+    def condition(text: str) -> dict[str, Any]:
+        name, coding = coded_item(text, "--condition")
+        if coding is None:
+            return {"name": name}
+        if coding.system not in ("icd10", "snomed"):
+            raise CaseError(f"--condition {text!r}: conditions take icd10: or snomed: codes")
+        return {"name": "", "code": {"system": coding.system, "code": coding.code}}
+
+    case: dict[str, Any] = {
+        "id": "check",
+        "medications": [item(m, "--med") for m in meds],
+        "proposed": [item(m, "--propose") for m in proposed],
+        "allergies": [item(a, "--allergy") for a in allergies],
+        "conditions": [condition(c) for c in conditions],
+        "labs": dict(labs),
+        "foods": list(foods),
+        "tier": tier,
+    }
+    for key, value in (("age", age), ("sex", sex), ("pregnant", pregnant)):
+        if value is not None:
+            case[key] = value
+    return case
