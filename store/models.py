@@ -1152,3 +1152,102 @@ t_alert_feedback = Table(
     Index("idx_alert_feedback_rule", "tenant_id", "rule_id", "created_at"),
     schema="clinical",
 )
+
+t_vocabulary_releases = Table(
+    "vocabulary_releases",
+    metadata,
+    Column(
+        "id",
+        BigInteger,
+        Identity(
+            always=True, start=1, increment=1, minvalue=1, maxvalue=9223372036854775807, cycle=False, cache=1
+        ),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("source", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("content_sha256", Text, nullable=False),
+    Column("concept_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("counts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("imported_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("imported_by", Text),
+    CheckConstraint(
+        "kind = ANY (ARRAY['full'::text, 'prescribe'::text, 'shipped'::text])", name="vocabulary_releases_kind_check"
+    ),
+    CheckConstraint("content_sha256 ~ '^[0-9a-f]{64}$'::text", name="vocabulary_releases_content_sha256_check"),
+    PrimaryKeyConstraint("id", name="vocabulary_releases_pkey"),
+    Index("idx_vocabulary_releases_stream", "source", "kind", "id"),
+    schema="clinical",
+)
+
+t_drug_concepts = Table(
+    "drug_concepts",
+    metadata,
+    Column("system", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("tty", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("ingredients", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
+    Column("product", Text),
+    Column("strength", Text),
+    Column("dose_form", Text),
+    Column("unii", Text),
+    Column("source", Text, nullable=False),
+    Column("release_id", BigInteger, nullable=False),
+    Column("first_release_id", BigInteger, nullable=False),
+    Column("retired_release_id", BigInteger),
+    Column("active", Boolean, Computed("(retired_release_id IS NULL)", persisted=True)),
+    CheckConstraint("system = ANY (ARRAY['rxnorm'::text, 'ndc'::text])", name="drug_concepts_system_check"),
+    CheckConstraint(
+        "CASE system WHEN 'rxnorm'::text THEN code ~ '^[0-9]{1,10}$'::text ELSE code ~ '^[0-9]{11}$'::text END",
+        name="drug_concepts_code_shape",
+    ),
+    CheckConstraint("system <> 'ndc'::text OR product IS NOT NULL", name="drug_concepts_ndc_product"),
+    ForeignKeyConstraint(
+        ["release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_release_id_fkey"
+    ),
+    ForeignKeyConstraint(
+        ["first_release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_first_release_id_fkey"
+    ),
+    ForeignKeyConstraint(
+        ["retired_release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_retired_release_id_fkey"
+    ),
+    PrimaryKeyConstraint("system", "code", name="drug_concepts_pkey"),
+    Index("idx_drug_concepts_product", "product", postgresql_where="(product IS NOT NULL)"),
+    schema="clinical",
+)
+
+t_drug_concept_history = Table(
+    "drug_concept_history",
+    metadata,
+    Column(
+        "id",
+        BigInteger,
+        Identity(
+            always=True, start=1, increment=1, minvalue=1, maxvalue=9223372036854775807, cycle=False, cache=1
+        ),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("system", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("release_id", BigInteger, nullable=False),
+    Column("change", Text, nullable=False),
+    Column("old_values", JSONB),
+    Column("new_values", JSONB),
+    Column("recorded_at", DateTime(True), nullable=False, server_default=text("now()")),
+    CheckConstraint(
+        "change = ANY (ARRAY['added'::text, 'renamed'::text, 'ingredients_changed'::text, 'changed'::text,"
+        " 'retired'::text, 'reinstated'::text])",
+        name="drug_concept_history_change_check",
+    ),
+    ForeignKeyConstraint(
+        ["release_id"], ["clinical.vocabulary_releases.id"], name="drug_concept_history_release_id_fkey"
+    ),
+    PrimaryKeyConstraint("id", name="drug_concept_history_pkey"),
+    Index("idx_drug_concept_history_concept", "system", "code", "id"),
+    Index("idx_drug_concept_history_release", "release_id"),
+    schema="clinical",
+)
