@@ -612,6 +612,15 @@ class Vocabulary:
         status, found, route = self._resolve_name(parsed.text)
         if status != "unrecognised":
             return self._result(name, parsed, [(parsed.text, status, found)], route or parsed.route)
+        # A known name followed by dose text, where the name itself holds a number ("D.H.E. 45 1 mg"):
+        # the longest exactly known head wins; nothing shorter than a whole known name is taken.
+        words = parsed.text.split(" ")
+        for cut in range(len(words) - 1, 1, -1):
+            if words[cut][:1].isdigit():
+                head = " ".join(words[:cut])
+                if self._known(head) and any(ch.isdigit() for ch in head):
+                    status, found, route = self._resolve_name(head)
+                    return self._result(name, parsed, [(head, status, found)], route or parsed.route)
         parts: list[tuple[str, str, tuple[str, ...] | None]] = []
         for component in parsed.components:
             status, found, route = self._resolve_name(component)
