@@ -14,6 +14,8 @@ import gzip
 import hashlib
 import io
 import re
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +45,7 @@ __all__ = [
     "CsvImportError",
     "DrugClassRecord",
     "DrugConcept",
+    "NdcIndex",
     "FoodRecord",
     "IngredientRecord",
     "InteractionKnowledge",
@@ -155,6 +158,47 @@ def parse_concepts_tsv(text: str, *, where: str = "concepts") -> list[DrugConcep
             )
         )
     return concepts
+
+
+class NdcIndex:
+    """NDC (11 digits) -> the RXCUI of the product it packages, for a few hundred thousand NDCs in a
+    few megabytes: two sorted integer arrays searched by bisection (DrugConcept objects for every
+    NDC would cost a worker over 150 MB)."""
+
+    __slots__ = ("_keys", "_products")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        ordered = sorted((int(ndc), int(product)) for ndc, product in pairs if ndc.isdigit() and product.isdigit())
+        self._keys = array("q", (k for k, _ in ordered))
+        self._products = array("q", (v for _, v in ordered))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def product(self, ndc: str) -> str | None:
+        if not ndc.isdigit():
+            return None
+        key = int(ndc)
+        i = bisect_left(self._keys, key)
+        if i < len(self._keys) and self._keys[i] == key:
+            return str(self._products[i])
+        return None
+
+
+def parse_ndc_tsv(text: str, *, where: str = "ndc") -> Iterator[tuple[str, str]]:
+    """The NDC rows of a concept table as (ndc, product RXCUI) pairs, without building a DrugConcept
+    per row."""
+    lines = iter(text.splitlines())
+    header = next(lines, "")
+    if tuple(header.split("\t")) != CONCEPT_COLUMNS:
+        raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONCEPT_COLUMNS)}")
+    for number, line in enumerate(lines, start=2):
+        if not line:
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(CONCEPT_COLUMNS) or cells[0] != "ndc" or not cells[5]:
+            raise KnowledgeFileError(f"{where}:{number}: expected an ndc row naming its product")
+        yield cells[1], cells[5]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,8 +416,10 @@ class Vocabulary:
         conditions: Iterable[ConditionRecord] = (),
         salt_words: Iterable[str] = (),
         concepts: Iterable[DrugConcept] = (),
+        ndc: NdcIndex | None = None,
         version: str = "",
     ) -> None:
+        self.ndc = ndc if ndc is not None else NdcIndex()
         self.version = version  # the vocabulary release an evaluation names (RxNorm release + curated digest)
         self.classes: dict[str, DrugClassRecord] = {c.id: c for c in classes}
         self.ingredients: dict[str, IngredientRecord] = {clean_name(i.name): i for i in ingredients}
@@ -564,10 +610,11 @@ class Vocabulary:
         by_text = self._normalize_drug(name) if fold(name) else None
         if coding is None:
             return by_text if by_text is not None else self._unrecognised(("",), ())
-        concept = self.concepts.get((coding.system, coding.code))
-        if concept is not None and concept.system == "ndc" and concept.product:
-            product = self.concepts.get(("rxnorm", concept.product))
-            concept = product if product is not None else concept
+        if coding.system == "ndc":
+            product = self.ndc.product(coding.code)
+            concept = self.concepts.get(("rxnorm", product)) if product is not None else None
+        else:
+            concept = self.concepts.get((coding.system, coding.code))
         ingredients = self._concept_ingredients(concept) if concept is not None else None
         if concept is None or ingredients is None:
             note = f"unknown code {coding}" if concept is None else f"code {coding} has no known ingredients"
@@ -1262,23 +1309,26 @@ def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
     )
 
 
-CONCEPT_FILES = ("rxnorm.tsv", "rxnorm_ndc.tsv.gz")
+CONCEPT_FILE = "rxnorm.tsv"
+NDC_FILE = "rxnorm_ndc.tsv.gz"
 
 
-def load_concept_files(directory: Path) -> list[DrugConcept]:
-    """The shipped RxNorm concept table (and its NDCs) from a knowledge folder; [] when absent."""
+def load_concept_files(directory: Path) -> tuple[list[DrugConcept], NdcIndex]:
+    """The shipped RxNorm concept table and its NDCs from a knowledge folder (empty when absent)."""
     concepts: list[DrugConcept] = []
-    for name in CONCEPT_FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        raw = path.read_bytes()
-        text = gzip.decompress(raw).decode("utf-8") if name.endswith(".gz") else raw.decode("utf-8")
-        concepts.extend(parse_concepts_tsv(text, where=str(path)))
-    return concepts
+    path = directory / CONCEPT_FILE
+    if path.is_file():
+        concepts = parse_concepts_tsv(path.read_text(encoding="utf-8"), where=str(path))
+    ndc_path = directory / NDC_FILE
+    ndc = NdcIndex()
+    if ndc_path.is_file():
+        ndc = NdcIndex(parse_ndc_tsv(gzip.decompress(ndc_path.read_bytes()).decode("utf-8"), where=str(ndc_path)))
+    return concepts, ndc
 
 
-def replace_vocabulary(vocabulary: Vocabulary, concepts: Iterable[DrugConcept], *, version: str) -> Vocabulary:
+def replace_vocabulary(
+    vocabulary: Vocabulary, concepts: Iterable[DrugConcept], *, ndc: NdcIndex | None = None, version: str
+) -> Vocabulary:
     """The same curated vocabulary with a (new) concept table under it."""
     return Vocabulary(
         ingredients=vocabulary.curated_ingredients,
@@ -1289,6 +1339,7 @@ def replace_vocabulary(vocabulary: Vocabulary, concepts: Iterable[DrugConcept], 
         conditions=vocabulary.conditions.values(),
         salt_words=vocabulary.salt_words,
         concepts=concepts,
+        ndc=ndc,
         version=version,
     )
 
@@ -1309,10 +1360,10 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     except KnowledgeFileError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     digest = hashlib.sha256(vocab_text.encode())
-    concepts = load_concept_files(directory)
+    concepts, ndc = load_concept_files(directory)
     rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
     vocabulary = replace_vocabulary(
-        vocabulary, concepts, version=f"{rxnorm_version}+curated:{hashlib.sha256(vocab_text.encode()).hexdigest()[:12]}"
+        vocabulary, concepts, ndc=ndc, version=f"{rxnorm_version}+curated:{hashlib.sha256(vocab_text.encode()).hexdigest()[:12]}"
     )
     pairs: list[InteractionPair] = []
     if csv_path.is_file():
