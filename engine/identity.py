@@ -20,6 +20,7 @@ __all__ = [
     "normalise_ndc",
     "parse_coding",
     "parse_drug_text",
+    "strip_dose_text",
 ]
 
 # The FHIR canonical URIs of the code systems a drug, an allergen or a condition may carry, and the
@@ -112,11 +113,18 @@ _QUOTES = dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032\u00b4`"), "'")
 _SPACE = re.compile(r"\s+")
 
 
+_MARKS = dict.fromkeys(map(ord, "\u00ae\u2122\u2120\u00a9\u201c\u201d\u201e\u00ab\u00bb\""), None)
+_SLASHES = dict.fromkeys(map(ord, "\u2044\u2215\uff0f"), "/")
+
+
 def fold(text: str) -> str:
     """The form names are compared in: Unicode NFKC (full-width letters, ligatures), format and
-    invisible characters removed (zero-width, BOM, soft hyphen, direction marks), accents removed
-    (phénelzine -> phenelzine), dashes and quotes unified, case folded, one space between words."""
-    text = unicodedata.normalize("NFKC", str(text))
+    invisible characters removed (zero-width, BOM, soft hyphen, direction marks), trademark signs and
+    double quotes removed, accents removed (phénelzine -> phenelzine), dashes, slashes and quotes
+    unified, case folded, one space between words."""
+    # Before NFKC, which would turn "™" into the letters "TM".
+    text = str(text).translate(_MARKS).translate(_SLASHES)
+    text = unicodedata.normalize("NFKC", text)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\t\n")
     decomposed = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
@@ -147,11 +155,19 @@ FORM_WORDS = frozenset(
     film-coated release extended delayed modified sustained controlled immediate extended-release
     delayed-release modified-release metered dose auto-injector autoinjector pen prefilled syringe
     cartridge vial ampule bag implant insert ring system device bar stick mouthwash rinse paste jelly
-    mucosal usp nf""".split()
+    mucosal usp nf enteric hfa diskus ellipta respimat handihaler flexhaler inhub pressair flexpen kwikpen
+    solostar depot""".split()
 ) | ROUTE_WORDS
 # Release and strength modifiers that never change the ingredients ("Toprol XL", "Bactrim DS").
 # Deliberately absent: PM, D, HCT, Plus, Cold, Sinus, Allergy, Forte - each adds or changes ingredients.
 RELEASE_MODIFIERS = frozenset("er xr xl sr cr la cd dr ec odt ir ds ss xt".split())
+# Strength claims of over-the-counter names that never change the ingredients.
+STRENGTH_PHRASES = ("extra strength", "maximum strength", "regular strength", "max strength")
+# "Ceftriaxone for Injection, USP", "Amoxicillin for Oral Suspension": what follows "for" is the form.
+_FOR_FORM = re.compile(r"\s+(?:in water\s+)?for\s+(?:oral\s+|injectable\s+|topical\s+|ophthalmic\s+)?"
+                       r"(?:injection|suspension|solution|inhalation|infusion|oral use|use)\b.*$")
+# An application number before a display string ("NDA020503 200 ACTUAT ..."), as some EHRs send.
+_APPLICATION_NUMBER = re.compile(r"^(?:a?nda|bla)\s?\d{6}\s+")
 # Leading quantities of the RxNorm grammar: "24 HR", "10 ML", "120 ACTUAT", "0.4 ML".
 _LEADING_QUANTITY = re.compile(r"^(?:\d+(?:\.\d+)?\s*(?:hr|ml|actuat|day|days|mg|mcg|g|unt|l|cm2|oz|meq)\s+)+")
 _BRACKET = re.compile(r"\[([^\]]*)\]")
@@ -220,7 +236,11 @@ def parse_drug_text(text: str) -> ParsedDrug:
         return " "
 
     body = _PARENS.sub(parens, folded_wo_brand)
-    body = _LEADING_QUANTITY.sub("", _SPACE.sub(" ", body).strip())
+    body = _APPLICATION_NUMBER.sub("", _SPACE.sub(" ", body).strip())
+    body = _LEADING_QUANTITY.sub("", _FOR_FORM.sub("", body))
+    for phrase in STRENGTH_PHRASES:
+        if body.endswith(" " + phrase):
+            body = body[: -len(phrase) - 1]
     body = _RATIO_SLASH.sub(" per ", body)
     components: list[str] = []
     tail_words: list[str] = []

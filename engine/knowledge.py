@@ -249,6 +249,9 @@ class InteractionPair:
     recommendation: str
     avoid_combination: bool
     source: str
+    # An endpoint name the vocabulary did not resolve (imported with --allow-unresolved): kept for
+    # review, never matched, since its "ingredient" is only the text the source wrote.
+    unresolved: bool = False
 
     @property
     def keys(self) -> tuple[EntityKey, EntityKey]:
@@ -565,7 +568,7 @@ class Vocabulary:
     def _split_resolved(self, name: str) -> tuple[str, ...] | None:
         """`hydrocodone-acetaminophen`, `amoxicillin and clavulanate`, `a, b`: a combination only when
         every piece is a known name on its own, since hyphens and "and" also occur inside names."""
-        for separator in (r"\s+and\s+", r"\s*,\s*", r"\s*-\s*"):
+        for separator in (r"\s*,\s*(?:and\s+)?|\s+and\s+", r"\s*-\s*"):
             pieces = [p for p in re.split(separator, name) if p]
             if len(pieces) < 2:
                 continue
@@ -902,6 +905,8 @@ class InteractionKnowledge:
         kept: list[InteractionPair] = []
         by_entity: dict[EntityKey, list[InteractionPair]] = defaultdict(list)
         for pair in pairs:
+            if pair.unresolved:
+                continue
             override = by_id.get(pair.id)
             if override is not None:
                 if override.disabled:
