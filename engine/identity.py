@@ -123,8 +123,7 @@ def fold(text: str) -> str:
     double quotes removed, accents removed (phénelzine -> phenelzine), dashes, slashes and quotes
     unified, case folded, one space between words."""
     # Before NFKC, which would turn "™" into the letters "TM".
-    text = str(text).translate(_MARKS).translate(_SLASHES)
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", str(text).translate(_MARKS)).translate(_SLASHES)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\t\n")
     decomposed = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
