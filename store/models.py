@@ -844,6 +844,7 @@ t_allergies = Table(
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("encrypted_coding", Text),  # migration 0006: {"system", "code"[, "display"]} as JSON
     ForeignKeyConstraint(
         ["tenant_id", "health_profile_id"],
         ["healthcare.health_profiles.tenant_id", "healthcare.health_profiles.id"],
@@ -953,6 +954,7 @@ t_medications = Table(
     Column("ended_on", Date),
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("encrypted_coding", Text),  # migration 0006: {"system", "code"[, "display"]} as JSON
     CheckConstraint(
         "ended_on IS NULL OR started_on IS NULL OR ended_on >= started_on", name="medications_dates"
     ),

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from engine.identity import Coding
 from engine.model import AllergyFact, BiometricFact, ConditionFact, MedicationFact, PatientSnapshot
 from store.crypto import TenantKeyring
 from store.keys import KeyStore
@@ -30,6 +31,7 @@ from store.session import PrincipalMismatch
 __all__ = [
     "AllergyInput",
     "BiometricInput",
+    "CodedAs",
     "ConditionInput",
     "IntegrityError",
     "MedicationInput",
@@ -71,6 +73,26 @@ class ProfileInput:
 
 
 @dataclass(frozen=True, slots=True)
+class CodedAs:
+    """The code a medication or an allergen was recorded with, and its display text if given."""
+
+    coding: Coding
+    display: str | None = None
+
+    def stored(self) -> str:
+        # The plaintext of encrypted_coding. The code names the drug: it is PHI like the name.
+        doc = {"system": self.coding.system, "code": self.coding.code}
+        if self.display is not None:
+            doc["display"] = self.display
+        return _canonical(doc).decode("utf-8")
+
+
+def _coding_of(stored: Mapping[str, Any] | None) -> Coding | None:
+    # Read back only after the row's section MAC verified: what was sealed is what was written.
+    return None if stored is None else Coding(str(stored["system"]), str(stored["code"]))
+
+
+@dataclass(frozen=True, slots=True)
 class MedicationInput:
     generic_name: str
     brand_name: str | None = None
@@ -80,6 +102,7 @@ class MedicationInput:
     indication: str | None = None
     prescribed_by: str | None = None
     is_emergency_medication: bool = False
+    coding: CodedAs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +112,7 @@ class AllergyInput:
     severity: str
     reactions: tuple[str, ...] = ()
     emergency_medication: str | None = None
+    coding: CodedAs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +134,10 @@ class BiometricInput:
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
-    """A patient's decrypted, integrity-checked clinical content."""
+    """A patient's decrypted, integrity-checked clinical content.
+
+    Medication and allergy rows carry `coding`: None, or {"system", "code"[, "display"]}.
+    """
 
     patient_id: str
     tenant_id: str
@@ -150,6 +177,7 @@ class PatientRecord:
                     dose=m["dosage"],
                     route=m["route"],
                     frequency=m["frequency"],
+                    coding=_coding_of(m["coding"]),
                 )
                 for m in self.medications
             ),
@@ -160,6 +188,7 @@ class PatientRecord:
                     category=a["allergen_category"],
                     severity=a["severity"],
                     reactions=tuple(a["reactions"]),
+                    coding=_coding_of(a["coding"]),
                 )
                 for a in self.allergies
             ),
@@ -177,11 +206,12 @@ SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tie
        u.encrypted_date_of_birth,
        (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]')::text FROM (
             SELECT id, encrypted_generic_name, encrypted_brand_name, encrypted_dosage, encrypted_frequency,
-                   encrypted_route, encrypted_indication, encrypted_prescribed_by, is_emergency_medication
+                   encrypted_route, encrypted_indication, encrypted_prescribed_by, is_emergency_medication,
+                   encrypted_coding
             FROM healthcare.medications WHERE health_profile_id = p.id AND is_active) m) AS medications,
        (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]')::text FROM (
             SELECT id, encrypted_allergen, allergen_category, severity, encrypted_reactions,
-                   encrypted_emergency_medication
+                   encrypted_emergency_medication, encrypted_coding
             FROM healthcare.allergies WHERE health_profile_id = p.id AND is_active) a) AS allergies,
        (SELECT COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]')::text FROM (
             SELECT id, encrypted_name, encrypted_code, encrypted_notes, is_critical
@@ -251,10 +281,19 @@ def _section_content(
         "PROFILE": _canonical(
             {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")}
         ),
-        "MEDICATIONS": _canonical([pid, sorted(medications, key=lambda m: str(m["id"]))]),
-        "ALLERGIES": _canonical([pid, sorted(allergies, key=lambda a: str(a["id"]))]),
+        "MEDICATIONS": _canonical([pid, sorted(map(_sealed_form, medications), key=lambda m: str(m["id"]))]),
+        "ALLERGIES": _canonical([pid, sorted(map(_sealed_form, allergies), key=lambda a: str(a["id"]))]),
         "CONDITIONS": _canonical([pid, sorted(conditions, key=lambda c: str(c["id"]))]),
     }
+
+
+def _sealed_form(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Rows written before codings existed were sealed without the key: a row with no coding keeps
+    # that canonical form, so it still verifies. A coding removed from a row that had one changes
+    # the form all the same (the key disappears), and fails closed like any other edit.
+    if "coding" in row and row["coding"] is None:
+        return {k: v for k, v in row.items() if k != "coding"}
+    return row
 
 
 _HASH_PREFIX = "v2;"
@@ -323,11 +362,16 @@ def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[Patie
         "blood_type": ring.decrypt_optional(_PRF, "encrypted_blood_type", row["id"], row["encrypted_blood_type"]),
         "notes": ring.decrypt_optional(_PRF, "encrypted_notes", row["id"], row["encrypted_notes"]),
     }
-    meds = [_decrypt_row(ring, _MED, m) for m in row["medications"]]
+    meds = []
+    for m in row["medications"]:
+        d = _decrypt_row(ring, _MED, m)
+        d["coding"] = json.loads(d["coding"]) if d["coding"] else None
+        meds.append(d)
     allergies = []
     for a in row["allergies"]:
         d = _decrypt_row(ring, _ALG, a)
         d["reactions"] = json.loads(d["reactions"]) if d["reactions"] else []
+        d["coding"] = json.loads(d["coding"]) if d["coding"] else None
         allergies.append(d)
     conditions = [_decrypt_row(ring, _CND, c) for c in row["conditions"]]
     biometrics = []
@@ -508,20 +552,22 @@ def put_medication(
         "i": enc("encrypted_indication", med.indication),
         "pb": enc("encrypted_prescribed_by", med.prescribed_by),
         "em": med.is_emergency_medication,
+        "cd": enc("encrypted_coding", med.coding.stored() if med.coding is not None else None),
     }
     written = conn.execute(
         text("""
         INSERT INTO healthcare.medications (id, tenant_id, health_profile_id, user_id, encrypted_generic_name,
             encrypted_brand_name,
             encrypted_dosage, encrypted_frequency, encrypted_route, encrypted_indication, encrypted_prescribed_by,
-            is_emergency_medication)
-        VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em)
+            is_emergency_medication, encrypted_coding)
+        VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em, :cd)
         ON CONFLICT (id) DO UPDATE SET encrypted_generic_name = EXCLUDED.encrypted_generic_name,
             encrypted_brand_name = EXCLUDED.encrypted_brand_name, encrypted_dosage = EXCLUDED.encrypted_dosage,
             encrypted_frequency = EXCLUDED.encrypted_frequency, encrypted_route = EXCLUDED.encrypted_route,
             encrypted_indication = EXCLUDED.encrypted_indication,
             encrypted_prescribed_by = EXCLUDED.encrypted_prescribed_by,
-            is_emergency_medication = EXCLUDED.is_emergency_medication, is_active = true, updated_at = now()
+            is_emergency_medication = EXCLUDED.is_emergency_medication,
+            encrypted_coding = EXCLUDED.encrypted_coding, is_active = true, updated_at = now()
         WHERE healthcare.medications.user_id = EXCLUDED.user_id
     """),
         params,
@@ -565,14 +611,14 @@ def put_allergy(
         text("""
         INSERT INTO healthcare.allergies (id, tenant_id, health_profile_id, user_id, encrypted_allergen,
             allergen_category,
-            severity, encrypted_reactions, encrypted_emergency_medication)
+            severity, encrypted_reactions, encrypted_emergency_medication, encrypted_coding)
         VALUES (:id, :t, :p, :u, :a, CAST(:c AS public.allergen_category), CAST(:s AS public.allergy_severity),
-            :r, :em)
+            :r, :em, :cd)
         ON CONFLICT (id) DO UPDATE SET encrypted_allergen = EXCLUDED.encrypted_allergen,
             allergen_category = EXCLUDED.allergen_category, severity = EXCLUDED.severity,
             encrypted_reactions = EXCLUDED.encrypted_reactions,
-            encrypted_emergency_medication = EXCLUDED.encrypted_emergency_medication, is_active = true,
-            updated_at = now()
+            encrypted_emergency_medication = EXCLUDED.encrypted_emergency_medication,
+            encrypted_coding = EXCLUDED.encrypted_coding, is_active = true, updated_at = now()
         WHERE healthcare.allergies.user_id = EXCLUDED.user_id
     """),
         {
@@ -585,6 +631,9 @@ def put_allergy(
             "s": allergy.severity,
             "r": ring.encrypt(_ALG, "encrypted_reactions", aid, json.dumps(list(allergy.reactions))),
             "em": ring.encrypt_optional(_ALG, "encrypted_emergency_medication", aid, allergy.emergency_medication),
+            "cd": ring.encrypt_optional(
+                _ALG, "encrypted_coding", aid, allergy.coding.stored() if allergy.coding is not None else None
+            ),
         },
     )
     if written.rowcount == 0:
