@@ -31,7 +31,8 @@ from engine.api.engine_cache import EngineCache
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.evaluate import evaluate
-from engine.model import Alert, EvaluationRequest, EvaluationResult, MedicationFact, Severity
+from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
+from engine.model import Alert, EvaluationRequest, EvaluationResult, MedicationFact, Severity, UnresolvedItem
 from store import patients, service_repo
 from store.admin import AdminError, grant_consent, revoke_consent
 from store.crypto import DecryptionError, KeyProviderError
@@ -48,10 +49,16 @@ MAX_PROPOSED_MEDICATIONS = 50
 MAX_FOODS = 200
 MAX_TEXT = 200
 MAX_REASON = 1000
+MAX_CODE = 40
+MAX_DISPLAY = 500
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _PHI_ROLES_ANY_PATIENT = ("CLINICAL_ADVISOR", "SUPER_ADMIN")
 _BREAK_GLASS_ROLES = ("EMERGENCY_RESPONDER", "CLINICAL_ADVISOR")
 _EVALUATION_NEEDS = frozenset({"MEDICATIONS", "ALLERGIES", "CONDITIONS"})
+# Which code systems identify what: a medication is a drug product or ingredient (RxNorm, NDC); an
+# allergen may also be a food or substance (SNOMED CT). A condition code on a drug is refused, not ignored.
+_MEDICATION_SYSTEMS = ("rxnorm", "ndc")
+_ALLERGEN_SYSTEMS = ("rxnorm", "ndc", "snomed")
 
 
 class RpcFailure(Exception):
@@ -86,6 +93,56 @@ def _check_text(field: str, value: str, *, required: bool = False, limit: int = 
     return value
 
 
+def _coding(field: str, parent: Any, systems: tuple[str, ...]) -> patients.CodedAs | None:
+    """`parent.coding` -> a coding of one of `systems`, or None when absent (unset, or all empty).
+
+    Errors name the field and never echo the code: a code names a drug, and error details reach
+    clients' logs."""
+    if not parent.HasField("coding"):
+        return None
+    c = parent.coding
+    if not (c.system.strip() or c.code.strip() or c.display.strip()):
+        return None
+    system = _check_text(f"{field}.system", c.system, required=True)
+    code = _check_text(f"{field}.code", c.code, required=True, limit=MAX_CODE)
+    display = _check_text(f"{field}.display", c.display, limit=MAX_DISPLAY)
+    assert system is not None and code is not None
+    # The same lookup parse_coding makes, so that a bad system and a bad code name different fields.
+    short = CODE_SYSTEMS.get(system.lower().rstrip("/"))
+    if short is None or short not in systems:
+        allowed = ", ".join(f"{s} ({SYSTEM_URIS[s]})" for s in systems)
+        raise invalid(f"{field}.system", f"must be one of {allowed}")
+    try:
+        coding = parse_coding(system, code)
+    except ValueError:
+        raise invalid(f"{field}.code", f"is not a valid {short} code") from None
+    return patients.CodedAs(coding, display)
+
+
+def _coding_pb(stored: dict[str, Any] | None) -> pb.Coding | None:
+    if stored is None:
+        return None
+    return pb.Coding(system=SYSTEM_URIS[stored["system"]], code=stored["code"], display=stored.get("display") or "")
+
+
+_UNRESOLVED_KIND = {"medication": pb.MEDICATION, "allergy": pb.ALLERGY}
+
+
+def _unresolved_pb(item: UnresolvedItem) -> pb.UnresolvedItem:
+    reason = item.reason.upper()
+    return pb.UnresolvedItem(
+        item_id=item.item_id,
+        kind=_UNRESOLVED_KIND.get(item.kind, pb.UNRESOLVED_KIND_UNSPECIFIED),
+        reason=pb.UnresolvedReason.Value(reason)
+        if reason in pb.UnresolvedReason.keys()
+        else pb.UNRESOLVED_REASON_UNSPECIFIED,
+        text=item.text,
+        parts=list(item.parts),
+        suggestions=list(item.suggestions),
+        notes=list(item.notes),
+    )
+
+
 def _ts(value: datetime | None) -> Timestamp:
     ts = Timestamp()
     if value is not None:
@@ -106,6 +163,7 @@ def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
         "ruleset_version": resp.ruleset_version,
         "knowledge_version": resp.knowledge_version,
         "evaluated_at": resp.evaluated_at.ToJsonString(),
+        "vocabulary_version": resp.vocabulary_version,
         "alerts": [
             {
                 "alert_id": a.alert_id,
@@ -131,6 +189,19 @@ def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
                 "insufficient_data": r.insufficient_data,
             }
             for r in resp.incomplete_rules
+        ],
+        # What was not screened is clinical content too: a verifier must see the answer was partial.
+        "unresolved_items": [
+            {
+                "item_id": u.item_id,
+                "kind": pb.UnresolvedKind.Name(u.kind),
+                "reason": pb.UnresolvedReason.Name(u.reason),
+                "text": u.text,
+                "parts": list(u.parts),
+                "suggestions": list(u.suggestions),
+                "notes": list(u.notes),
+            }
+            for u in resp.unresolved_items
         ],
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -371,16 +442,20 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("proposed_foods", f"at most {MAX_FOODS}")
             proposed = []
             for i, m in enumerate(request.proposed_medications):
-                name = _check_text(f"proposed_medications[{i}].name", m.name, required=True)
-                assert name is not None
+                where = f"proposed_medications[{i}]"
+                coded = _coding(f"{where}.coding", m, _MEDICATION_SYSTEMS)
+                name = _check_text(f"{where}.name", m.name)
+                if name is None and coded is None:
+                    raise invalid(f"{where}.name", "is required when there is no coding")
                 proposed.append(
                     MedicationFact(
                         id=f"proposed:{i}",
-                        name=name,
-                        dose=_check_text(f"proposed_medications[{i}].dose", m.dose),
-                        route=_check_text(f"proposed_medications[{i}].route", m.route),
-                        frequency=_check_text(f"proposed_medications[{i}].frequency", m.frequency),
+                        name=name or "",
+                        dose=_check_text(f"{where}.dose", m.dose),
+                        route=_check_text(f"{where}.route", m.route),
+                        frequency=_check_text(f"{where}.frequency", m.frequency),
                         proposed=True,
+                        coding=coded.coding if coded is not None else None,
                     )
                 )
             foods = [
@@ -425,7 +500,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     flags=["PHI_READ"]
                     + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
                     + (["DELEGATED_ACCESS"] if via_grant else [])
-                    + ([] if result.complete else ["INCOMPLETE"]),
+                    + ([] if result.complete else ["INCOMPLETE"])
+                    + (["UNRESOLVED_ITEMS"] if result.unresolved else []),
                     details=_evaluation_details(
                         result,
                         alert_ids,
@@ -455,6 +531,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 ruleset_version=result.ruleset_version,
                 knowledge_version=result.knowledge_version,
                 evaluated_at=_ts(evaluated_at),
+                unresolved_items=[_unresolved_pb(u) for u in result.unresolved],
+                vocabulary_version=result.vocabulary_version,
             )
             canonical = canonical_result(response, patient_id)
             response.signature.CopyFrom(
@@ -613,6 +691,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 indication=_check_text("medication.indication", m.indication),
                 prescribed_by=_check_text("medication.prescribed_by", m.prescribed_by),
                 is_emergency_medication=m.is_emergency_medication,
+                coding=_coding("medication.coding", m, _MEDICATION_SYSTEMS),
             )
             mid = _check_id("medication.medication_id", m.medication_id) if m.medication_id else None
             return patients.put_medication(
@@ -652,6 +731,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 severity,
                 reactions,
                 _check_text("allergy.emergency_medication", a.emergency_medication),
+                _coding("allergy.coding", a, _ALLERGEN_SYSTEMS),
             )
             aid = _check_id("allergy.allergy_id", a.allergy_id) if a.allergy_id else None
             return patients.put_allergy(
@@ -734,6 +814,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                         indication=m["indication"] or "",
                         prescribed_by=m["prescribed_by"] or "",
                         is_emergency_medication=m["is_emergency_medication"],
+                        coding=_coding_pb(m["coding"]),
                     )
                     for m in rec.medications
                 ],
@@ -745,6 +826,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                         severity=a["severity"],
                         reactions=a["reactions"],
                         emergency_medication=a["emergency_medication"] or "",
+                        coding=_coding_pb(a["coding"]),
                     )
                     for a in rec.allergies
                 ],
@@ -911,11 +993,17 @@ def _evaluation_details(
             {"rule_id": e.rule_id, "insufficient_data": e.insufficient_data} for e in result.rule_errors
         ],
     }
+    # What could not be resolved is counted, never named: a drug's name or code next to a patient
+    # id is PHI.
+    unresolved_medications = sum(1 for u in result.unresolved if u.kind == "medication")
     return {
         "request_id": meta.request_id,
         "ruleset_version": result.ruleset_version,
         "knowledge_version": result.knowledge_version,
+        "vocabulary_version": result.vocabulary_version,
         "complete": result.complete,
+        "unresolved_medications": unresolved_medications,
+        "unresolved_allergies": len(result.unresolved) - unresolved_medications,
         "alert_counts": counts,
         "alert_ids": alert_ids,
         "incomplete_rule_count": len(result.rule_errors),

@@ -45,6 +45,20 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LAB_VALUE: _ClassVar[AlertKind]
     OTHER: _ClassVar[AlertKind]
 
+class UnresolvedKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNRESOLVED_KIND_UNSPECIFIED: _ClassVar[UnresolvedKind]
+    MEDICATION: _ClassVar[UnresolvedKind]
+    ALLERGY: _ClassVar[UnresolvedKind]
+
+class UnresolvedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNRESOLVED_REASON_UNSPECIFIED: _ClassVar[UnresolvedReason]
+    UNRECOGNISED: _ClassVar[UnresolvedReason]
+    AMBIGUOUS: _ClassVar[UnresolvedReason]
+    PARTIAL: _ClassVar[UnresolvedReason]
+    MISMATCH: _ClassVar[UnresolvedReason]
+
 class EmergencyReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EMERGENCY_REASON_CODE_UNSPECIFIED: _ClassVar[EmergencyReasonCode]
@@ -93,6 +107,14 @@ PREGNANCY: AlertKind
 RENAL: AlertKind
 LAB_VALUE: AlertKind
 OTHER: AlertKind
+UNRESOLVED_KIND_UNSPECIFIED: UnresolvedKind
+MEDICATION: UnresolvedKind
+ALLERGY: UnresolvedKind
+UNRESOLVED_REASON_UNSPECIFIED: UnresolvedReason
+UNRECOGNISED: UnresolvedReason
+AMBIGUOUS: UnresolvedReason
+PARTIAL: UnresolvedReason
+MISMATCH: UnresolvedReason
 EMERGENCY_REASON_CODE_UNSPECIFIED: EmergencyReasonCode
 ETREAT: EmergencyReasonCode
 BTG: EmergencyReasonCode
@@ -108,17 +130,29 @@ DOSE_ADJUSTED: OverrideReason
 ALERT_INCORRECT: OverrideReason
 OTHER_REASON: OverrideReason
 
+class Coding(_message.Message):
+    __slots__ = ("system", "code", "display")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    code: str
+    display: str
+    def __init__(self, system: _Optional[str] = ..., code: _Optional[str] = ..., display: _Optional[str] = ...) -> None: ...
+
 class ProposedMedication(_message.Message):
-    __slots__ = ("name", "dose", "route", "frequency")
+    __slots__ = ("name", "dose", "route", "frequency", "coding")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DOSE_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     name: str
     dose: str
     route: str
     frequency: str
-    def __init__(self, name: _Optional[str] = ..., dose: _Optional[str] = ..., route: _Optional[str] = ..., frequency: _Optional[str] = ...) -> None: ...
+    coding: Coding
+    def __init__(self, name: _Optional[str] = ..., dose: _Optional[str] = ..., route: _Optional[str] = ..., frequency: _Optional[str] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
 
 class EvaluateSafetyRequest(_message.Message):
     __slots__ = ("patient_id", "proposed_medications", "proposed_foods", "recipe_id")
@@ -184,8 +218,26 @@ class ResultSignature(_message.Message):
     signature: bytes
     def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., canonical: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
+class UnresolvedItem(_message.Message):
+    __slots__ = ("item_id", "kind", "reason", "text", "parts", "suggestions", "notes")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    kind: UnresolvedKind
+    reason: UnresolvedReason
+    text: str
+    parts: _containers.RepeatedScalarFieldContainer[str]
+    suggestions: _containers.RepeatedScalarFieldContainer[str]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[UnresolvedKind, str]] = ..., reason: _Optional[_Union[UnresolvedReason, str]] = ..., text: _Optional[str] = ..., parts: _Optional[_Iterable[str]] = ..., suggestions: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class EvaluateSafetyResponse(_message.Message):
-    __slots__ = ("evaluation_id", "alerts", "complete", "incomplete_rules", "ruleset_version", "knowledge_version", "evaluated_at", "signature")
+    __slots__ = ("evaluation_id", "alerts", "complete", "incomplete_rules", "ruleset_version", "knowledge_version", "evaluated_at", "signature", "unresolved_items", "vocabulary_version")
     EVALUATION_ID_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +246,8 @@ class EvaluateSafetyResponse(_message.Message):
     KNOWLEDGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVALUATED_AT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    UNRESOLVED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
     evaluation_id: str
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     complete: bool
@@ -202,7 +256,9 @@ class EvaluateSafetyResponse(_message.Message):
     knowledge_version: str
     evaluated_at: _timestamp_pb2.Timestamp
     signature: ResultSignature
-    def __init__(self, evaluation_id: _Optional[str] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., complete: _Optional[bool] = ..., incomplete_rules: _Optional[_Iterable[_Union[RuleIssue, _Mapping]]] = ..., ruleset_version: _Optional[str] = ..., knowledge_version: _Optional[str] = ..., evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[_Union[ResultSignature, _Mapping]] = ...) -> None: ...
+    unresolved_items: _containers.RepeatedCompositeFieldContainer[UnresolvedItem]
+    vocabulary_version: str
+    def __init__(self, evaluation_id: _Optional[str] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., complete: _Optional[bool] = ..., incomplete_rules: _Optional[_Iterable[_Union[RuleIssue, _Mapping]]] = ..., ruleset_version: _Optional[str] = ..., knowledge_version: _Optional[str] = ..., evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[_Union[ResultSignature, _Mapping]] = ..., unresolved_items: _Optional[_Iterable[_Union[UnresolvedItem, _Mapping]]] = ..., vocabulary_version: _Optional[str] = ...) -> None: ...
 
 class EmergencyAccessRequest(_message.Message):
     __slots__ = ("patient_id", "reason_code", "reason_text")
@@ -337,7 +393,7 @@ class ReviewEmergencyAccessEventResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[EmergencyAccessEvent, _Mapping]] = ...) -> None: ...
 
 class Medication(_message.Message):
-    __slots__ = ("medication_id", "generic_name", "brand_name", "dose", "frequency", "route", "indication", "prescribed_by", "is_emergency_medication")
+    __slots__ = ("medication_id", "generic_name", "brand_name", "dose", "frequency", "route", "indication", "prescribed_by", "is_emergency_medication", "coding")
     MEDICATION_ID_FIELD_NUMBER: _ClassVar[int]
     GENERIC_NAME_FIELD_NUMBER: _ClassVar[int]
     BRAND_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -347,6 +403,7 @@ class Medication(_message.Message):
     INDICATION_FIELD_NUMBER: _ClassVar[int]
     PRESCRIBED_BY_FIELD_NUMBER: _ClassVar[int]
     IS_EMERGENCY_MEDICATION_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     medication_id: str
     generic_name: str
     brand_name: str
@@ -356,23 +413,26 @@ class Medication(_message.Message):
     indication: str
     prescribed_by: str
     is_emergency_medication: bool
-    def __init__(self, medication_id: _Optional[str] = ..., generic_name: _Optional[str] = ..., brand_name: _Optional[str] = ..., dose: _Optional[str] = ..., frequency: _Optional[str] = ..., route: _Optional[str] = ..., indication: _Optional[str] = ..., prescribed_by: _Optional[str] = ..., is_emergency_medication: _Optional[bool] = ...) -> None: ...
+    coding: Coding
+    def __init__(self, medication_id: _Optional[str] = ..., generic_name: _Optional[str] = ..., brand_name: _Optional[str] = ..., dose: _Optional[str] = ..., frequency: _Optional[str] = ..., route: _Optional[str] = ..., indication: _Optional[str] = ..., prescribed_by: _Optional[str] = ..., is_emergency_medication: _Optional[bool] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
 
 class Allergy(_message.Message):
-    __slots__ = ("allergy_id", "allergen", "category", "severity", "reactions", "emergency_medication")
+    __slots__ = ("allergy_id", "allergen", "category", "severity", "reactions", "emergency_medication", "coding")
     ALLERGY_ID_FIELD_NUMBER: _ClassVar[int]
     ALLERGEN_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     REACTIONS_FIELD_NUMBER: _ClassVar[int]
     EMERGENCY_MEDICATION_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     allergy_id: str
     allergen: str
     category: str
     severity: str
     reactions: _containers.RepeatedScalarFieldContainer[str]
     emergency_medication: str
-    def __init__(self, allergy_id: _Optional[str] = ..., allergen: _Optional[str] = ..., category: _Optional[str] = ..., severity: _Optional[str] = ..., reactions: _Optional[_Iterable[str]] = ..., emergency_medication: _Optional[str] = ...) -> None: ...
+    coding: Coding
+    def __init__(self, allergy_id: _Optional[str] = ..., allergen: _Optional[str] = ..., category: _Optional[str] = ..., severity: _Optional[str] = ..., reactions: _Optional[_Iterable[str]] = ..., emergency_medication: _Optional[str] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("condition_id", "name", "code", "is_critical")
