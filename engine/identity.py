@@ -122,8 +122,12 @@ def fold(text: str) -> str:
     invisible characters removed (zero-width, BOM, soft hyphen, direction marks), trademark signs and
     double quotes removed, accents removed (phénelzine -> phenelzine), dashes, slashes and quotes
     unified, case folded, one space between words."""
+    text = str(text)
+    if text.isascii() and text.isprintable():
+        # The common case, and the same result: nothing for NFKC or the category filters to do.
+        return _SPACE.sub(" ", text.translate(_MARKS).translate(_QUOTES).lower()).strip(" .,;:")
     # Before NFKC, which would turn "™" into the letters "TM".
-    text = unicodedata.normalize("NFKC", str(text).translate(_MARKS)).translate(_SLASHES)
+    text = unicodedata.normalize("NFKC", text.translate(_MARKS)).translate(_SLASHES)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\t\n")
     decomposed = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")

@@ -16,7 +16,7 @@ import io
 import re
 from array import array
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -350,6 +350,11 @@ def clean_name(text: str) -> str:
     return _SPACES.sub(" ", str(text).replace("\u00a0", " ")).strip(" \t\n\r.,;:").lower()
 
 
+def _trigrams(text: str) -> set[str]:
+    padded = f"  {text} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
 def _singular(word: str) -> str | None:
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
@@ -500,10 +505,12 @@ class Vocabulary:
         # "Did you mean": ingredient and brand names, and aliases (not whole product strings).
         suggestable = set(self.ingredients) | {fold(a) for a in self.aliases}
         suggestable.update(fold(c.name) for c in concept_list if c.tty in ("IN", "BN", "PIN") and c.active)
-        by_length: dict[int, list[str]] = defaultdict(list)
-        for name in sorted(suggestable):
-            by_length[len(name)].append(name)
-        self._suggestable = by_length
+        self._suggestable = tuple(sorted(suggestable))
+        grams: dict[str, list[int]] = defaultdict(list)
+        for index, name in enumerate(self._suggestable):
+            for gram in _trigrams(name):
+                grams[gram].append(index)
+        self._trigram_index = {gram: tuple(ids) for gram, ids in grams.items()}
 
     def _concept_ingredients(self, concept: DrugConcept) -> tuple[str, ...] | None:
         names = [self._in_names.get(code) for code in concept.ingredients]
@@ -596,7 +603,12 @@ class Vocabulary:
         text = fold(text)
         if len(text) < 4:
             return ()
-        pool = [n for length in range(len(text) - 2, len(text) + 3) for n in self._suggestable.get(length, ())]
+        # Candidates share trigrams with the text (an index, so an unknown name costs microseconds,
+        # not a scan of every name); the closest few by similarity ratio are offered.
+        shared: Counter[int] = Counter()
+        for gram in _trigrams(text):
+            shared.update(self._trigram_index.get(gram, ()))
+        pool = [self._suggestable[i] for i, _ in shared.most_common(40)]
         return tuple(difflib.get_close_matches(text, pool, n=limit, cutoff=0.8))
 
     def normalize_drug(self, name: str, coding: Coding | None = None) -> NormalizedDrug:

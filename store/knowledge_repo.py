@@ -22,6 +22,7 @@ from engine.knowledge import (
     ConditionRecord,
     CrossReactivity,
     DrugClassRecord,
+    DrugConcept,
     FoodRecord,
     IngredientRecord,
     InteractionKnowledge,
@@ -32,6 +33,7 @@ from engine.knowledge import (
 )
 from engine.model import EvidenceLevel, Severity
 from engine.rules import Rule, RuleSet
+from store.rxnorm_import import ReleaseResult, apply_concepts
 
 __all__ = [
     "ImportResult",
@@ -39,11 +41,14 @@ __all__ = [
     "clear_override",
     "import_interaction_pairs",
     "knowledge_fingerprint",
+    "load_concepts",
     "load_knowledge",
+    "load_ndc_products",
     "load_rules",
     "rules_fingerprint",
     "set_override",
     "sync_rules",
+    "sync_shipped_concepts",
     "sync_vocabulary",
 ]
 
@@ -141,6 +146,61 @@ def _allergen_from_row(name: str, d: dict[str, Any]) -> AllergenRecord:
         ),
         synonyms=tuple(d.get("synonyms", ())),
     )
+
+
+# -- drug concepts (RxNorm, NDC) ---------------------------------------------------------------------
+
+
+def sync_shipped_concepts(
+    conn: Connection, concepts: Iterable[DrugConcept], version: str, *, actor: str | None = None
+) -> ReleaseResult:
+    """Applies the shipped concept table (rules/knowledge/rxnorm.tsv and its NDCs) as a release of kind
+    'shipped', through the same path as an RxNorm RRF import (store.rxnorm_import): the same table
+    twice changes nothing, a code it no longer lists is retired, and a code an RxNorm release
+    imported stays as that release has it."""
+    return apply_concepts(conn, concepts, version=version, kind="shipped", actor=actor)
+
+
+def load_concepts(conn: Connection, *, systems: Sequence[str] = ("rxnorm", "ndc")) -> list[DrugConcept]:
+    """The stored concepts of these systems, active and retired (active=False: retired by its source,
+    kept because records still carry the code). Streamed; repeated strings interned."""
+    result = conn.execute(
+        text(
+            "SELECT system, code, tty, name, ingredients, product, strength, dose_form, unii, active, source"
+            " FROM clinical.drug_concepts WHERE system = ANY(:systems) ORDER BY system DESC, code"
+        ),
+        {"systems": list(systems)},
+        execution_options={"stream_results": True, "max_row_buffer": 5000},
+    )
+    intern = sys.intern
+    return [
+        DrugConcept(
+            system=intern(r[0]),
+            code=r[1],
+            tty=intern(r[2]),
+            name=r[3],
+            ingredients=tuple(intern(i) for i in r[4]),
+            product=r[5],
+            strength=intern(r[6]) if r[6] is not None else None,
+            dose_form=intern(r[7]) if r[7] is not None else None,
+            unii=r[8],
+            active=bool(r[9]),
+            source=intern(r[10]),
+        )
+        for r in result
+    ]
+
+
+def load_ndc_products(conn: Connection) -> list[tuple[str, str]]:
+    """(NDC, product RXCUI) for every stored NDC, active and retired: what engine.knowledge.NdcIndex
+    holds, without a DrugConcept per NDC."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            text("SELECT code, product FROM clinical.drug_concepts WHERE system = 'ndc'"),
+            execution_options={"stream_results": True, "max_row_buffer": 20000},
+        )
+    ]
 
 
 # -- interaction pairs -------------------------------------------------------------------------------
@@ -318,6 +378,10 @@ def knowledge_fingerprint(conn: Connection, tenant_id: str | None) -> str:
         SELECT (SELECT count(*) FROM clinical.interaction_pairs) || ':' ||
                COALESCE((SELECT max(id) FROM clinical.knowledge_imports), 0) || ':' ||
                (SELECT count(*) FROM clinical.drug_ingredients) || ':' ||
+               -- concepts (active and retired) and the release that last changed them: every write to
+               -- drug_concepts is a release, which records the count, so no count(*) over them here
+               COALESCE((SELECT concept_count || '/' || id FROM clinical.vocabulary_releases
+                         ORDER BY id DESC LIMIT 1), '0/0') || ':' ||
                (SELECT md5(COALESCE(string_agg(pair_id || COALESCE(severity::text, '') || disabled::text
                                                || updated_at::text, ',' ORDER BY pair_id), ''))
                 FROM clinical.interaction_overrides WHERE tenant_id = :t)

@@ -392,15 +392,52 @@ def _knowledge_override(args: argparse.Namespace) -> int:
 
 def _knowledge_vocabulary(args: argparse.Namespace) -> int:
     from engine.knowledge import KnowledgeFileError, load_knowledge_files
-    from store.knowledge_repo import sync_vocabulary
+    from store.knowledge_repo import sync_shipped_concepts, sync_vocabulary
+    from store.rxnorm_import import read_shipped_table
 
     try:
         knowledge = load_knowledge_files(Path(args.dir))
+        shipped = read_shipped_table(Path(args.dir))
     except KnowledgeFileError as exc:
         raise CommandError(str(exc)) from None
     with _admin_engine() as engine, engine.begin() as conn:
         rows = sync_vocabulary(conn, knowledge.vocabulary)
+        concepts = sync_shipped_concepts(conn, shipped[0], shipped[1]) if shipped is not None else None
     print(f"vocabulary from {args.dir}: {rows} rows")
+    if concepts is not None:
+        print(f"concept table: {concepts.summary()}")
+    return 0
+
+
+def _knowledge_rxnorm_import(args: argparse.Namespace) -> int:
+    import time
+
+    from store.rxnorm_import import RetireRefused, RrfError, import_rxnorm_release
+
+    started = time.monotonic()
+    shown = [""]
+
+    def show(what: str, done: int, total: int) -> None:
+        if what != shown[0]:
+            if shown[0]:
+                print(file=sys.stderr)
+            shown[0] = what
+        if what == "applying":
+            _progress_bar("applying", done, total)
+        else:
+            _progress_bar(f"{what} MB", done >> 20, total >> 20)
+
+    try:
+        with _admin_engine() as engine, engine.begin() as conn:
+            result = import_rxnorm_release(
+                conn, Path(args.dir), max_retire_percent=args.allow_retire, actor=args.actor, on_progress=show
+            )
+    except (RrfError, RetireRefused) as exc:
+        raise CommandError(f"{exc}; nothing was imported" if isinstance(exc, RrfError) else str(exc)) from None
+    finally:
+        if shown[0]:
+            print(file=sys.stderr)
+    print(result.summary(time.monotonic() - started))
     return 0
 
 
@@ -760,6 +797,23 @@ def register(sub: Sub, rules: Sub) -> None:
     p = knowledge.add_parser("vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database")
     p.add_argument("--dir", default="rules/knowledge")
     p.set_defaults(handler=_guarded(_knowledge_vocabulary))
+    rxnorm = knowledge.add_parser("rxnorm", help="RxNorm releases into clinical.drug_concepts").add_subparsers(
+        dest="rx_cmd", required=True, metavar="ACTION"
+    )
+    p = rxnorm.add_parser(
+        "import",
+        help="import an unpacked RxNorm release (RXNCONSO, RXNREL, RXNSAT .RRF); idempotent, all or nothing",
+    )
+    p.add_argument("dir", help="the release folder (the .RRF files in it or in its rrf/ folder)")
+    p.add_argument(
+        "--allow-retire",
+        type=float,
+        default=5.0,
+        metavar="PERCENT",
+        help="refuse a release that would retire more than this share of the active codes it covers (default 5)",
+    )
+    p.add_argument("--actor", default="praneya-cli", help="who imported, for the release row")
+    p.set_defaults(handler=_guarded(_knowledge_rxnorm_import))
 
     p = sub.add_parser("check", help="evaluate ad-hoc facts against the database's rules and knowledge")
     p.add_argument(
