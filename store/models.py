@@ -1207,15 +1207,6 @@ t_drug_concepts = Table(
         name="drug_concepts_code_shape",
     ),
     CheckConstraint("system <> 'ndc'::text OR product IS NOT NULL", name="drug_concepts_ndc_product"),
-    ForeignKeyConstraint(
-        ["release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_release_id_fkey"
-    ),
-    ForeignKeyConstraint(
-        ["first_release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_first_release_id_fkey"
-    ),
-    ForeignKeyConstraint(
-        ["retired_release_id"], ["clinical.vocabulary_releases.id"], name="drug_concepts_retired_release_id_fkey"
-    ),
     PrimaryKeyConstraint("system", "code", name="drug_concepts_pkey"),
     Index("idx_drug_concepts_product", "product", postgresql_where="(product IS NOT NULL)"),
     schema="clinical",
@@ -1244,9 +1235,6 @@ t_drug_concept_history = Table(
         "change = ANY (ARRAY['added'::text, 'renamed'::text, 'ingredients_changed'::text, 'changed'::text,"
         " 'retired'::text, 'reinstated'::text])",
         name="drug_concept_history_change_check",
-    ),
-    ForeignKeyConstraint(
-        ["release_id"], ["clinical.vocabulary_releases.id"], name="drug_concept_history_release_id_fkey"
     ),
     PrimaryKeyConstraint("id", name="drug_concept_history_pkey"),
     Index("idx_drug_concept_history_concept", "system", "code", "id"),
