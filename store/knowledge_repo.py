@@ -212,6 +212,7 @@ class ImportResult:
     inserted: int
     updated: int
     unchanged: int
+    flagged: int = 0  # pairs of unresolved names, stored for review and never matched
 
 
 def _pair_hash(p: InteractionPair) -> str:
@@ -229,6 +230,8 @@ def _pair_hash(p: InteractionPair) -> str:
         p.avoid_combination,
         p.source,
     ]
+    if p.unresolved:  # only then, so the hashes of pairs stored before the flag existed still match
+        doc.append("unresolved")
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -265,7 +268,8 @@ def import_interaction_pairs(
         raw.cursor() as cur,
         cur.copy(
             "COPY pairs_in (id, a_kind, a_name, b_kind, b_name, severity, source_severity, interaction_type,"
-            " evidence_level, description, recommendation, avoid_combination, source, content_hash) FROM STDIN"
+            " evidence_level, description, recommendation, avoid_combination, source, content_hash, unresolved)"
+            " FROM STDIN"
         ) as copy,
     ):
         for p in pairs:
@@ -287,6 +291,7 @@ def import_interaction_pairs(
                     p.avoid_combination,
                     p.source or source,
                     _pair_hash(p),
+                    p.unresolved,
                 )
             )
             done += 1
@@ -299,14 +304,14 @@ def import_interaction_pairs(
         WITH merged AS (
             INSERT INTO clinical.interaction_pairs AS t (id, a_kind, a_name, b_kind, b_name, severity,
                 source_severity, interaction_type, evidence_level, description, recommendation, avoid_combination,
-                source, content_hash)
+                source, content_hash, unresolved)
             SELECT id, a_kind, a_name, b_kind, b_name, severity, source_severity, interaction_type, evidence_level,
-                   description, recommendation, avoid_combination, source, content_hash FROM pairs_in
+                   description, recommendation, avoid_combination, source, content_hash, unresolved FROM pairs_in
             ON CONFLICT (id) DO UPDATE SET severity = EXCLUDED.severity, source_severity = EXCLUDED.source_severity,
                 interaction_type = EXCLUDED.interaction_type, evidence_level = EXCLUDED.evidence_level,
                 description = EXCLUDED.description, recommendation = EXCLUDED.recommendation,
                 avoid_combination = EXCLUDED.avoid_combination, content_hash = EXCLUDED.content_hash,
-                imported_at = now()
+                unresolved = EXCLUDED.unresolved, imported_at = now()
             WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
             RETURNING (xmax = 0) AS inserted
         )
@@ -314,7 +319,9 @@ def import_interaction_pairs(
     """)
     ).one()
     inserted, updated = int(counts[0]), int(counts[1])
-    result = ImportResult(len(pairs), inserted, updated, len(pairs) - inserted - updated)
+    result = ImportResult(
+        len(pairs), inserted, updated, len(pairs) - inserted - updated, sum(1 for p in pairs if p.unresolved)
+    )
     conn.execute(
         text(
             "INSERT INTO clinical.knowledge_imports (source, file_sha256, rows_total, rows_changed,"
@@ -448,7 +455,8 @@ def load_knowledge(
 
 
 def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
-    """Every pair, streamed. Repeated strings (kinds, names, grades, sources) are interned: with
+    """Every pair the engine may match, streamed: pairs of unresolved names stay in the table for
+    review and are not loaded. Repeated strings (kinds, names, grades, sources) are interned: with
     150,000 pairs they are most of the memory a worker holds."""
     # Streaming is an option of this one statement: Connection.execution_options() would switch the
     # caller's whole connection to server-side cursors, and its next statement (an INSERT) would fail.
@@ -456,7 +464,7 @@ def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
         text(
             "SELECT id, a_kind, a_name, b_kind, b_name, severity::text, source_severity, interaction_type::text,"
             " evidence_level::text, description, recommendation, avoid_combination, source"
-            " FROM clinical.interaction_pairs"
+            " FROM clinical.interaction_pairs WHERE NOT unresolved"
         ),
         execution_options={"stream_results": True, "max_row_buffer": 5000},
     )

@@ -314,6 +314,7 @@ t_interaction_pairs = Table(
     Column("source", Text, nullable=False),
     Column("content_hash", Text, nullable=False),
     Column("imported_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("unresolved", Boolean, nullable=False, server_default=text("false")),  # migration 0007
     CheckConstraint("ROW(a_kind, a_name) <= ROW(b_kind, b_name)", name="interaction_pairs_ordered"),
     CheckConstraint(
         "a_kind = ANY (ARRAY['ingredient'::text, 'class'::text, 'food'::text, 'food_group'::text])",
