@@ -9,6 +9,7 @@ CORE = [
     "engine.model",
     "engine.logic",
     "engine.knowledge",
+    "engine.knowledge_import",
     "engine.facts",
     "engine.rules",
     "engine.evaluate",

@@ -327,36 +327,84 @@ def _progress(done: int, total: int) -> None:
     _progress_bar("importing", done, total)
 
 
+OWN_PROFILE = Path("rules/knowledge/profiles/praneya.yaml")  # our CSV layout, under the project root
+
+
 def _knowledge_import(args: argparse.Namespace) -> int:
     import hashlib
+    import time
 
-    from engine.knowledge import CsvImportError, parse_interactions_csv
+    from engine import knowledge_import as ki
+    from engine.knowledge import CsvImportError
+    from store.config import PROJECT_ROOT
     from store.knowledge_repo import import_interaction_pairs, load_knowledge
 
+    started = time.monotonic()
     path = Path(args.file)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CommandError(f"{path}: cannot read ({exc.strerror})") from None
+    # No --profile and no --column: our own layout, through the same code as any other source's.
+    profile_path = Path(args.profile) if args.profile else None if args.column else PROJECT_ROOT / OWN_PROFILE
+    try:
+        document: dict[str, Any] = {}
+        if profile_path is not None:
+            try:
+                profile_text = profile_path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"--profile {profile_path}: cannot read ({exc})") from None
+            document = ki.load_profile_document(profile_text, where=str(profile_path))
+        document = ki.with_flags(
+            document,
+            columns=args.column,
+            severities=args.severity,
+            delimiter=args.delimiter,
+            encoding=args.encoding,
+            evidence=args.evidence,
+            code_system=args.code_system,
+        )
+        profile = ki.profile_from_document(document, where=str(profile_path or "--column flags"))
+    except ki.ProfileError as exc:
+        raise CommandError(f"profile: {exc}") from None
+    source = args.source or profile.source
+    if not source:
+        raise CommandError("--source: name the source (e.g. fdb-2026-10), or give the profile a `source:`")
     with _admin_engine() as engine, engine.begin() as conn:
         vocabulary = load_knowledge(conn, None, shared_pairs=()).vocabulary
         if not vocabulary.ingredients:
             raise CommandError("the drug vocabulary is empty: run `praneya knowledge vocabulary` first")
         try:
-            pairs = parse_interactions_csv(data.decode("utf-8-sig"), default_source=args.source, vocabulary=vocabulary)
+            plan = ki.plan_import(data, profile, vocabulary, source=source)
         except CsvImportError as exc:
             raise CommandError(f"{path}: {exc}\nnothing was imported") from None
-        except UnicodeDecodeError:
-            raise CommandError(f"{path}: not UTF-8 text; nothing was imported") from None
+        for line in (*ki.describe_folds(plan), *ki.describe_expansions(plan), *plan.notes):
+            print(line)
+        if plan.unresolved:
+            report = Path(args.unresolved_report or f"{path}.unresolved.tsv")
+            try:
+                report.write_text(ki.unresolved_report_tsv(plan), encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"--unresolved-report {report}: cannot write ({exc.strerror})") from None
+            if not args.allow_unresolved:
+                raise CommandError(
+                    f"{path}: {len(plan.unresolved)} name(s) did not resolve to known ingredients (listed in"
+                    f" {report}); nothing was imported. Correct them, or rerun with --allow-unresolved to store"
+                    " their pairs flagged for review (never matched)"
+                )
+            print(f"{len(plan.unresolved)} unresolved name(s) listed in {report}")
         result = import_interaction_pairs(
             conn,
-            pairs,
-            source=args.source,
+            plan.pairs,
+            source=source,
             file_sha256=hashlib.sha256(data).hexdigest(),
             on_progress=_progress,
         )
     print(
-        f"\n{path}: {result.rows} pairs; {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged"
+        f"\n{path}: {plan.rows_read} rows read; {result.rows} pairs stored ({result.inserted} new,"
+        f" {result.updated} changed, {result.unchanged} unchanged; {result.flagged} flagged unresolved, never"
+        f" matched); {plan.folded_rows} folded duplicates; {len(plan.unresolved)} unresolved names;"
+        f" {len(plan.expanded)} expanded combinations; {time.monotonic() - started:.1f} s"
     )
     return 0
 
@@ -781,9 +829,28 @@ def register(sub: Sub, rules: Sub) -> None:
     knowledge = sub.add_parser("knowledge", help="drug vocabulary and interaction knowledge").add_subparsers(
         dest="k_cmd", required=True, metavar="ACTION"
     )
-    p = knowledge.add_parser("import", help="import an interactions CSV (idempotent, all or nothing)")
+    p = knowledge.add_parser(
+        "import",
+        help="import an interactions CSV, ours or another knowledge base's export (idempotent, all or nothing)",
+        description="Columns and grades come from a profile (rules/README.md); with neither --profile nor"
+        " --column, our own layout (rules/knowledge/profiles/praneya.yaml). Flags replace the profile's entries.",
+    )
     p.add_argument("file")
-    p.add_argument("--source", required=True, help="name of the source, e.g. onc-2012 or fdb-2026-10")
+    p.add_argument("--source", help="name of the source, e.g. onc-2012 or fdb-2026-10 (default: the profile's)")
+    p.add_argument("--profile", metavar="FILE", help="YAML import profile: columns, severity map, encoding, ...")
+    p.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER",
+                   help="which column holds a field, e.g. drug_a=Drug1 (the fields: rules/README.md)")
+    p.add_argument("--severity", action="append", default=[], metavar="GRADE=LEVEL",
+                   help="the source's grade -> INFO|LOW|MODERATE|HIGH|CRITICAL, e.g. Major=HIGH")
+    p.add_argument("--delimiter", help="one character, or tab, comma, semicolon, pipe (default ,)")
+    p.add_argument("--encoding", help="the file's text encoding (default utf-8)")
+    p.add_argument("--evidence", help="evidence level of rows without one (default UNKNOWN)")
+    p.add_argument("--code-system", help="system of drug_a_code/drug_b_code: rxnorm or ndc")
+    p.add_argument(
+        "--unresolved-report", metavar="FILE", help="where to list unresolved names (default FILE.unresolved.tsv)"
+    )
+    p.add_argument("--allow-unresolved", action="store_true",
+                   help="store pairs of unresolved names flagged for review (never matched) instead of refusing")
     p.set_defaults(handler=_guarded(_knowledge_import))
     p = knowledge.add_parser("override", help="a tenant re-grades or disables an interaction pair for itself")
     p.add_argument("--tenant", required=True)
