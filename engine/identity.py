@@ -48,7 +48,8 @@ SYSTEM_URIS: dict[str, str] = {
 }
 _CODE_SHAPE: dict[str, re.Pattern[str]] = {
     "rxnorm": re.compile(r"^[0-9]{1,10}$"),
-    "ndc": re.compile(r"^(?:[0-9]{11}|[0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2})$"),
+    # 11 digits, or the FDA's 10-digit layouts 4-4-2, 5-3-2 and 5-4-1 with their hyphens
+    "ndc": re.compile(r"^(?:[0-9]{11}|[0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2})$"),  # noqa: E501
     "snomed": re.compile(r"^[1-9][0-9]{5,17}$"),
     "icd10": re.compile(r"^[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?$"),
 }
@@ -125,7 +126,7 @@ def fold(text: str) -> str:
     text = str(text)
     if text.isascii() and text.isprintable():
         # The common case, and the same result: nothing for NFKC or the category filters to do.
-        return _SPACE.sub(" ", text.translate(_MARKS).translate(_QUOTES).lower()).strip(" .,;:")
+        return _SPACE.sub(" ", text.replace('"', "").replace("`", "'").lower()).strip(" .,;:")
     # Before NFKC, which would turn "™" into the letters "TM".
     text = unicodedata.normalize("NFKC", text.translate(_MARKS)).translate(_SLASHES)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\t\n")

@@ -37,21 +37,21 @@ from engine.identity import (
 from engine.model import EvidenceLevel, Severity
 
 __all__ = [
+    "CONCEPT_COLUMNS",
     "AliasRecord",
     "AllergenRecord",
     "ConditionRecord",
     "CrossReactivity",
-    "CONCEPT_COLUMNS",
     "CsvImportError",
     "DrugClassRecord",
     "DrugConcept",
-    "NdcIndex",
     "FoodRecord",
     "IngredientRecord",
     "InteractionKnowledge",
     "InteractionPair",
     "Knowledge",
     "KnowledgeFileError",
+    "NdcIndex",
     "NormalizedAllergen",
     "NormalizedCondition",
     "NormalizedDrug",
@@ -169,8 +169,19 @@ class NdcIndex:
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         ordered = sorted((int(ndc), int(product)) for ndc, product in pairs if ndc.isdigit() and product.isdigit())
-        self._keys = array("q", (k for k, _ in ordered))
-        self._products = array("q", (v for _, v in ordered))
+        self._keys = array("q", [k for k, _ in ordered])
+        self._products = array("q", [v for _, v in ordered])
+
+    @classmethod
+    def from_text(cls, text: str) -> NdcIndex:
+        """From lines of `NDC<TAB>RXCUI` (how the store streams them), without a tuple per NDC."""
+        index = cls()
+        cells = text.split()
+        keys, products = cells[0::2], cells[1::2]
+        order = sorted(range(len(keys)), key=lambda i: int(keys[i]))
+        index._keys = array("q", [int(keys[i]) for i in order])
+        index._products = array("q", [int(products[i]) for i in order])
+        return index
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -493,9 +504,9 @@ class Vocabulary:
             self.concepts[(c.system, c.code)] = c
             if c.system != "rxnorm" or not c.active:
                 continue
-            ingredients = self._concept_ingredients(c)
-            if ingredients is not None:
-                names[fold(c.name)].add(ingredients)
+            found = self._concept_ingredients(c)
+            if found is not None:
+                names[fold(c.name)].add(found)
         self._names: dict[str, tuple[str, ...] | None] = {
             name: next(iter(sets)) if len(sets) == 1 else None for name, sets in names.items()
         }
@@ -797,13 +808,13 @@ class Vocabulary:
         category = category.upper() if category else None
         notes: tuple[str, ...] = ()
         if coding is not None and coding.system in ("rxnorm", "ndc"):
-            drug = self.normalize_drug("", coding)
-            if drug.recognised:
+            coded = self.normalize_drug("", coding)
+            if coded.recognised:
                 return NormalizedAllergen(
-                    name=" / ".join(drug.ingredients),
+                    name=" / ".join(coded.ingredients),
                     category=category or "DRUG",
-                    ingredients=drug.ingredients,
-                    notes=drug.notes,
+                    ingredients=coded.ingredients,
+                    notes=coded.notes,
                 )
             notes = (f"unknown code {coding}; identified by its text",)
         elif coding is not None:
@@ -1379,9 +1390,8 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     digest = hashlib.sha256(vocab_text.encode())
     concepts, ndc = load_concept_files(directory)
     rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
-    vocabulary = replace_vocabulary(
-        vocabulary, concepts, ndc=ndc, version=f"{rxnorm_version}+curated:{hashlib.sha256(vocab_text.encode()).hexdigest()[:12]}"
-    )
+    curated = hashlib.sha256(vocab_text.encode()).hexdigest()[:12]
+    vocabulary = replace_vocabulary(vocabulary, concepts, ndc=ndc, version=f"{rxnorm_version}+curated:{curated}")
     pairs: list[InteractionPair] = []
     if csv_path.is_file():
         csv_text = csv_path.read_text(encoding="utf-8-sig")

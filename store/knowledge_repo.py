@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from engine.knowledge import (
+    CONCEPT_COLUMNS,
     AliasRecord,
     AllergenRecord,
     ConditionRecord,
@@ -28,8 +29,10 @@ from engine.knowledge import (
     InteractionKnowledge,
     InteractionPair,
     Knowledge,
+    NdcIndex,
     PairOverride,
     Vocabulary,
+    parse_concepts_tsv,
 )
 from engine.model import EvidenceLevel, Severity
 from engine.rules import Rule, RuleSet
@@ -45,11 +48,13 @@ __all__ = [
     "load_knowledge",
     "load_ndc_products",
     "load_rules",
+    "load_vocabulary",
     "rules_fingerprint",
     "set_override",
     "sync_rules",
     "sync_shipped_concepts",
     "sync_vocabulary",
+    "vocabulary_version",
 ]
 
 
@@ -82,7 +87,8 @@ def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
     )
     insert(
         "INSERT INTO clinical.drug_ingredients (name, atc_code, classes) VALUES (:n, :atc, :c)",
-        [{"n": i.name, "atc": i.atc_code, "c": list(i.classes)} for i in vocabulary.ingredients.values()],
+        # the curated ingredients only: the RxNorm ones live in drug_concepts
+        [{"n": i.name, "atc": i.atc_code, "c": list(i.classes)} for i in vocabulary.curated_ingredients],
     )
     insert(
         "INSERT INTO clinical.drug_aliases (alias, ingredients) VALUES (:a, :i)",
@@ -398,10 +404,22 @@ def knowledge_fingerprint(conn: Connection, tenant_id: str | None) -> str:
     return str(row)
 
 
-def load_knowledge(
-    conn: Connection, tenant_id: str | None, shared_pairs: tuple[InteractionPair, ...] | None = None
-) -> Knowledge:
-    """Builds the engine's Knowledge from the database (tenant overrides applied when a tenant is given)."""
+def vocabulary_version(conn: Connection) -> str:
+    """The vocabulary an evaluation names: the concept release last applied and the curated content."""
+    row = conn.execute(
+        text("""
+        SELECT (SELECT lower(source) || '-' || kind || '-' || version || '.' || id
+                  FROM clinical.vocabulary_releases ORDER BY id DESC LIMIT 1) AS release,
+               (SELECT md5(string_agg(name || ':' || array_to_string(classes, ','), ';' ORDER BY name))
+                  FROM clinical.drug_ingredients) AS curated
+    """)
+    ).one()
+    return f"{row.release or 'none'}+curated:{(row.curated or '')[:12]}"
+
+
+def load_vocabulary(conn: Connection) -> Vocabulary:
+    """The drug vocabulary from the database: the curated tables, the RxNorm concepts (active and
+    retired) and the NDC index. Global (no tenant): a worker builds it once and shares it."""
     classes = [
         DrugClassRecord(r.id, r.name, r.kind, r.atc_code)
         for r in conn.execute(text("SELECT id, name, kind, atc_code FROM clinical.drug_classes"))
@@ -424,7 +442,7 @@ def load_knowledge(
         for r in conn.execute(text("SELECT id, synonyms, icd10 FROM clinical.condition_terms"))
     ]
     salts = conn.execute(text("SELECT word FROM clinical.drug_salt_words")).scalars().all()
-    vocabulary = Vocabulary(
+    return Vocabulary(
         ingredients=ingredients,
         classes=classes,
         aliases=aliases,
@@ -432,7 +450,52 @@ def load_knowledge(
         allergens=allergens,
         conditions=conditions,
         salt_words=salts,
+        concepts=_load_rxnorm_concepts(conn),
+        ndc=_load_ndc_index(conn),
+        version=vocabulary_version(conn),
     )
+
+
+def _copy_out(conn: Connection, query: str) -> str:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    chunks: list[bytes] = []
+    with raw.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
+        for data in copy:
+            chunks.append(bytes(data))
+    return b"".join(chunks).decode("utf-8")
+
+
+def _load_rxnorm_concepts(conn: Connection) -> list[DrugConcept]:
+    """The RxNorm concepts as the shipped table's lines (one COPY; the engine's own parser), several
+    times faster than a row object each. Only backslashes are escaped in COPY's text format, and the
+    query leaves no NULLs."""
+    text_rows = _copy_out(
+        conn,
+        "SELECT system, code, tty, name, array_to_string(ingredients, ','), coalesce(product, ''),"
+        " coalesce(strength, ''), coalesce(dose_form, ''), coalesce(unii, ''), active::int, source"
+        " FROM clinical.drug_concepts WHERE system = 'rxnorm'",
+    )
+    if "\\" in text_rows:
+        text_rows = text_rows.replace("\\\\", "\\")
+    return parse_concepts_tsv("\t".join(CONCEPT_COLUMNS) + "\n" + text_rows, where="clinical.drug_concepts")
+
+
+def _load_ndc_index(conn: Connection) -> NdcIndex:
+    # Over 200,000 NDCs: one COPY of "ndc<TAB>rxcui" lines is several times faster than as many rows.
+    return NdcIndex.from_text(
+        _copy_out(conn, "SELECT code, product FROM clinical.drug_concepts WHERE system = 'ndc' AND product IS NOT NULL")
+    )
+
+
+def load_knowledge(
+    conn: Connection,
+    tenant_id: str | None,
+    shared_pairs: tuple[InteractionPair, ...] | None = None,
+    shared_vocabulary: Vocabulary | None = None,
+) -> Knowledge:
+    """Builds the engine's Knowledge from the database (tenant overrides applied when a tenant is given)."""
+    vocabulary = shared_vocabulary if shared_vocabulary is not None else load_vocabulary(conn)
     pairs = shared_pairs if shared_pairs is not None else load_pairs(conn)
     overrides: Iterable[PairOverride] = ()
     if tenant_id is not None:

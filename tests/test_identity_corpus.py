@@ -85,7 +85,9 @@ def test_no_corpus_string_resolves_to_the_wrong_ingredients() -> None:
 
 def test_misspellings_are_suggested_not_resolved() -> None:
     with CORPUS.open(encoding="utf-8", newline="") as stream:
-        rows = [r for r in csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if r["expected"].startswith("!?")]
+        rows = [
+            r for r in csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if r["expected"].startswith("!?")
+        ]
     suggested = 0
     for row in rows:
         drug = VOCABULARY.normalize_drug(row["text"])

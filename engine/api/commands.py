@@ -581,7 +581,7 @@ def _check_cases(args: argparse.Namespace, knowledge: Any, ruleset: Any) -> int:
     from engine.adhoc import CaseError, case_from_json, result_json
     from engine.evaluate import evaluate
 
-    stream = sys.stdin if args.cases == "-" else open(args.cases, encoding="utf-8")  # noqa: SIM115
+    stream = sys.stdin if args.cases == "-" else open(args.cases, encoding="utf-8")
     failed = 0
     with stream:
         for number, line in enumerate(stream, 1):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from engine.knowledge import InteractionPair, Knowledge
+from engine.knowledge import InteractionPair, Knowledge, Vocabulary
 from engine.rules import RuleSet
 from store import knowledge_repo
 
@@ -46,6 +46,8 @@ class EngineCache:
         self.refresh_seconds = refresh_seconds
         self._entries: dict[str, _Entry] = {}
         self._pairs: tuple[str, tuple[InteractionPair, ...]] | None = None
+        # The vocabulary (curated tables, RxNorm concepts, NDC index) is global: one per worker.
+        self._vocabulary: tuple[str, Vocabulary] | None = None
         self._lock = threading.Lock()
 
     def get(self, conn: Connection, tenant_id: str) -> tuple[RuleSet, Knowledge]:
@@ -73,7 +75,11 @@ class EngineCache:
                 global_fp = knowledge_fp.rsplit(":", 1)[0]
                 if self._pairs is None or self._pairs[0] != global_fp:
                     self._pairs = (global_fp, knowledge_repo.load_pairs(conn))
-                knowledge = knowledge_repo.load_knowledge(conn, tenant_id, shared_pairs=self._pairs[1])
+                if self._vocabulary is None or self._vocabulary[0] != global_fp:
+                    self._vocabulary = (global_fp, knowledge_repo.load_vocabulary(conn))
+                knowledge = knowledge_repo.load_knowledge(
+                    conn, tenant_id, shared_pairs=self._pairs[1], shared_vocabulary=self._vocabulary[1]
+                )
             self._entries[tenant_id] = _Entry(ruleset, knowledge, rules_fp, knowledge_fp, time.monotonic())
             _release_memory()
             return ruleset, knowledge
