@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
+# The tool that writes the lock; it runs from a throwaway virtualenv, never from .venv.
+UV_VERSION ?= 0.13.8
 T ?= tests
 PYTEST_ARGS ?=
 # Resolve the database once per recipe line: DATABASE_URL when set, else provision one.
@@ -18,14 +21,31 @@ DB := DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m store.provision up)}"
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+# Every file pip downloads must match a hash in the lock (--require-hashes), pip itself included:
+# the venv's own pip (bundled with Python) installs the locked pip, setuptools and wheel with the
+# rest, in place of the old unpinned `pip install --upgrade pip`. The project is then installed alone
+# (--no-deps), built with the locked setuptools (--no-build-isolation: an isolated build would fetch
+# setuptools unhashed); `pip check` fails when pyproject.toml needs something the lock lacks.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## create .venv and install the project (editable, with dev tools, pinned by constraints.txt)
+install: $(STAMP) ## create .venv and install the project (editable, with dev tools) from requirements.lock, hashes checked
+
+# uv keeps the versions already in the lock (only what pyproject.toml added or dropped changes);
+# UPGRADE=1 moves every package to its newest release. Universal: one lock for Python 3.11+ on any
+# platform, with the hashes of every wheel and sdist of each pinned release.
+.PHONY: lock
+lock: ## regenerate requirements.lock (every package, hashed) from pyproject.toml (UPGRADE=1: newest releases)
+	@tool="$$(mktemp -d)" && trap 'rm -rf "$$tool"' EXIT && \
+	$(PYTHON) -m venv "$$tool" && "$$tool/bin/python" -m pip install --quiet "uv==$(UV_VERSION)" && \
+	"$$tool/bin/uv" pip compile pyproject.toml requirements-install.in --extra dev --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade,) --quiet -o $(LOCK)
 
 .PHONY: db-up
 db-up: $(STAMP) ## find or start PostgreSQL and create the database; prints its URL
