@@ -18,8 +18,11 @@ DB := DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m store.provision up)}"
 .DEFAULT_GOAL := help
 
 .PHONY: help
+# Colour only on a terminal (and not with NO_COLOR): piped or captured output stays plain text.
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m' off='\033[0m'; else on='' off=''; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
+		| awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-12s%s %s\n", on, $$1, off, $$2}'
 
 # Every file pip downloads must match a hash in the lock (--require-hashes), pip itself included:
 # the venv's own pip (bundled with Python) installs the locked pip, setuptools and wheel with the
