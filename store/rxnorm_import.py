@@ -160,11 +160,13 @@ def find_release(directory: Path) -> ReleaseFiles:
                 break
         else:
             raise RrfError(f"{name}: not found in {directory} (nor in {directory / 'rrf'})")
-    names = [directory.resolve().name]
-    if directory.resolve().name.lower() == "rrf":
-        names.append(directory.resolve().parent.name)
-    for folder in {p.parent for p in paths.values()} | {p.parent.parent for p in paths.values()}:
-        names += sorted(p.name for p in folder.glob("[Rr]eadme*"))
+    # The release's own folders only: the folder given, its rrf/ (or, given rrf/, the folder above).
+    here = directory.resolve()
+    folders = [here, here.parent] if here.name.lower() == "rrf" else [here, here / "rrf"]
+    names = [here.name, *(f.name for f in folders[1:] if here.name.lower() == "rrf")]
+    for folder in folders:
+        if folder.is_dir():
+            names += sorted(p.name for p in folder.glob("[Rr]eadme*"))
     version = next(
         (f"{m.group(3)}-{m.group(1)}-{m.group(2)}" for n in names if (m := _RELEASE_DATE.search(n))), names[0]
     )

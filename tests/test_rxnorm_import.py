@@ -171,7 +171,10 @@ def concepts(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
 def history(engine: Engine, code: str | None = None) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT * FROM clinical.drug_concept_history WHERE CAST(:c AS text) IS NULL OR code = :c ORDER BY id"), {"c": code}
+            text(
+                "SELECT * FROM clinical.drug_concept_history WHERE CAST(:c AS text) IS NULL OR code = :c ORDER BY id"
+            ),
+            {"c": code},
         ).mappings().all()
     return [dict(r) for r in rows]
 
@@ -410,3 +413,15 @@ def test_concepts_are_never_deleted_and_history_never_rewritten_even_by_the_admi
             conn.execute(text(statement))
     assert table_counts(engine) == (10, 10, 1)
 
+
+
+def test_the_release_date_and_kind_come_from_the_release_folder_and_readme(tmp_path: Path) -> None:
+    folder = tmp_path / "unpacked"
+    Release().write(folder)
+    (folder / "Readme_Full_Prescribe_10062025.txt").write_text("RxNorm Current Prescribable Content\n")
+    for given in (folder, folder / "rrf"):
+        files = find_release(given)
+        assert (files.version, files.kind) == ("2025-10-06", "prescribe")
+    bare = tmp_path / "no-date-here"
+    Release().write(bare)
+    assert (find_release(bare).version, find_release(bare).kind) == ("no-date-here", "full")

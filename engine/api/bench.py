@@ -6,7 +6,8 @@ the snapshot rows, insert one audit row, commit). Every figure is also reported 
 floor measured in the same run, because these machines are noisy and only ratios carry over.
 
 Scale: 150,000 interaction pairs, 5,000 rules (a few dozen relevant to a patient), patients with 5, 15
-and 40 medications; curves over rules, pairs, medications and audit rows already stored.
+and 40 medications; curves over rules, pairs, medications and audit rows already stored. Last, the
+RxNorm import of a full-size release (engine/api/rxnorm_bench.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from engine.api.auth import mint_token
 from engine.api.dev import ensure_dev_keys, free_port
+from engine.api.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
 __all__ = ["run_bench"]
@@ -589,6 +591,9 @@ def run_bench(
             proc.kill()
         app.dispose()
         admin.dispose()
+    # After the service is stopped, so that its figures are not disturbed; into the same database.
+    log("RxNorm import at the size of a full release ...")
+    rxnorm = run_rxnorm_bench(db_url, quick=quick, log=log)
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 2) if b else float("nan")
@@ -629,6 +634,7 @@ def run_bench(
         "engine_alone": engine_alone,
         "curves": {"rules": rules_curve, "pairs": pairs_curve, "medications": meds_curve, "audit_rows": audit_curve},
         "memory_mb_per_worker": memory,
+        "rxnorm_import": rxnorm,
     }
     first_rules, last_rules = rules_curve[0]["p50_ms"], rules_curve[-1]["p50_ms"]
     first_pairs, last_pairs = pairs_curve[0]["p50_ms"], pairs_curve[-1]["p50_ms"]
@@ -638,6 +644,7 @@ def run_bench(
         "rules_5000_vs_50_at_most_1.2x": {"value": ratio(last_rules, first_rules), "target": 1.2},
         "pairs_150k_vs_1k_at_most_1.2x": {"value": ratio(last_pairs, first_pairs), "target": 1.2},
         "memory_per_worker_under_300mb": {"value": max(memory.values()) if memory else None, "target": 300},
+        **rxnorm["targets"],
     }
     for name, t in results["targets"].items():
         v = t["value"]
@@ -695,6 +702,7 @@ def _print_table(r: dict[str, Any], log: Callable[[str], None]) -> None:
         )
         log(f"curve {name:11} {points}")
     log(f"memory per worker (MB): {r['memory_mb_per_worker']}")
+    print_rxnorm_section(r["rxnorm_import"], log)
     log("")
     for name, t in r["targets"].items():
         log(f"target {name:38} {t['value']!s:>8} (target {t['target']}) {'met' if t['met'] else 'MISSED'}")
