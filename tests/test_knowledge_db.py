@@ -219,3 +219,86 @@ def test_a_tenant_regrades_or_disables_a_pair_for_itself(
             {"t": tenant},
         ).scalar_one()
     assert n == 2
+
+
+# -- drug identity through the database (the shipped RxNorm concept table) ---------------------------
+
+
+def _check_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert praneya(["check", "--json", *args]) == 0
+    result: dict[str, object] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def _shipped_code(name: str, tty: str = "IN") -> str:
+    # Read from the shipped table, never typed: the test follows the data.
+    for line in (RULES / "knowledge" / "rxnorm.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        cells = line.split("\t")
+        if cells[2] == tty and cells[3].lower() == name:
+            return cells[1]
+    raise AssertionError(f"{name} ({tty}) is not in rules/knowledge/rxnorm.tsv")
+
+
+def test_check_by_rxnorm_code_flags_warfarin_with_an_nsaid(
+    knowledge_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _shipped_code("warfarin")
+    for med in (f"rxnorm:{code}", f"http://www.nlm.nih.gov/research/umls/rxnorm|{code}"):
+        result = _check_json(["--med", med, "--propose", "ibuprofen"], capsys)
+        alerts = result["alerts"]
+        assert isinstance(alerts, list)
+        assert any(a["rule_id"] == "ddi-warfarin-nsaid" for a in alerts), alerts
+        assert not result["unresolved"]
+        assert str(result["vocabulary_version"]).startswith("rxnorm-")
+
+
+def test_check_reads_the_rxnorm_display_grammar_against_the_database(
+    knowledge_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = _check_json(
+        ["--med", "Sulfamethoxazole 800 MG / Trimethoprim 160 MG Oral Tablet", "--allergy", "trimethoprim"], capsys
+    )
+    alerts = result["alerts"]
+    assert isinstance(alerts, list)
+    assert any(a["kind"] == "DRUG_ALLERGY" for a in alerts), alerts
+
+
+def test_check_names_an_unrecognised_drug_and_is_incomplete(
+    knowledge_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = _check_json(["--med", "zzqx"], capsys)
+    assert result["complete"] is False
+    assert result["unresolved"] == [
+        {
+            "item": "med-1",
+            "kind": "medication",
+            "text": "zzqx",
+            "reason": "unrecognised",
+            "parts": ["zzqx"],
+            "suggestions": [],
+            "notes": [],
+        }
+    ]
+
+
+def test_an_ndc_resolves_through_the_stored_index(knowledge_loaded: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with (RULES / "knowledge" / "rxnorm.tsv").open(encoding="utf-8") as table:
+        products = {
+            c[1] for c in (line.split("\t") for line in table) if c[2] == "SCD" and c[4] == _shipped_code("warfarin")
+        }
+    import gzip
+
+    ndc = next(
+        c[1]
+        for c in (
+            line.split("\t")
+            for line in gzip.decompress((RULES / "knowledge" / "rxnorm_ndc.tsv.gz").read_bytes())
+            .decode()
+            .splitlines()[1:]
+        )
+        if c[5] in products
+    )
+    result = _check_json(["--med", f"ndc:{ndc}", "--propose", "ibuprofen"], capsys)
+    alerts = result["alerts"]
+    assert isinstance(alerts, list)
+    assert any(a["rule_id"] == "ddi-warfarin-nsaid" for a in alerts)
