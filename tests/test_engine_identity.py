@@ -193,13 +193,16 @@ def test_invisible_characters_anywhere_change_nothing(name: str, inserts: list[t
 
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60))
 @settings(max_examples=400, deadline=None)
-def test_random_unicode_resolves_only_to_what_its_folded_text_names(text: str) -> None:
+def test_random_unicode_never_invents_an_ingredient(text: str) -> None:
     drug = VOCAB.normalize_drug(text)
     assert drug.status in ("resolved", "unrecognised", "ambiguous", "partial")
+    assert drug.recognised == (drug.status == "resolved")
     if drug.recognised:
-        # Every resolved ingredient comes from a component the vocabulary knows exactly.
-        folded = unicodedata.normalize("NFKC", text)
-        assert folded.strip() != ""
+        # A resolved drug consists of known ingredients only, and its text folded to something.
+        assert drug.ingredients and all(i in VOCAB.ingredients for i in drug.ingredients)
+        assert fold(text)
+    else:
+        assert drug.unrecognised
 
 
 # -- codes ------------------------------------------------------------------------------------------
@@ -277,11 +280,24 @@ def test_every_ingredient_named_by_classes_and_allergens_is_known() -> None:
             assert ingredient in VOCAB.ingredients, f"alias {alias}: {ingredient}"
 
 
-def test_every_interaction_endpoint_resolves() -> None:
-    for pair in KNOWLEDGE.interactions._pairs if hasattr(KNOWLEDGE.interactions, "_pairs") else ():
+def test_every_interaction_endpoint_and_rule_target_resolves() -> None:
+    pairs = KNOWLEDGE.interactions.pairs
+    assert len(pairs) > 50
+    for pair in pairs:
         for kind, name in pair.keys:
             if kind == "ingredient":
                 assert name in VOCAB.ingredients, f"{pair.id}: {name}"
+            elif kind == "class":
+                assert name in VOCAB.classes, f"{pair.id}: class {name}"
+    rules = [compiled.rule for compiled in RULESET.rules]
+    assert len(rules) > 50
+    for rule in rules:
+        for ingredient in rule.applies_to.ingredients:
+            assert VOCAB.normalize_drug(ingredient).ingredients == (ingredient,), f"{rule.id}: {ingredient}"
+        for cls in rule.applies_to.classes:
+            assert cls in VOCAB.classes, f"{rule.id}: class {cls}"
+        for food_group in rule.applies_to.food_groups:
+            assert food_group in VOCAB.food_groups or food_group in VOCAB.foods, f"{rule.id}: {food_group}"
 
 
 # -- ad-hoc cases -----------------------------------------------------------------------------------
