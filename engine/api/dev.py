@@ -203,7 +203,7 @@ def call_evaluate(
         print(json.dumps(doc, indent=2))
         return 0 if verified else 1
     print(
-        f"evaluation {resp.evaluation_id}  complete={str(resp.complete).lower()}  "
+        f"evaluation {resp.evaluation_id}  {pb.Completeness.Name(resp.completeness)}  "
         f"rules {resp.ruleset_version[:12]}  signature {'verified' if verified else 'INVALID'}"
     )
     for a in resp.alerts:

@@ -160,6 +160,7 @@ def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
         "evaluation_id": resp.evaluation_id,
         "patient_id": patient_id,
         "complete": resp.complete,
+        "completeness": pb.Completeness.Name(resp.completeness),
         "ruleset_version": resp.ruleset_version,
         "knowledge_version": resp.knowledge_version,
         "evaluated_at": resp.evaluated_at.ToJsonString(),
@@ -519,6 +520,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 evaluation_id=evaluation_id,
                 alerts=[_alert_pb(a, aid) for a, aid in zip(result.alerts, alert_ids, strict=True)],
                 complete=result.complete,
+                completeness=pb.COMPLETE if result.complete else pb.INCOMPLETE,
                 incomplete_rules=[
                     pb.RuleIssue(
                         rule_id=e.rule_id,

@@ -59,6 +59,12 @@ class UnresolvedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PARTIAL: _ClassVar[UnresolvedReason]
     MISMATCH: _ClassVar[UnresolvedReason]
 
+class Completeness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPLETENESS_UNSPECIFIED: _ClassVar[Completeness]
+    COMPLETE: _ClassVar[Completeness]
+    INCOMPLETE: _ClassVar[Completeness]
+
 class EmergencyReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EMERGENCY_REASON_CODE_UNSPECIFIED: _ClassVar[EmergencyReasonCode]
@@ -115,6 +121,9 @@ UNRECOGNISED: UnresolvedReason
 AMBIGUOUS: UnresolvedReason
 PARTIAL: UnresolvedReason
 MISMATCH: UnresolvedReason
+COMPLETENESS_UNSPECIFIED: Completeness
+COMPLETE: Completeness
+INCOMPLETE: Completeness
 EMERGENCY_REASON_CODE_UNSPECIFIED: EmergencyReasonCode
 ETREAT: EmergencyReasonCode
 BTG: EmergencyReasonCode
@@ -237,7 +246,7 @@ class UnresolvedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[UnresolvedKind, str]] = ..., reason: _Optional[_Union[UnresolvedReason, str]] = ..., text: _Optional[str] = ..., parts: _Optional[_Iterable[str]] = ..., suggestions: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EvaluateSafetyResponse(_message.Message):
-    __slots__ = ("evaluation_id", "alerts", "complete", "incomplete_rules", "ruleset_version", "knowledge_version", "evaluated_at", "signature", "unresolved_items", "vocabulary_version")
+    __slots__ = ("evaluation_id", "alerts", "complete", "incomplete_rules", "ruleset_version", "knowledge_version", "evaluated_at", "signature", "unresolved_items", "vocabulary_version", "completeness")
     EVALUATION_ID_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +257,7 @@ class EvaluateSafetyResponse(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     UNRESOLVED_ITEMS_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_FIELD_NUMBER: _ClassVar[int]
     evaluation_id: str
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     complete: bool
@@ -258,7 +268,8 @@ class EvaluateSafetyResponse(_message.Message):
     signature: ResultSignature
     unresolved_items: _containers.RepeatedCompositeFieldContainer[UnresolvedItem]
     vocabulary_version: str
-    def __init__(self, evaluation_id: _Optional[str] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., complete: _Optional[bool] = ..., incomplete_rules: _Optional[_Iterable[_Union[RuleIssue, _Mapping]]] = ..., ruleset_version: _Optional[str] = ..., knowledge_version: _Optional[str] = ..., evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[_Union[ResultSignature, _Mapping]] = ..., unresolved_items: _Optional[_Iterable[_Union[UnresolvedItem, _Mapping]]] = ..., vocabulary_version: _Optional[str] = ...) -> None: ...
+    completeness: Completeness
+    def __init__(self, evaluation_id: _Optional[str] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., complete: _Optional[bool] = ..., incomplete_rules: _Optional[_Iterable[_Union[RuleIssue, _Mapping]]] = ..., ruleset_version: _Optional[str] = ..., knowledge_version: _Optional[str] = ..., evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[_Union[ResultSignature, _Mapping]] = ..., unresolved_items: _Optional[_Iterable[_Union[UnresolvedItem, _Mapping]]] = ..., vocabulary_version: _Optional[str] = ..., completeness: _Optional[_Union[Completeness, str]] = ...) -> None: ...
 
 class EmergencyAccessRequest(_message.Message):
     __slots__ = ("patient_id", "reason_code", "reason_text")
