@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from engine.rules import RuleSet
 from store import knowledge_repo
 
 __all__ = ["EngineCache"]
+
+log = logging.getLogger("praneya.engine")
 
 
 def _release_memory() -> None:
@@ -64,22 +67,41 @@ class EngineCache:
             if entry is not None and entry.rules_fp == rules_fp and entry.knowledge_fp == knowledge_fp:
                 entry.checked_at = time.monotonic()
                 return entry.ruleset, entry.knowledge
-            ruleset = (
-                entry.ruleset
-                if entry is not None and entry.rules_fp == rules_fp
-                else knowledge_repo.load_rules(conn, tenant_id)
-            )
+            started = time.perf_counter()
+            rebuilt: list[str] = []
+            if entry is not None and entry.rules_fp == rules_fp:
+                ruleset = entry.ruleset
+            else:
+                ruleset = knowledge_repo.load_rules(conn, tenant_id)
+                rebuilt.append("rules")
             if entry is not None and entry.knowledge_fp == knowledge_fp:
                 knowledge = entry.knowledge
             else:
                 global_fp = knowledge_fp.rsplit(":", 1)[0]
                 if self._pairs is None or self._pairs[0] != global_fp:
                     self._pairs = (global_fp, knowledge_repo.load_pairs(conn))
+                    rebuilt.append("interaction_pairs")
                 if self._vocabulary is None or self._vocabulary[0] != global_fp:
                     self._vocabulary = (global_fp, knowledge_repo.load_vocabulary(conn))
+                    rebuilt.append("vocabulary")
                 knowledge = knowledge_repo.load_knowledge(
                     conn, tenant_id, shared_pairs=self._pairs[1], shared_vocabulary=self._vocabulary[1]
                 )
+                rebuilt.append("knowledge")
             self._entries[tenant_id] = _Entry(ruleset, knowledge, rules_fp, knowledge_fp, time.monotonic())
             _release_memory()
+            # Fingerprints and counts only: what changed, and what it cost this worker.
+            log.info(
+                "engine rebuilt",
+                extra={
+                    "tenant": tenant_id,
+                    "rebuilt": rebuilt,
+                    "fingerprints": {
+                        "rules": {"old": entry.rules_fp if entry else None, "new": rules_fp},
+                        "knowledge": {"old": entry.knowledge_fp if entry else None, "new": knowledge_fp},
+                    },
+                    "counts": {"rules": len(ruleset.rules), "interaction_pairs": len(knowledge.interactions)},
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
             return ruleset, knowledge

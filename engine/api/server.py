@@ -29,6 +29,7 @@ from engine.api.auth import AuthInterceptor, TokenVerifier
 from engine.api.engine_cache import EngineCache
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.api.request_ids import RequestIdInterceptor, current_request_id
 from engine.api.servicer import ClinicalSafetyServicer
 from engine.api.settings import ServiceSettings
 from store.crypto import key_provider_from_env
@@ -57,6 +58,12 @@ class JsonFormatter(logging.Formatter):
         "worker",
         "address",
         "reason",
+        "evaluation_id",
+        # a worker rebuilding a tenant's rules or knowledge (engine_cache)
+        "rebuilt",
+        "fingerprints",
+        "counts",
+        "seconds",
     )
 
     def format(self, record: logging.LogRecord) -> str:
@@ -155,12 +162,18 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
     def rejected(method: str, reason: str) -> None:
         log.warning(
             "unauthenticated",
-            extra={"rpc": method.rsplit("/", 1)[-1], "code": "UNAUTHENTICATED", "reason": reason},
+            extra={
+                "rpc": method.rsplit("/", 1)[-1],
+                "code": "UNAUTHENTICATED",
+                "reason": reason,
+                "request_id": current_request_id.get(None),
+            },
         )
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
-        interceptors=[AuthInterceptor(verifier, rejected)],
+        # The request id first: it comes back with every answer, an authentication failure's too.
+        interceptors=[RequestIdInterceptor(), AuthInterceptor(verifier, rejected)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", 4 * settings.max_message_bytes),

@@ -30,6 +30,7 @@ from engine.api.auth import current_principal
 from engine.api.engine_cache import EngineCache
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.api.request_ids import current_request_id
 from engine.evaluate import evaluate
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from engine.model import Alert, EvaluationRequest, EvaluationResult, MedicationFact, Severity, UnresolvedItem
@@ -330,8 +331,10 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         phi: bool = True,
         roles: tuple[str, ...] | None = None,
         on_failure: Callable[[Principal, RequestMeta, RpcFailure], None] | None = None,
+        log_fields: dict[str, str] | None = None,
     ) -> T:
-        request_id = uuid.uuid4().hex
+        # The id the request-id interceptor sent back to the caller; a fresh one if it is not installed.
+        request_id = current_request_id.get(None) or uuid.uuid4().hex
         started = time.perf_counter()
         principal = current_principal.get()
         meta = _meta(context, request_id, self.statement_timeout_ms)
@@ -389,6 +392,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 "tenant": principal.tenant_id,
                 "user": principal.user_id,
                 "request_id": request_id,
+                **(log_fields or {}),  # ids the handler adds (EvaluateSafety: evaluation_id)
             },
         )
         if failure is not None:
@@ -516,6 +520,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     ),
                 )
             metrics.observe_evaluation(time.perf_counter() - started, result)
+            logged["evaluation_id"] = evaluation_id  # its audit row is committed: the id names a real row
             response = pb.EvaluateSafetyResponse(
                 evaluation_id=evaluation_id,
                 alerts=[_alert_pb(a, aid) for a, aid in zip(result.alerts, alert_ids, strict=True)],
@@ -547,11 +552,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             )
             return response
 
+        logged: dict[str, str] = {}
         return self._call(
             "EvaluateSafety",
             context,
             run,
             on_failure=self._audit_failure("EVALUATE_SAFETY", patient_id or None),
+            log_fields=logged,
         )
 
     # -- break the glass ----------------------------------------------------------------------------
