@@ -288,13 +288,40 @@ def record_feedback(
     return fid
 
 
-def override_rates(conn: Connection, since_days: int) -> list[tuple[str, int, int]]:
-    rows = conn.execute(
-        text("""
-        SELECT rule_id, count(*) AS shown, count(*) FILTER (WHERE outcome = 'OVERRIDDEN') AS overridden
-        FROM clinical.alert_feedback WHERE created_at > now() - make_interval(days => :d)
-        GROUP BY rule_id ORDER BY overridden DESC, rule_id
-    """),
+def override_rates(
+    conn: Connection, keys: KeyStore, *, tenant_id: str, since_days: int
+) -> list[tuple[str, int, int]]:
+    """(rule_id, times shown, times overridden) for the tenant's evaluations of the last `since_days`.
+
+    Shown counts every alert of every successful evaluation, from the evaluation audit rows (their
+    sealed rule lists, through audit.evaluation_alert_seals: the tenant's, to its clinical advisors and
+    super admins). Overridden counts the shown alerts with an OVERRIDDEN answer, once each however many
+    users answered, so a rate never exceeds 1 and an alert shown dozens of times and overridden once
+    is not "always overridden". Most overridden first, then by rule id."""
+    overridden_alerts = {
+        (r.evaluation_id, r.alert_id)
+        for r in conn.execute(
+            text("""
+            SELECT DISTINCT evaluation_id, alert_id FROM clinical.alert_feedback
+            WHERE tenant_id = :t AND outcome = 'OVERRIDDEN' AND created_at > now() - make_interval(days => :d)
+        """),
+            {"t": tenant_id, "d": since_days},
+        )
+    }
+    ring = keys.keyring(conn, tenant_id)
+    shown: dict[str, int] = {}
+    overridden: dict[str, int] = {}
+    seals = conn.execute(
+        text("SELECT evaluation_id, sealed_rules FROM audit.evaluation_alert_seals(:d)"),
         {"d": since_days},
-    ).all()
-    return [(r.rule_id, int(r.shown), int(r.overridden)) for r in rows]
+        execution_options={"yield_per": 1000},  # a server-side cursor: months of evaluations, one batch at a time
+    )
+    for row in seals:
+        for alert in json.loads(ring.decrypt(AUDIT_TABLE, SEALED_RULES, row.evaluation_id, row.sealed_rules))["alerts"]:
+            rule = alert["rule_id"]
+            shown[rule] = shown.get(rule, 0) + 1
+            if (row.evaluation_id, alert["alert_id"]) in overridden_alerts:
+                overridden[rule] = overridden.get(rule, 0) + 1
+    return sorted(
+        ((rule, n, overridden.get(rule, 0)) for rule, n in shown.items()), key=lambda r: (-r[2], r[0])
+    )

@@ -1,4 +1,5 @@
-"""Issue 13, end to end: completeness visible in JSON, request ids and the log lines that carry them.
+"""Issue 13, items 11-13, end to end: completeness visible in JSON, request ids and the log lines
+that carry them, override rates over the alerts shown.
 
 A real server over TLS and PostgreSQL as praneya_app (tests/fix_grpc.py).
 """
@@ -21,7 +22,7 @@ from engine.cli import main as praneya
 from store.config import PROJECT_ROOT
 from store.signing import verify_signature
 from tests.fix_grpc import Service
-from tests.test_grpc_service import ADVISOR, PARENT, SPOUSE, evaluate, fail
+from tests.test_grpc_service import ADVISOR, PARENT, SPOUSE, evaluate, fail, put_meds
 
 pytestmark = pytest.mark.db
 
@@ -221,3 +222,63 @@ def test_a_rules_sync_then_an_evaluation_logs_the_refresh(
     # The tenant's copy takes the place of the global rule of the same id.
     assert refresh["counts"]["rules"] == first["counts"]["rules"]
     assert refresh["counts"]["interaction_pairs"] == first["counts"]["interaction_pairs"]
+
+
+# -- item 13: override rates over the alerts shown --------------------------------------------------
+
+
+def test_override_rates_count_every_alert_shown_within_the_tenant(
+    svc: Service, stub: Any, make_tenant: Callable[[], str], make_patient: Callable[..., str]
+) -> None:
+    def setup() -> tuple[str, str, str]:
+        tenant = make_tenant()
+        clinician = make_patient(tenant, role="CLINICAL_ADVISOR")
+        patient = make_patient(tenant)
+        put_meds(stub, svc, patient, clinician, "warfarin", "ibuprofen")
+        return tenant, clinician, patient
+
+    def ddi_of(resp: Any) -> Any:
+        return next(a for a in resp.alerts if a.rule_id == "ddi-warfarin-nsaid")
+
+    def answer(user: str, resp: Any, outcome: int, reason: int = 0) -> None:
+        stub.RecordAlertFeedback(
+            pb.RecordAlertFeedbackRequest(
+                evaluation_id=resp.evaluation_id, alert_id=ddi_of(resp).alert_id, outcome=outcome, reason=reason
+            ),
+            metadata=svc.md(user),
+            timeout=15,
+        )
+
+    def rates(user: str) -> dict[str, Any]:
+        got = stub.GetOverrideRates(pb.GetOverrideRatesRequest(since_days=30), metadata=svc.md(user), timeout=15)
+        return {r.rule_id: r for r in got.rules}
+
+    tenant, clinician, patient = setup()
+    shown = [evaluate(stub, svc, patient, clinician) for _ in range(10)]
+    answer(clinician, shown[3], pb.OVERRIDDEN, pb.WILL_MONITOR)
+    answer(clinician, shown[4], pb.ACCEPTED)
+    # A second user overriding the same alert of the same evaluation is still one override.
+    admin = make_patient(tenant, role="SUPER_ADMIN")
+    answer(admin, shown[3], pb.OVERRIDDEN, pb.BENEFIT_OUTWEIGHS_RISK)
+
+    other_tenant, other_clinician, other_patient = setup()
+    theirs = [evaluate(stub, svc, other_patient, other_clinician) for _ in range(2)]
+    for resp in theirs:
+        answer(other_clinician, resp, pb.OVERRIDDEN, pb.NOT_CLINICALLY_RELEVANT)
+
+    # Everyone allowed to ask in the tenant gets the tenant's numbers, not only the evaluator; an
+    # advisor who evaluated nothing included (the audit trail shows them only their own rows).
+    colleague = make_patient(tenant, role="CLINICAL_ADVISOR")
+    for user in (clinician, admin, colleague):
+        by_rule = rates(user)
+        ddi = by_rule["ddi-warfarin-nsaid"]
+        assert (ddi.shown, ddi.overridden) == (10, 1), user
+        assert ddi.override_rate == pytest.approx(0.1)
+        # Every rule that fired is counted as shown, answered or not.
+        assert set(by_rule) == {a.rule_id for a in shown[0].alerts}
+        assert all(by_rule[a.rule_id].shown == 10 for a in shown[0].alerts if a.rule_id != "ddi-warfarin-nsaid")
+        assert next(iter(by_rule)) == "ddi-warfarin-nsaid", "most overridden first"
+
+    mine = rates(other_clinician)["ddi-warfarin-nsaid"]
+    assert (mine.shown, mine.overridden, mine.override_rate) == (2, 2, pytest.approx(1.0))
+    assert tenant != other_tenant

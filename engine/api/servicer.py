@@ -946,7 +946,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             if not 1 <= days <= 3650:
                 raise invalid("since_days", "must be between 1 and 3650")
             with self.db.scoped(principal, meta, verify=True) as conn:
-                rows = service_repo.override_rates(conn, days)
+                rows = service_repo.override_rates(conn, self.keys, tenant_id=principal.tenant_id, since_days=days)
             return pb.GetOverrideRatesResponse(
                 rules=[
                     pb.RuleOverrideRate(rule_id=r, shown=n, overridden=o, override_rate=o / n if n else 0.0)
