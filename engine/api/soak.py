@@ -140,6 +140,8 @@ def run_soak(
             "PRANEYA_APP_DATABASE_URL": app_database_url(db_url),
             "PRANEYA_MASTER_KEY_FILE": str(paths["master.key"]),
             "PRANEYA_SIGNING_KEY_FILE": str(paths["signing.pem"]),
+            # The audit anchor belongs to this run's database, which is new every run.
+            "PRANEYA_AUDIT_ANCHOR": str(cluster.root / "audit-anchor.jsonl"),
             "PRANEYA_JWT_PUBLIC_KEY_FILES": str(paths["jwt-public.pem"]),
             "PRANEYA_TLS_CERT_FILE": str(paths["server.pem"]),
             "PRANEYA_TLS_KEY_FILE": str(paths["server-key.pem"]),
