@@ -9,8 +9,9 @@ they need no cleanup and can run in parallel.
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +26,33 @@ from store.config import app_database_url
 # Shared with the rest of the suite under the names tests import.
 _libpq = provision.libpq_url
 create_database = provision.recreate_database
+
+DEFAULT_DB_PREFIX = "praneya_"
+_DB_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,29}")
+_MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers, and two cut names could be one database
+
+
+def db_prefix(env: Mapping[str, str] = os.environ) -> str:
+    """What every test database's name starts with: PRANEYA_TEST_DB_PREFIX, default `praneya_`.
+
+    Several runs can share one server (CI jobs, developers, a checkout beside another), each with
+    a prefix of its own, so that each finds, and drops or cleans up, only its own databases.
+    """
+    prefix = env.get("PRANEYA_TEST_DB_PREFIX") or DEFAULT_DB_PREFIX
+    if not _DB_PREFIX.fullmatch(prefix):
+        raise pytest.UsageError(
+            f"PRANEYA_TEST_DB_PREFIX={prefix!r}: use lower-case letters, digits and _, starting with a letter"
+            " (at most 30 characters)"
+        )
+    return prefix
+
+
+def db_name(*parts: str, env: Mapping[str, str] = os.environ) -> str:
+    """A test database's name: the prefix, then parts joined by _ (db_name("test", "gw0", "123"))."""
+    name = db_prefix(env) + "_".join(parts)
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise pytest.UsageError(f"test database name {name!r} is longer than {_MAX_NAME_BYTES} bytes")
+    return name
 
 
 def _server_url() -> str:
@@ -50,9 +78,10 @@ def server_url() -> str:
 def database_url(server_url: str, db_worker: str) -> Iterator[str]:
     """A freshly migrated database for this test worker (admin URL), dropped at the end.
 
-    The name carries the process id: two test runs on one cluster never share (or drop) a database.
+    The name carries the prefix and the process id: two test runs on one cluster never share (or drop)
+    a database.
     """
-    name = f"praneya_test_{db_worker}_{os.getpid()}"
+    name = db_name("test", db_worker, str(os.getpid()))
     url = create_database(server_url, name)
     migrate(url)
     yield url

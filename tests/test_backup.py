@@ -37,7 +37,7 @@ from store.crypto import LocalKeyFileProvider, generate_master_key_file
 from store.keys import KeyStore
 from store.patients import MedicationInput, put_medication, read_patient
 from store.session import Database, Principal
-from tests.fix_db import create_database, migrate
+from tests.fix_db import create_database, db_name, migrate
 
 pytestmark = pytest.mark.db
 
@@ -57,7 +57,7 @@ def _drop(server_url: str, name: str) -> None:
 @pytest.fixture(scope="module")
 def source_url(server_url: str, db_worker: str, master_key_file: Path, provider: LocalKeyFileProvider) -> Iterator[str]:
     """A database of its own: migrated, with knowledge, rules, the demo seed and a few more rows."""
-    name = f"praneya_bk_src_{db_worker}_{os.getpid()}"
+    name = db_name("bk_src", db_worker, str(os.getpid()))
     url = create_database(server_url, name)
     migrate(url)
     with pytest.MonkeyPatch.context() as mp:
@@ -102,7 +102,7 @@ def small_chunk_backup(
 @pytest.fixture
 def target(server_url: str, db_worker: str) -> Iterator[str]:
     """A new, empty database to restore into; dropped afterwards."""
-    name = f"praneya_bk_dst_{db_worker}_{os.getpid()}"
+    name = db_name("bk_dst", db_worker, str(os.getpid()))
     url = create_database(server_url, name)
     yield url
     _drop(server_url, name)

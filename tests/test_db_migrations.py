@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from store.config import PROJECT_ROOT, sqlalchemy_url
 from store.migrate import DriftDetected, check_drift
 from store.roles import bootstrap_roles
-from tests.fix_db import _libpq, create_database, migrate
+from tests.fix_db import _libpq, create_database, db_name, migrate
 
 pytestmark = pytest.mark.db
 
@@ -70,7 +70,7 @@ def fresh_db(server_url: str) -> Iterator[Callable[[], str]]:
     names: list[str] = []
 
     def make() -> str:
-        names.append(f"praneya_mig_{uuid.uuid4().hex[:12]}")
+        names.append(db_name("mig", uuid.uuid4().hex[:12]))
         return create_database(server_url, names[-1])
 
     yield make

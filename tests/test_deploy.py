@@ -12,14 +12,14 @@ import pytest
 
 from engine.api.deploy import DeployError, deploy
 from store.provision import drop_database
-from tests.fix_db import create_database
+from tests.fix_db import create_database, db_name
 
 pytestmark = [pytest.mark.db]
 
 
 @pytest.fixture
 def fresh_db(server_url: str, monkeypatch: pytest.MonkeyPatch, master_key_file: Path) -> Iterator[str]:
-    name = f"praneya_deploy_{uuid.uuid4().hex[:8]}"
+    name = db_name("deploy", uuid.uuid4().hex[:8])
     url = create_database(server_url, name)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("PRANEYA_MASTER_KEY_FILE", str(master_key_file))

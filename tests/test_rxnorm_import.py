@@ -29,7 +29,7 @@ from store import provision
 from store.config import app_database_url, sqlalchemy_url
 from store.knowledge_repo import knowledge_fingerprint, load_concepts, load_ndc_products, sync_shipped_concepts
 from store.rxnorm_import import RRF_COLUMNS, RetireRefused, RrfError, find_release, import_rxnorm_release
-from tests.fix_db import _libpq, migrate
+from tests.fix_db import _libpq, db_name, migrate
 
 pytestmark = pytest.mark.db
 
@@ -134,7 +134,7 @@ def first_release() -> Release:
 
 @pytest.fixture(scope="module")
 def template_db(server_url: str, db_worker: str) -> Iterator[str]:
-    name = f"praneya_rx_tpl_{db_worker}_{os.getpid()}"
+    name = db_name("rx_tpl", db_worker, str(os.getpid()))
     url = provision.recreate_database(server_url, name)
     migrate(url)
     yield name
@@ -144,7 +144,7 @@ def template_db(server_url: str, db_worker: str) -> Iterator[str]:
 @pytest.fixture
 def db(server_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A migrated database of this test's own (admin URL); the CLI points at it."""
-    name = f"praneya_rx_{uuid.uuid4().hex[:12]}"
+    name = db_name("rx", uuid.uuid4().hex[:12])
     maintenance = sqlalchemy_url(server_url).set(database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(_libpq(maintenance), autocommit=True) as c:
         c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
