@@ -3,7 +3,8 @@
 Servicer, authentication interceptor, standard health and reflection, TLS (optionally mutual),
 message size limits, structured JSON logs, Prometheus metrics, graceful drain on SIGTERM. Several
 worker processes share the port (SO_REUSEPORT) so every core is used; a supervisor restarts a
-worker that dies.
+worker that dies. Only a server's own workers share its port: `serve()` claims the address first
+(engine/api/port_claim.py), and a second `praneya serve` there exits with "address in use".
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from engine.api.auth import AuthInterceptor, TokenVerifier
 from engine.api.engine_cache import EngineCache
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.api.port_claim import PortInUse, claim_port
 from engine.api.request_ids import RequestIdInterceptor, current_request_id
 from engine.api.servicer import ClinicalSafetyServicer
 from engine.api.settings import ServiceSettings
@@ -247,11 +249,22 @@ def serve(settings: ServiceSettings) -> int:
         log.warning(
             "PLAINTEXT gRPC: PRANEYA_INSECURE_PLAINTEXT is set; never use this outside local development"
         )
-    if settings.workers == 1:
-        _worker(settings, 0)
-        return 0
-    if settings.port == 0:
+    if settings.workers > 1 and settings.port == 0:
         raise SystemExit("several workers need a fixed PORT to share")
+    # SO_REUSEPORT would let another instance share the port silently: claim it before any worker
+    # binds, and hold the claim until the last worker has stopped.
+    try:
+        claim = claim_port(settings.host, settings.port)
+    except PortInUse as exc:
+        raise SystemExit(f"praneya: {exc}") from None
+    with claim:
+        if settings.workers == 1:
+            _worker(settings, 0)
+            return 0
+        return _supervise(settings)
+
+
+def _supervise(settings: ServiceSettings) -> int:
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: gRPC does not survive fork
     children: dict[int, Any] = {}
     shutting_down = threading.Event()
