@@ -234,9 +234,12 @@ def result_json(result: EvaluationResult, *, case_id: str | None = None) -> dict
                     "involved": list(a.involved_ids),
                     "interruptive": a.interruptive,
                     "recommendation": a.recommendation,
+                    "references": list(a.references),
+                    "suppressed": a.suppressed,
                 }
                 for a in result.alerts
             ],
+            "suppressed_duplicates": result.suppressed_duplicates,
             "unresolved": [
                 {
                     "item": u.item_id,

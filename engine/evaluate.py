@@ -30,6 +30,7 @@ __all__ = [
     "AllergyMatch",
     "RuleOutcome",
     "allergy_matches",
+    "duplicate_ingredient_alerts",
     "evaluate",
     "finding_key",
     "interaction_alerts",
@@ -95,6 +96,40 @@ def _pair_alert(pair: InteractionPair, kind: AlertKind, ids: Sequence[str], a: s
     )
 
 
+def _holders(item: MedicationItem, key: EntityKey, knowledge: Knowledge) -> set[str]:
+    """The ingredients of the medication that take this end of a pair."""
+    kind, name = key
+    if kind == "ingredient":
+        return {name} & set(item.drug.ingredients)
+    if kind == "class":
+        return {i for i in item.drug.ingredients if name in knowledge.vocabulary.classes_of(i)}
+    return set()
+
+
+def _different_ingredients_meet(
+    pair: InteractionPair, ma: MedicationItem, mb: MedicationItem, knowledge: Knowledge
+) -> bool:
+    """True when two different ingredients, one from each medication, take the pair's two ends.
+
+    The current and the proposed warfarin are one ingredient twice: that is a duplicate order
+    (`duplicate_ingredient_alerts`), not warfarin interacting with itself, so neither an ingredient
+    pair nor a class pair (anticoagulant + anticoagulant) fires for it. Two different NSAIDs still
+    meet the NSAID + NSAID class pair.
+    """
+    end_a, end_b = pair.keys
+    for first, second in ((end_a, end_b), (end_b, end_a)):
+        left, right = _holders(ma, first, knowledge), _holders(mb, second, knowledge)
+        if any(x != y for x in left for y in right):
+            return True
+    return False
+
+
+def _pair_kind(pair: InteractionPair) -> AlertKind:
+    # A class pair the source calls a duplication (two NSAIDs, two SSRIs) is duplicate therapy: it
+    # is the same finding as a clinician's duplicate-therapy rule, and merges with it.
+    return AlertKind.DUPLICATE_THERAPY if pair.interaction_type == "DUPLICATE" else AlertKind.DRUG_DRUG_INTERACTION
+
+
 def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
     """Drug-drug pairs among all medications (current and proposed) and drug-food pairs against the
     proposed foods, at ingredient and class level."""
@@ -106,9 +141,9 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
     # rule or a new KB entry can make an old pair dangerous: every pair is checked, current ones too.
     for i, j, pair in kb.pairs_among([k for _, k in keys]):
         ma, mb = keys[i][0], keys[j][0]
-        alerts.append(
-            _pair_alert(pair, AlertKind.DRUG_DRUG_INTERACTION, (ma.fact.id, mb.fact.id), _label(ma), _label(mb))
-        )
+        if not _different_ingredients_meet(pair, ma, mb, knowledge):
+            continue
+        alerts.append(_pair_alert(pair, _pair_kind(pair), (ma.fact.id, mb.fact.id), _label(ma), _label(mb)))
     for food in facts.foods:
         food_keys = _food_keys(food)
         for med, mk in keys:
@@ -122,6 +157,67 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
                         food.food.name,
                     )
                 )
+    return alerts
+
+
+# --------------------------------------------------------------------------------------------------
+# The same ingredient twice
+
+# ISMP's List of High-Alert Medications in Community/Ambulatory Care (2021): drugs where an error,
+# and a doubled dose above all, is most likely to do serious harm (bleeding, respiratory depression,
+# hypoglycaemia, marrow or organ toxicity). Only the classes the vocabulary carries.
+HIGH_ALERT_CLASSES = frozenset(
+    {"anticoagulant", "opioid", "sulfonylurea", "antimetabolite", "calcineurin_inhibitor", "protease_inhibitor"}
+)
+
+
+def duplicate_ingredient_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
+    """One DUPLICATE_THERAPY alert per ingredient on two or more medications (current and proposed).
+
+    Graded HIGH (interruptive) when the ingredient is a high-alert medication, MODERATE otherwise:
+    a second order of a high-alert drug doubles the dose of a drug whose overdose injures, and must
+    stop the prescriber; any other duplicate is a reconciliation error worth a passive alert, not an
+    interruption (alert fatigue is what makes clinicians override the alerts that matter).
+    """
+    by_ingredient: dict[str, list[MedicationItem]] = {}
+    for med in facts.medications:
+        for ingredient in dict.fromkeys(med.drug.ingredients):
+            by_ingredient.setdefault(ingredient, []).append(med)
+    alerts: list[Alert] = []
+    for ingredient, meds in sorted(by_ingredient.items()):
+        if len(meds) < 2:
+            continue
+        ids = tuple(sorted(m.fact.id for m in meds))
+        proposed = [m for m in meds if m.fact.proposed]
+        if proposed and len(proposed) < len(meds):
+            summary = f"{ingredient} is already on the medication list"
+            detail = f"{ingredient} is proposed while {ingredient} is already an active medication."
+        else:
+            summary = f"{ingredient} is on the medication list {len(meds)} times"
+            detail = f"{len(meds)} medications on the list contain {ingredient}."
+        high_alert = HIGH_ALERT_CLASSES.intersection(knowledge.vocabulary.classes_of(ingredient))
+        if high_alert:
+            detail += f" It is a high-alert medication ({', '.join(sorted(high_alert))}): a doubled dose can harm."
+        alerts.append(
+            Alert(
+                kind=AlertKind.DUPLICATE_THERAPY,
+                severity=Severity.HIGH if high_alert else Severity.MODERATE,
+                summary=_summary(summary),
+                detail=detail,
+                recommendation=(
+                    "Confirm whether this replaces the current order (then stop the current one) or is a"
+                    " deliberate change of dose; do not give both."
+                ),
+                evidence=EvidenceLevel.EXPERT_OPINION,
+                involved_ids=ids,
+                rule_id="kb:duplicate-ingredient",
+                rule_version=0,
+                finding_key=finding_key(AlertKind.DUPLICATE_THERAPY, ids),
+                references=("ISMP List of High-Alert Medications in Community/Ambulatory Care Settings (2021)",)
+                if high_alert
+                else (),
+            )
+        )
     return alerts
 
 
@@ -166,6 +262,10 @@ class AllergyMatch:
             rule_id=f"kb:allergen:{name}" + (":cross" if self.cross_reactive else ""),
             rule_version=0,
             finding_key=finding_key(self.kind, ids),
+            # Named, so that a rule saying the same still lists this source once merged.
+            references=(
+                f"Praneya allergen knowledge: {name}" + (" (cross-reactivity)" if self.cross_reactive else ""),
+            ),
         )
 
 
@@ -293,38 +393,60 @@ def _text_weight(alert: Alert) -> int:
     return len(alert.detail) + len(alert.recommendation)
 
 
+def _authored(alert: Alert) -> bool:
+    return not alert.rule_id.startswith("kb:")
+
+
 def merge_alerts(alerts: Iterable[Alert]) -> list[Alert]:
-    """One alert per finding (same kind, same involved items): the highest severity and evidence,
-    the richest text, every reference."""
-    groups: dict[tuple[str, frozenset[str]] | str, list[Alert]] = {}
+    """One alert per finding (same kind, same finding key): the highest severity and evidence of any
+    source, every reference, and how many alerts were folded in (`suppressed`).
+
+    Whose words: a clinician's authored rule speaks for the finding whenever one fired for it (the
+    most severe of them), even where the knowledge base grades the finding higher: the rule is the
+    text the clinicians of this service wrote and reviewed. Without one, the knowledge-base alert
+    with the richest text does. The alert is attributed (rule id, version) to whoever's text it shows.
+    """
+    groups: dict[tuple[str, str], list[Alert]] = {}
     for alert in alerts:
-        key: tuple[str, frozenset[str]] | str = (
-            (alert.kind.value, frozenset(alert.involved_ids)) if alert.involved_ids else alert.finding_key
-        )
-        groups.setdefault(key, []).append(alert)
+        groups.setdefault((alert.kind.value, alert.finding_key), []).append(alert)
     merged: list[Alert] = []
     for members in groups.values():
         if len(members) == 1:
             merged.append(members[0])
             continue
         members = rank_alerts(members)
-        # Attribution goes to the most severe; on a tie a clinician's rule beats the knowledge base.
-        lead = min(
-            members, key=lambda a: (-a.severity, a.rule_id.startswith("kb:"), -a.evidence, a.stable_id)
-        )
-        richest = max(members, key=lambda a: (_text_weight(a), -members.index(a)))
-        references = tuple(dict.fromkeys(r for a in [lead, *members] for r in a.references))
+        authored = [a for a in members if _authored(a)]
+        if authored:
+            voice = min(authored, key=lambda a: (-a.severity, -a.evidence, a.stable_id))
+        else:
+            voice = max(members, key=lambda a: (_text_weight(a), -members.index(a)))
+        references = tuple(dict.fromkeys(r for a in [voice, *members] for r in a.references))
         merged.append(
             replace(
-                lead,
-                summary=richest.summary,
-                detail=richest.detail,
-                recommendation=richest.recommendation,
+                voice,
+                severity=max(a.severity for a in members),
                 evidence=max(a.evidence for a in members),
+                involved_ids=tuple(sorted({i for a in members for i in a.involved_ids})),
                 references=references,
+                suppressed=sum(1 + a.suppressed for a in members) - 1 - voice.suppressed,
             )
         )
     return merged
+
+
+def _keyed_by_ingredient(alerts: Iterable[Alert], facts: Facts) -> list[Alert]:
+    """Finding keys that name a medication by its ingredients, not its record id.
+
+    The current and the proposed warfarin are one drug: "warfarin with ibuprofen" is one finding
+    whichever warfarin order the knowledge base or a rule paired with the ibuprofen.
+    """
+    drug = {m.fact.id: "drug:" + "/".join(m.drug.ingredients) for m in facts.medications if m.drug.ingredients}
+    keyed = []
+    for alert in alerts:
+        if alert.involved_ids and alert.kind is not AlertKind.OTHER:
+            alert = replace(alert, finding_key=finding_key(alert.kind, (drug.get(i, i) for i in alert.involved_ids)))
+        keyed.append(alert)
+    return keyed
 
 
 def _rank_key(alert: Alert) -> tuple[int, int, str, str, str, str, tuple[str, ...], int]:
@@ -393,6 +515,7 @@ def evaluate(
 ) -> EvaluationResult:
     facts = facts if facts is not None else build_facts(snapshot, request, knowledge)
     found: list[Alert] = interaction_alerts(facts, knowledge)
+    found.extend(duplicate_ingredient_alerts(facts, knowledge))
     found.extend(m.alert() for m in allergy_matches(facts))
     unresolved = facts.unresolved()
     found.extend(_unresolved_alerts(unresolved))
@@ -418,8 +541,9 @@ def evaluate(
         extra["unrecognised_medications"] = ",".join(facts.unrecognised_medication_ids)
     if shadow_errors:
         extra["shadow_rule_errors"] = "; ".join(shadow_errors)
+    alerts = merge_alerts(_keyed_by_ingredient(found, facts))
     return EvaluationResult(
-        alerts=tuple(rank_alerts(merge_alerts(found))),
+        alerts=tuple(rank_alerts(alerts)),
         complete=not errors and not unresolved,
         rule_errors=tuple(sorted(errors, key=lambda e: (e.rule_id, e.reason))),
         unresolved=unresolved,
@@ -429,4 +553,5 @@ def evaluate(
         vocabulary_version=knowledge.vocabulary.version,
         rules_evaluated=sum(1 for o in outcomes if o.status != "TIER"),
         extra=extra,
+        suppressed_duplicates=sum(a.suppressed for a in alerts),
     )

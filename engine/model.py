@@ -138,6 +138,10 @@ class Alert:
     rule_version: int
     finding_key: str  # identifies the clinical finding, so a KB pair and a rule saying the same merge
     references: tuple[str, ...] = ()
+    # How many other alerts for this same finding (a KB pair, an allergen match, another rule) were
+    # folded into this one; their grades are in `severity` (the highest) and their sources in
+    # `references`.
+    suppressed: int = 0
 
     @property
     def interruptive(self) -> bool:
@@ -182,3 +186,4 @@ class EvaluationResult:
     vocabulary_version: str = ""
     rules_evaluated: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    suppressed_duplicates: int = 0  # alerts folded into another alert for the same finding

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.evaluate import evaluate, merge_alerts, rank_alerts
@@ -236,12 +237,16 @@ def test_merge_then_rank_ignores_input_order(alerts: list[Alert], rnd: random.Ra
     shuffled = list(alerts)
     rnd.shuffle(shuffled)
     assert rank_alerts(merge_alerts(shuffled)) == rank_alerts(merge_alerts(alerts))
-    for merged in merge_alerts(alerts):
-        same = [
-            a for a in alerts if a.kind is merged.kind and set(a.involved_ids) == set(merged.involved_ids)
-        ]
-        if merged.involved_ids:
-            assert merged.severity == max(a.severity for a in same)
+    merged_alerts = merge_alerts(alerts)
+    # One alert per finding (kind and finding key; evaluate keys medications by ingredient), at the
+    # highest grade of any source, covering every item, counting what it absorbed.
+    assert len({(m.kind, m.finding_key) for m in merged_alerts}) == len(merged_alerts)
+    assert sum(1 + m.suppressed for m in merged_alerts) == len(alerts)
+    for merged in merged_alerts:
+        same = [a for a in alerts if a.kind is merged.kind and a.finding_key == merged.finding_key]
+        assert merged.severity == max(a.severity for a in same)
+        assert set(merged.involved_ids) == {i for a in same for i in a.involved_ids}
+        assert {r for a in same for r in a.references} == set(merged.references)
 
 
 NAMES = [*sorted(KNOWLEDGE.vocabulary.ingredients), "Zoloft", "Bactrim", "Keflex", "zyxorelin"]
@@ -258,6 +263,10 @@ UNRELATED = ["paracetamol", "Tylenol 500 mg", "quuxamab"]
 def test_adding_an_unrelated_medication_never_removes_an_alert(
     meds: list[str], extra: str, allergies: list[str], foods: list[str]
 ) -> None:
+    # Unrelated: no ingredient in common with the list (a second paracetamol is a duplicate order).
+    vocabulary = KNOWLEDGE.vocabulary
+    listed = {i for m in meds for i in vocabulary.normalize_drug(m).ingredients}
+    assume(not listed.intersection(vocabulary.normalize_drug(extra).ingredients))
     allergy_facts = tuple(AllergyFact(f"a{i}", n) for i, n in enumerate(allergies))
     request = EvaluationRequest(proposed_foods=tuple(foods))
     before = _run(_snapshot(*meds, allergies=allergy_facts, age=50), request)
@@ -274,9 +283,7 @@ def test_adding_an_unrelated_medication_never_removes_an_alert(
     assert _run(shuffled, request).alerts == before.alerts
 
 
-def test_a_busy_patient_evaluates_the_same_every_time() -> None:
-    # Speed is `make bench`'s business (a timing assertion fails on a busy machine); what is checked
-    # here is that a patient with many findings gets them all, identically on every run.
+def test_evaluation_is_fast() -> None:
     snapshot = _snapshot(
         "sertraline 50 mg",
         "warfarin",
@@ -292,7 +299,10 @@ def test_a_busy_patient_evaluates_the_same_every_time() -> None:
         proposed_medications=(MedicationFact("p1", "clarithromycin"), MedicationFact("p2", "Keflex")),
         proposed_foods=("grapefruit juice", "spinach"),
     )
-    first = _run(snapshot, request)
-    assert len(first.alerts) >= 5
-    for _ in range(20):
-        assert _run(snapshot, request) == first
+    _run(snapshot, request)
+    start = time.perf_counter()
+    for _ in range(200):
+        result = _run(snapshot, request)
+    per_eval = (time.perf_counter() - start) / 200
+    assert len(result.alerts) >= 5
+    assert per_eval < 0.005, f"{per_eval * 1e3:.2f} ms per evaluation"
