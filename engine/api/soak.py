@@ -11,6 +11,7 @@ After all of it: audit rows of successful evaluations equal the successful respo
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 from sqlalchemy import create_engine, text
@@ -57,11 +58,15 @@ class SoakReport:
     recovery_seconds: float | None
     worker_restarted: bool
     chain_verified: bool | None
+    # Wrong behaviour: a lost audit row, an unexpected status, no recovery at all.
     problems: list[str]
+    # Seconds over their limits. `make soak` fails on these too; the short soak in `make test` does
+    # not, because a busy machine is slow without being wrong (speed is measured, never asserted, there).
+    too_slow: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.too_slow
 
 
 def _load(
@@ -123,6 +128,7 @@ def run_soak(
     cluster.remove()  # whatever an interrupted run left
     cluster.start()
     problems: list[str] = []
+    too_slow: list[str] = []
     phases: list[Phase] = []
     ids: set[str] = set()
     lock = threading.Lock()
@@ -172,9 +178,11 @@ def run_soak(
             [str(Path(sys.executable).parent / "praneya"), "serve"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             cwd=PROJECT_ROOT,
         )
+        assert proc.stderr is not None
+        server_log = _ServerLog(proc.stderr)
         target = f"127.0.0.1:{env['PORT']}"
         ca = paths["ca.pem"].read_bytes()
         tokens = {
@@ -182,8 +190,12 @@ def run_soak(
             for u, t, r, _ in CALLERS
         }
         _wait_serving(target, ca)
+        # SERVING answers from one worker; the kernel hands connections to every worker's socket, so
+        # load starts once each worker serves (on a busy machine the last can be seconds behind).
+        if not server_log.wait_for_workers(int(env["PRANEYA_WORKERS"])):
+            raise RuntimeError("the soak server's workers did not all start")
 
-        def run_phase(name: str, n: int, during: Any = None, deadline_s: float = 10.0) -> Phase:
+        def run_phase(name: str, n: int, during: Any = None, deadline_s: float = 10.0, judged: bool = True) -> Phase:
             phase = Phase(name)
             stop = threading.Event()
             budget = [n]
@@ -197,10 +209,16 @@ def run_soak(
                 during()
             for t in threads:
                 t.join()
-            phases.append(phase)
+            if judged:
+                phases.append(phase)
             log(f"{name}: {phase.ok} ok, errors {dict(phase.errors)}, max latency {phase.max_latency_s:.2f}s")
             return phase
 
+        # Not judged: a worker builds its vocabulary, rules and knowledge on its first calls, which takes
+        # seconds on a busy machine; steady load is what follows. Its answers are audited like any other.
+        warm = run_phase("warm-up", clients * 4, deadline_s=60.0, judged=False)
+        if warm.ok == 0:
+            problems.append(f"no call succeeded during warm-up: {dict(warm.errors)}")
         steady = run_phase("steady load", evaluations)
         if steady.errors:
             problems.append(f"steady load had errors: {dict(steady.errors)}")
@@ -223,8 +241,10 @@ def run_soak(
         if unexpected:
             problems.append(f"database restart produced unexpected statuses: {unexpected}")
         recovery_s = recovery[0] if recovery else None
-        if recovery_s is None or recovery_s > 5.0:
-            problems.append(f"the service took {recovery_s} s to recover after the database came back (limit 5 s)")
+        if recovery_s is None or recovery_s == float("inf"):
+            problems.append("the service did not recover after the database came back")
+        elif recovery_s > 5.0:
+            too_slow.append(f"the service took {recovery_s:.2f} s to recover after the database came back (limit 5 s)")
 
         restarted: list[bool] = []
 
@@ -272,7 +292,7 @@ def run_soak(
         if unexpected:
             problems.append(f"a slow database produced unexpected statuses: {unexpected}")
         if slow.max_latency_s > 1.5:
-            problems.append(f"a caller waited {slow.max_latency_s:.2f} s with a 1 s deadline")
+            too_slow.append(f"a caller waited {slow.max_latency_s:.2f} s with a 1 s deadline")
 
         time.sleep(1.0)
         admin = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -287,7 +307,7 @@ def run_soak(
             problems.append(f"{len(ids - audit_ids)} successful answers have no audit row")
         # A commit that succeeded on the server while the connection died before its acknowledgement
         # leaves a row whose caller saw UNAVAILABLE: possible only during the faults, one per such error.
-        fault_errors = sum(p.errors["UNAVAILABLE"] for p in phases[1:])
+        fault_errors = warm.errors["UNAVAILABLE"] + sum(p.errors["UNAVAILABLE"] for p in phases[1:])
         if len(audit_ids - ids) > fault_errors:
             problems.append(
                 f"{len(audit_ids - ids)} audit rows have no answer (more than the {fault_errors}"
@@ -296,7 +316,9 @@ def run_soak(
         chain = _verify_chain(env)
         if chain is False:
             problems.append("the audit chain did not verify")
-        return SoakReport(phases, ids, audit_ids, recovery_s, bool(restarted and restarted[0]), chain, problems)
+        return SoakReport(
+            phases, ids, audit_ids, recovery_s, bool(restarted and restarted[0]), chain, problems, too_slow
+        )
     finally:
         if proc is not None:
             proc.terminate()
@@ -305,6 +327,30 @@ def run_soak(
             except subprocess.TimeoutExpired:
                 proc.kill()
         cluster.remove()
+
+
+class _ServerLog:
+    """Reads the server's JSON log lines (so that its pipe never fills) and notes which workers serve."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._serving: set[int] = set()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("msg") == "serving" and isinstance(doc.get("worker"), int):
+                with self._changed:
+                    self._serving.add(doc["worker"])
+                    self._changed.notify_all()
+
+    def wait_for_workers(self, count: int, timeout: float = 60.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._serving) >= count, timeout)
 
 
 def _wait_serving(target: str, ca: bytes, timeout: float = 60.0) -> None:
@@ -370,6 +416,8 @@ def main(argv: list[str]) -> int:
     print(f"audit chain verified: {report.chain_verified}")
     for p in report.problems:
         print(f"PROBLEM: {p}")
+    for p in report.too_slow:
+        print(f"TOO SLOW: {p}")
     print("soak: passed" if report.passed else "soak: FAILED")
     return 0 if report.passed else 1
 
