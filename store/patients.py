@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -269,12 +269,16 @@ def _section_content(
     medications: Sequence[Mapping[str, Any]],
     allergies: Sequence[Mapping[str, Any]],
     conditions: Sequence[Mapping[str, Any]],
+    biometrics: Sequence[Mapping[str, Any]],
 ) -> dict[str, bytes]:
     """The profile's clinical content, one canonical byte string per consent category.
 
     One MAC per section, because consent is granted per category: a viewer who may see medications
     but not conditions can still verify what they see, and a hidden section is never mistaken for
     a tampered one. Sections are bound to the profile id so they cannot be moved between profiles.
+    BIOMETRICS seals the latest reading of each type (what the engine evaluates): its id, type,
+    time, value and unit. A reading relabelled, back-dated (so an older one becomes the latest),
+    re-valued or deleted changes that set and fails closed.
     """
     pid = profile["id"]
     return {
@@ -284,6 +288,20 @@ def _section_content(
         "MEDICATIONS": _canonical([pid, sorted(map(_sealed_form, medications), key=lambda m: str(m["id"]))]),
         "ALLERGIES": _canonical([pid, sorted(map(_sealed_form, allergies), key=lambda a: str(a["id"]))]),
         "CONDITIONS": _canonical([pid, sorted(conditions, key=lambda c: str(c["id"]))]),
+        "BIOMETRICS": _canonical([pid, sorted(map(_sealed_reading, biometrics), key=lambda b: str(b["id"]))]),
+    }
+
+
+def _sealed_reading(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    # taken_at arrives as the session's time zone renders it: sealed as UTC, so a reader in another
+    # zone computes the same bytes.
+    taken = datetime.fromisoformat(str(row["taken_at"])).astimezone(UTC).isoformat(timespec="microseconds")
+    return {
+        "id": row["id"],
+        "reading_type": row["reading_type"],
+        "value": float(row["value"]),
+        "unit": row["unit"],
+        "taken_at": taken,
     }
 
 
@@ -296,25 +314,42 @@ def _sealed_form(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return row
 
 
-_HASH_PREFIX = "v2;"
+# Seal versions. v2 (written before readings were sealed): every section but BIOMETRICS, each MAC
+# over "NAME|content". v3 (every write since): BIOMETRICS too, and each MAC also covers "v3", so a
+# v3 seal cannot be cut down to a v2 one by dropping its BIOMETRICS part. A v2 seal keeps verifying
+# (its readings unbound) until the profile's next write reseals it as v3.
+_SEAL_V2 = "v2"
+_SEAL_V3 = "v3"
+_V2_SECTIONS = frozenset({"PROFILE", "MEDICATIONS", "ALLERGIES", "CONDITIONS"})
 
 
-def _integrity_value(ring: TenantKeyring, sections: Mapping[str, bytes]) -> str:
-    return _HASH_PREFIX + ";".join(
-        f"{name}={ring.integrity_hash(name.encode() + b'|' + data)}" for name, data in sorted(sections.items())
+def _section_mac(ring: TenantKeyring, seal: str, name: str, data: bytes) -> str:
+    bound = name.encode() + b"|" + data
+    return ring.integrity_hash(bound if seal == _SEAL_V2 else seal.encode() + b"|" + bound)
+
+
+def _integrity_value(ring: TenantKeyring, sections: Mapping[str, bytes], seal: str = _SEAL_V3) -> str:
+    # Writes always seal as v3; v2 only lets tests build what an earlier release wrote.
+    return f"{seal};" + ";".join(
+        f"{name}={_section_mac(ring, seal, name, data)}"
+        for name, data in sorted(sections.items())
+        if seal != _SEAL_V2 or name in _V2_SECTIONS
     )
 
 
 def _verify_sections(
     ring: TenantKeyring, stored: str | None, sections: Mapping[str, bytes], withheld: frozenset[str]
 ) -> bool:
-    if stored is None or not stored.startswith(_HASH_PREFIX):
+    seal, _, body = (stored or "").partition(";")
+    if seal == _SEAL_V2:
+        sections = {name: data for name, data in sections.items() if name in _V2_SECTIONS}
+    elif seal != _SEAL_V3:
         return False
-    macs = dict(part.split("=", 1) for part in stored[len(_HASH_PREFIX) :].split(";") if "=" in part)
+    macs = dict(part.split("=", 1) for part in body.split(";") if "=" in part)
     if set(macs) != set(sections):
         return False
     return all(
-        hmac.compare_digest(macs[name], ring.integrity_hash(name.encode() + b"|" + data))
+        hmac.compare_digest(macs[name], _section_mac(ring, seal, name, data))
         for name, data in sections.items()
         if name not in withheld
     )
@@ -406,7 +441,7 @@ def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[Patie
         ),
         caller_role=row["caller_role"],
     )
-    return record, row["data_integrity_hash"], _section_content(profile, meds, allergies, conditions)
+    return record, row["data_integrity_hash"], _section_content(profile, meds, allergies, conditions, biometrics)
 
 
 def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
@@ -710,6 +745,8 @@ def put_biometric(
             "at": reading.taken_at,
         },
     )
+    # The latest reading of each type is sealed with the rest of the record: a new one reseals it.
+    refresh_integrity(conn, keys, patient_id)
     return bid
 
 

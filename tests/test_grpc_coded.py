@@ -499,8 +499,13 @@ def test_a_profile_sealed_before_codings_existed_still_verifies(
         old_seal = patients._integrity_value(
             keys.keyring(conn, TENANT),
             patients._section_content(
-                record.profile, before(record.medications), before(record.allergies), list(record.conditions)
+                record.profile,
+                before(record.medications),
+                before(record.allergies),
+                list(record.conditions),
+                list(record.biometrics),
             ),
+            seal=patients._SEAL_V2,  # that release's seal did not cover readings either
         )
         conn.execute(
             text("UPDATE healthcare.health_profiles SET data_integrity_hash = :h WHERE id = :id"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
 
+from store import patients
 from store.crypto import DecryptionError
 from store.keys import KeyStore
 from store.patients import (
@@ -23,6 +25,7 @@ from store.patients import (
     put_condition,
     put_medication,
     read_patient,
+    refresh_integrity,
 )
 from store.session import Database, Principal
 
@@ -225,3 +228,76 @@ def test_unchanged_rows_are_served_from_the_verified_cache(filled: Filled, app_d
     keys.verified_snapshots.clear()
     with app_db.scoped(filled.who) as conn:
         assert read_patient(conn, keys, filled.patient) is not first
+
+
+# Edits of the latest potassium reading that would hide a hyperkalaemia alert: back-dated so the
+# older, normal reading becomes the latest; relabelled so it no longer counts as potassium.
+READING_EDITS = {
+    "back-dated": "UPDATE healthcare.biometric_readings SET taken_at = taken_at - interval '3 days' WHERE id = :high",
+    "relabelled": "UPDATE healthcare.biometric_readings SET reading_type = 'sodium' WHERE id = :high",
+    "re-valued": "UPDATE healthcare.biometric_readings SET encrypted_value ="
+    " (SELECT encrypted_value FROM healthcare.biometric_readings WHERE id = :low) WHERE id = :high",
+}
+
+
+def _potassium(app_db: Database, keys: KeyStore, filled: Filled) -> dict[str, str]:
+    now = datetime.now(UTC)
+    with app_db.scoped(filled.who) as conn:
+        low = put_biometric(
+            conn, keys, filled.patient, BiometricInput("potassium", 4.2, "mmol/L", now - timedelta(days=2))
+        )
+        high = put_biometric(
+            conn, keys, filled.patient, BiometricInput("potassium", 6.1, "mmol/L", now - timedelta(hours=1))
+        )
+    return {"low": low, "high": high}
+
+
+@pytest.mark.parametrize("edit", list(READING_EDITS))
+def test_a_reading_edited_without_the_keys_fails_closed(
+    edit: str, filled: Filled, app_db: Database, keys: KeyStore
+) -> None:
+    ids = _potassium(app_db, keys, filled)
+    with app_db.scoped(filled.who) as conn:
+        latest = {b["reading_type"]: b for b in read_patient(conn, keys, filled.patient).biometrics}
+    assert latest["potassium"]["id"] == ids["high"] and latest["potassium"]["value"] == 6.1
+    # praneya_app with the advisor's valid row-level security context: allowed to write the row,
+    # but without the tenant's keys it cannot reseal the record.
+    with app_db.scoped(filled.who) as conn:
+        assert conn.execute(text(READING_EDITS[edit]), ids).rowcount == 1
+    # Both are DATA_LOSS to a caller: a moved ciphertext fails its associated data, the rest the seal.
+    with app_db.scoped(filled.who) as conn, pytest.raises((IntegrityError, DecryptionError)):
+        read_patient(conn, keys, filled.patient)
+
+
+def test_a_profile_sealed_before_readings_were_sealed_still_verifies_and_is_resealed_on_write(
+    filled: Filled, app_db: Database, keys: KeyStore
+) -> None:
+    ids = _potassium(app_db, keys, filled)
+    with app_db.scoped(filled.who) as conn:
+        rec = read_patient(conn, keys, filled.patient)
+        ring = keys.keyring(conn, filled.tenant)
+        sections = patients._section_content(
+            rec.profile, rec.medications, rec.allergies, rec.conditions, rec.biometrics
+        )
+        v2 = patients._integrity_value(ring, sections, seal=patients._SEAL_V2)
+        v3 = patients._integrity_value(ring, sections)
+        assert v2.startswith("v2;") and "BIOMETRICS=" not in v2 and "BIOMETRICS=" in v3
+        # A v3 seal cut down to v2 (its BIOMETRICS part dropped) does not verify: each v3 MAC covers "v3".
+        cut = "v2;" + ";".join(p for p in v3.split(";")[1:] if not p.startswith("BIOMETRICS="))
+        assert not patients._verify_sections(ring, cut, sections, frozenset())
+        conn.execute(
+            text("UPDATE healthcare.health_profiles SET data_integrity_hash = :h WHERE id = :id"),
+            {"h": v2, "id": rec.profile_id},
+        )
+    keys.verified_snapshots.clear()
+    with app_db.scoped(filled.who) as conn:
+        assert {b["id"] for b in read_patient(conn, keys, filled.patient).biometrics} >= {ids["high"]}
+        refresh_integrity(conn, keys, filled.patient)  # what every write does
+        stored = conn.execute(
+            text("SELECT data_integrity_hash FROM healthcare.health_profiles WHERE id = :id"), {"id": rec.profile_id}
+        ).scalar_one()
+    assert stored.startswith("v3;") and "BIOMETRICS=" in stored
+    with app_db.scoped(filled.who) as conn:
+        conn.execute(text(READING_EDITS["back-dated"]), ids)
+    with app_db.scoped(filled.who) as conn, pytest.raises(IntegrityError):
+        read_patient(conn, keys, filled.patient)
