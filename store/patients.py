@@ -39,6 +39,7 @@ __all__ = [
     "PatientRecord",
     "PrincipalMismatch",
     "ProfileInput",
+    "TooManyItems",
     "create_profile",
     "deactivate_medication",
     "profile_version",
@@ -57,6 +58,18 @@ class PatientNotFound(LookupError):
 
 class IntegrityError(RuntimeError):
     """The stored integrity hash does not match the profile's content: refuse, never evaluate."""
+
+
+class TooManyItems(RuntimeError):
+    """A write would take a category of the record past its bound. Names the limit, never the items."""
+
+    def __init__(self, category: str, limit: int) -> None:
+        super().__init__(
+            f"the patient already has {limit} active {category}, the limit (PRANEYA_MAX_ACTIVE_ITEMS);"
+            f" deactivate one first"
+        )
+        self.category = category
+        self.limit = limit
 
 
 def new_id(prefix: str) -> str:
@@ -516,6 +529,37 @@ def _require_record(conn: Connection, table: str, record_id: str, patient_id: st
         raise PatientNotFound(f"{label} not found for this patient")
 
 
+_ROOM = {
+    # How many active items the profile holds besides the one being written (an update of an
+    # active item adds nothing). Readings are history: what each evaluation reads is the latest of
+    # each type, so the bound is on types.
+    "medications": text(
+        "SELECT count(*) FROM healthcare.medications WHERE health_profile_id = :p AND is_active AND id <> :id"
+    ),
+    "allergies": text(
+        "SELECT count(*) FROM healthcare.allergies WHERE health_profile_id = :p AND is_active AND id <> :id"
+    ),
+    "conditions": text(
+        "SELECT count(*) FROM healthcare.conditions WHERE health_profile_id = :p AND is_active AND id <> :id"
+    ),
+    "reading types": text(
+        "SELECT count(DISTINCT reading_type) FILTER (WHERE reading_type <> :id),"
+        " bool_or(reading_type = :id) FROM healthcare.biometric_readings WHERE health_profile_id = :p"
+    ),
+}
+_LOCK_PROFILE = text("SELECT 1 FROM healthcare.health_profiles WHERE id = :p FOR NO KEY UPDATE")
+
+
+def _require_room(conn: Connection, category: str, profile_id: str, item: str, limit: int | None) -> None:
+    if limit is None:
+        return
+    # Concurrent writers of one patient queue here, so two of them cannot both take the last place.
+    conn.execute(_LOCK_PROFILE, {"p": profile_id})
+    others, *known = conn.execute(_ROOM[category], {"p": profile_id, "id": item}).one()
+    if others >= limit and not any(known):
+        raise TooManyItems(category, limit)
+
+
 def _profile_of(conn: Connection, patient_id: str) -> tuple[str, str]:
     row = conn.execute(
         text("SELECT id, tenant_id FROM healthcare.health_profiles WHERE user_id = :u"), {"u": patient_id}
@@ -564,12 +608,14 @@ def put_medication(
     medication_id: str | None = None,
     *,
     must_exist: bool = False,
+    max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     if must_exist and medication_id is not None:
         _require_record(conn, "healthcare.medications", medication_id, patient_id, "medication")
     ring = keys.keyring(conn, tenant)
     mid = medication_id or new_id("med")
+    _require_room(conn, "medications", profile_id, mid, max_active)
 
     def enc(col: str, value: str | None) -> str | None:
         return ring.encrypt_optional(_MED, col, mid, value)
@@ -636,12 +682,14 @@ def put_allergy(
     allergy_id: str | None = None,
     *,
     must_exist: bool = False,
+    max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     if must_exist and allergy_id is not None:
         _require_record(conn, "healthcare.allergies", allergy_id, patient_id, "allergy")
     ring = keys.keyring(conn, tenant)
     aid = allergy_id or new_id("alg")
+    _require_room(conn, "allergies", profile_id, aid, max_active)
     written = conn.execute(
         text("""
         INSERT INTO healthcare.allergies (id, tenant_id, health_profile_id, user_id, encrypted_allergen,
@@ -686,12 +734,14 @@ def put_condition(
     condition_id: str | None = None,
     *,
     must_exist: bool = False,
+    max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
     if must_exist and condition_id is not None:
         _require_record(conn, "healthcare.conditions", condition_id, patient_id, "condition")
     ring = keys.keyring(conn, tenant)
     cid = condition_id or new_id("cond")
+    _require_room(conn, "conditions", profile_id, cid, max_active)
     written = conn.execute(
         text("""
         INSERT INTO healthcare.conditions (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
@@ -721,9 +771,16 @@ def put_condition(
 
 
 def put_biometric(
-    conn: Connection, keys: KeyStore, patient_id: str, reading: BiometricInput, reading_id: str | None = None
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    reading: BiometricInput,
+    reading_id: str | None = None,
+    *,
+    max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
+    _require_room(conn, "reading types", profile_id, reading.reading_type, max_active)
     ring = keys.keyring(conn, tenant)
     bid = reading_id or new_id("bio")
     conn.execute(

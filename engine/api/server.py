@@ -159,6 +159,9 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
         EngineCache(settings.engine_refresh_seconds),
         emergency_grant_minutes=settings.emergency_grant_minutes,
         statement_timeout_ms=settings.statement_timeout_ms,
+        max_active_items=settings.max_active_items,
+        max_alerts=settings.max_alerts,
+        max_response_bytes=settings.max_send_bytes,
     )
 
     def rejected(method: str, reason: str) -> None:
@@ -178,7 +181,7 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
         interceptors=[RequestIdInterceptor(), AuthInterceptor(verifier, rejected)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", 4 * settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_send_bytes),
             ("grpc.so_reuseport", 1),
             ("grpc.keepalive_time_ms", 60_000),
         ],

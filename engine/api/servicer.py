@@ -16,7 +16,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -229,6 +229,37 @@ def _alert_pb(alert: Alert, aid: str) -> pb.Alert:
     )
 
 
+OMITTED_ALERTS_RULE = "limit:alerts"
+
+
+def _capped(alerts: Sequence[Alert], cap: int) -> tuple[Sequence[Alert], Sequence[Alert]]:
+    """(shown, omitted): all of them when they fit, else the cap - 1 highest-ranked (the summary of the
+    rest takes the last place, so an answer never carries more than `cap` alerts)."""
+    if len(alerts) <= cap:
+        return alerts, ()
+    return alerts[: cap - 1], alerts[cap - 1 :]
+
+
+def _omitted_alert_pb(omitted: Sequence[Alert], cap: int) -> pb.Alert:
+    # Counts and severities only: the omitted alerts' texts and items are exactly what is not sent.
+    top = max(a.severity for a in omitted)
+    by_severity = ", ".join(
+        f"{n} {s.name}" for s in sorted(Severity, reverse=True) if (n := sum(1 for a in omitted if a.severity == s))
+    )
+    return pb.Alert(
+        alert_id="al_" + hashlib.sha256(f"{OMITTED_ALERTS_RULE}|{len(omitted)}".encode()).hexdigest()[:24],
+        kind=pb.OTHER,
+        severity=pb.Severity.Value(top.name),
+        summary=f"{len(omitted)} more alerts not shown: an answer carries at most {cap}",
+        detail=f"The {cap - 1} highest-ranked alerts are shown; {len(omitted)} more were found ({by_severity}).",
+        recommendation="Review the patient's record with a clinician: the medication list is longer than this"
+        " service screens in one answer.",
+        evidence=pb.EVIDENCE_UNKNOWN,
+        rule_id=OMITTED_ALERTS_RULE,
+        interruptive=top.interruptive,
+    )
+
+
 def _map_exception(exc: BaseException) -> RpcFailure:
     """Known failures to documented status codes; messages name places, never values."""
     if isinstance(exc, RpcFailure):
@@ -237,6 +268,8 @@ def _map_exception(exc: BaseException) -> RpcFailure:
         return RpcFailure(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
     if isinstance(exc, PrincipalMismatch):
         return RpcFailure(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, patients.TooManyItems):
+        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, patients.IntegrityError):
         return RpcFailure(
             grpc.StatusCode.DATA_LOSS,
@@ -312,6 +345,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         *,
         emergency_grant_minutes: int = 60,
         statement_timeout_ms: int = 5000,
+        max_active_items: int = 100,
+        max_alerts: int = 200,
+        max_response_bytes: int = 4 << 20,
     ) -> None:
         self.db = db
         self.keys = keys
@@ -319,6 +355,28 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self.engines = engines
         self.emergency_grant_minutes = emergency_grant_minutes
         self.statement_timeout_ms = statement_timeout_ms
+        # The bounds on one call's work (issue 13, item 1): active items per patient and category
+        # (refused on write, refused on evaluation of a record that holds more), alerts per answer
+        # (the highest-ranked, then a summary), and the answer's size (checked before the commit).
+        self.max_active_items = max_active_items
+        self.max_alerts = max_alerts
+        self.max_response_bytes = max_response_bytes
+
+    def _require_bounded(self, record: patients.PatientRecord) -> None:
+        # A record written before the bound (or behind the service's back) is refused, not evaluated
+        # for seconds: the write path keeps new records within it.
+        for category, items in (
+            ("medications", record.medications),
+            ("allergies", record.allergies),
+            ("conditions", record.conditions),
+            ("reading types", record.biometrics),
+        ):
+            if len(items) > self.max_active_items:
+                raise RpcFailure(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the patient has {len(items)} active {category}, over the limit of {self.max_active_items}"
+                    " (PRANEYA_MAX_ACTIVE_ITEMS); deactivate some before evaluating",
+                )
 
     # -- the one place failures become statuses ---------------------------------------------------
 
@@ -482,21 +540,68 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                         grpc.StatusCode.PERMISSION_DENIED,
                         "evaluating this patient needs their consent to " + ", ".join(sorted(needed)),
                     )
+                self._require_bounded(record)
                 if request.recipe_id:
                     foods += service_repo.recipe_ingredients(conn, request.recipe_id)
+                    if len(foods) > MAX_FOODS:
+                        raise RpcFailure(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"proposed_foods and the recipe's ingredients: at most {MAX_FOODS} together",
+                        )
                 ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
                 snapshot = record.to_snapshot()
                 result = evaluate(snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge)
                 evaluated_at = datetime.now(UTC)
-                alert_ids = [alert_id(a) for a in result.alerts]  # once: audit row and response share them
+                # Past the cap: the highest-ranked alerts, then one that says how many more there were.
+                shown, omitted = _capped(result.alerts, self.max_alerts)
+                alert_ids = [alert_id(a) for a in shown]  # once: audit row and response share them
                 via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
+                response = pb.EvaluateSafetyResponse(
+                    evaluation_id=evaluation_id,
+                    alerts=[_alert_pb(a, aid) for a, aid in zip(shown, alert_ids, strict=True)]
+                    + ([_omitted_alert_pb(omitted, self.max_alerts)] if omitted else []),
+                    complete=result.complete and not omitted,
+                    completeness=pb.COMPLETE if result.complete and not omitted else pb.INCOMPLETE,
+                    incomplete_rules=[
+                        pb.RuleIssue(
+                            rule_id=e.rule_id,
+                            rule_version=e.rule_version,
+                            reason=e.reason,
+                            insufficient_data=e.insufficient_data,
+                        )
+                        for e in result.rule_errors
+                    ],
+                    ruleset_version=result.ruleset_version,
+                    knowledge_version=result.knowledge_version,
+                    evaluated_at=_ts(evaluated_at),
+                    unresolved_items=[_unresolved_pb(u) for u in result.unresolved],
+                    vocabulary_version=result.vocabulary_version,
+                )
+                canonical = canonical_result(response, patient_id)
+                response.signature.CopyFrom(
+                    pb.ResultSignature(
+                        algorithm=self.signer.algorithm,
+                        key_id=self.signer.key_id,
+                        canonical=canonical,
+                        signature=self.signer.sign(canonical),
+                    )
+                )
+                size = response.ByteSize()
+                if size > self.max_response_bytes:
+                    # Before the commit: the rollback takes this row with it, and the failure's own
+                    # audit row (RESOURCE_EXHAUSTED) says what the caller got. Sizes, never content.
+                    raise RpcFailure(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the answer is {size} bytes, over the {self.max_response_bytes}-byte limit"
+                        " (PRANEYA_MAX_MESSAGE_BYTES); nothing was returned",
+                    )
                 service_repo.write_audit(
                     conn,
                     audit_id=evaluation_id,
                     tenant_id=principal.tenant_id,
                     user_id=principal.user_id,
                     action="EVALUATE_SAFETY",
-                    outcome="SUCCESS",
+                    outcome="TRUNCATED" if omitted else "SUCCESS",
                     patient_id=patient_id,
                     resource_type="healthcare.health_profiles",
                     resource_id=record.profile_id,
@@ -505,11 +610,14 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                     flags=["PHI_READ"]
                     + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
                     + (["DELEGATED_ACCESS"] if via_grant else [])
-                    + ([] if result.complete else ["INCOMPLETE"])
+                    + ([] if result.complete and not omitted else ["INCOMPLETE"])
+                    + (["TRUNCATED"] if omitted else [])
                     + (["UNRESOLVED_ITEMS"] if result.unresolved else []),
                     details=_evaluation_details(
                         result,
+                        shown,
                         alert_ids,
+                        len(omitted),
                         meta,
                         started,
                         len(proposed),
@@ -517,39 +625,11 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                         seal=lambda doc: self.keys.keyring(conn, principal.tenant_id).encrypt(
                             service_repo.AUDIT_TABLE, service_repo.SEALED_RULES, evaluation_id, doc
                         ),
+                        cap=self.max_alerts,
                     ),
                 )
             metrics.observe_evaluation(time.perf_counter() - started, result)
             logged["evaluation_id"] = evaluation_id  # its audit row is committed: the id names a real row
-            response = pb.EvaluateSafetyResponse(
-                evaluation_id=evaluation_id,
-                alerts=[_alert_pb(a, aid) for a, aid in zip(result.alerts, alert_ids, strict=True)],
-                complete=result.complete,
-                completeness=pb.COMPLETE if result.complete else pb.INCOMPLETE,
-                incomplete_rules=[
-                    pb.RuleIssue(
-                        rule_id=e.rule_id,
-                        rule_version=e.rule_version,
-                        reason=e.reason,
-                        insufficient_data=e.insufficient_data,
-                    )
-                    for e in result.rule_errors
-                ],
-                ruleset_version=result.ruleset_version,
-                knowledge_version=result.knowledge_version,
-                evaluated_at=_ts(evaluated_at),
-                unresolved_items=[_unresolved_pb(u) for u in result.unresolved],
-                vocabulary_version=result.vocabulary_version,
-            )
-            canonical = canonical_result(response, patient_id)
-            response.signature.CopyFrom(
-                pb.ResultSignature(
-                    algorithm=self.signer.algorithm,
-                    key_id=self.signer.key_id,
-                    canonical=canonical,
-                    signature=self.signer.sign(canonical),
-                )
-            )
             return response
 
         logged: dict[str, str] = {}
@@ -704,7 +784,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             )
             mid = _check_id("medication.medication_id", m.medication_id) if m.medication_id else None
             return patients.put_medication(
-                conn, self.keys, request.patient_id, med, medication_id=mid, must_exist=mid is not None
+                conn,
+                self.keys,
+                request.patient_id,
+                med,
+                medication_id=mid,
+                must_exist=mid is not None,
+                max_active=self.max_active_items,
             )
 
         return self._write("PutMedication", context, request.patient_id, write)
@@ -744,7 +830,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             )
             aid = _check_id("allergy.allergy_id", a.allergy_id) if a.allergy_id else None
             return patients.put_allergy(
-                conn, self.keys, request.patient_id, allergy, allergy_id=aid, must_exist=aid is not None
+                conn,
+                self.keys,
+                request.patient_id,
+                allergy,
+                allergy_id=aid,
+                must_exist=aid is not None,
+                max_active=self.max_active_items,
             )
 
         return self._write("PutAllergy", context, request.patient_id, write)
@@ -761,7 +853,13 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             )
             cid = _check_id("condition.condition_id", c.condition_id) if c.condition_id else None
             return patients.put_condition(
-                conn, self.keys, request.patient_id, condition, condition_id=cid, must_exist=cid is not None
+                conn,
+                self.keys,
+                request.patient_id,
+                condition,
+                condition_id=cid,
+                must_exist=cid is not None,
+                max_active=self.max_active_items,
             )
 
         return self._write("PutCondition", context, request.patient_id, write)
@@ -781,7 +879,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             if taken is not None and taken > datetime.now(UTC) + timedelta(minutes=5):
                 raise invalid("reading.taken_at", "is in the future")
             reading = patients.BiometricInput(rtype, r.value, _check_text("reading.unit", r.unit), taken)
-            return patients.put_biometric(conn, self.keys, request.patient_id, reading)
+            return patients.put_biometric(
+                conn, self.keys, request.patient_id, reading, max_active=self.max_active_items
+            )
 
         return self._write("PutBiometricReading", context, request.patient_id, write)
 
@@ -978,13 +1078,16 @@ def _required(field: str, value: str) -> str:
 
 def _evaluation_details(
     result: EvaluationResult,
+    shown: Sequence[Alert],
     alert_ids: list[str],
+    omitted: int,
     meta: RequestMeta,
     started: float,
     proposed: int,
     foods: int,
     *,
     seal: Callable[[str], str],
+    cap: int,
 ) -> dict[str, Any]:
     # Ids, codes and counts only: no drug names, no allergens, no free text. Rule ids are authored names
     # ("ddi-warfarin-nsaid", "allergy-food-peanut"): next to a patient id they disclose the patient's
@@ -995,9 +1098,10 @@ def _evaluation_details(
     rules = {
         "alerts": [
             {"alert_id": aid, "rule_id": a.rule_id, "rule_version": a.rule_version, "severity": a.severity.name}
-            for a, aid in zip(result.alerts, alert_ids, strict=True)
+            for a, aid in zip(shown, alert_ids, strict=True)
         ],
-        "shadow_alerts": [{"rule_id": a.rule_id, "severity": a.severity.name} for a in result.shadow_alerts],
+        # Bounded like the answer: the row lists what was shown and counts the rest.
+        "shadow_alerts": [{"rule_id": a.rule_id, "severity": a.severity.name} for a in result.shadow_alerts[:cap]],
         "incomplete_rules": [
             {"rule_id": e.rule_id, "insufficient_data": e.insufficient_data} for e in result.rule_errors
         ],
@@ -1015,6 +1119,7 @@ def _evaluation_details(
         "unresolved_allergies": len(result.unresolved) - unresolved_medications,
         "alert_counts": counts,
         "alert_ids": alert_ids,
+        "alerts_omitted": omitted,  # past PRANEYA_MAX_ALERTS: counted, not listed
         "incomplete_rule_count": len(result.rule_errors),
         "shadow_alert_count": len(result.shadow_alerts),
         service_repo.SEALED_RULES: seal(json.dumps(rules, sort_keys=True, separators=(",", ":"))),

@@ -57,12 +57,20 @@ class ServiceSettings:
     jwt_audience: str
     emergency_grant_minutes: int
     max_message_bytes: int
+    max_active_items: int
+    max_alerts: int
     db_pool_size: int
     db_pool_timeout_s: float
     statement_timeout_ms: int
     metrics_port: int
     grace_seconds: float
     engine_refresh_seconds: float
+
+    @property
+    def max_send_bytes(self) -> int:
+        """The largest answer the server sends (gRPC's send limit); EvaluateSafety checks against it
+        before it commits, so no answer is audited as given that the caller could not receive."""
+        return 4 * self.max_message_bytes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -91,6 +99,8 @@ class ServiceSettings:
             jwt_audience=e.get("PRANEYA_JWT_AUDIENCE", "praneya-safety"),
             emergency_grant_minutes=_int(e, "PRANEYA_EMERGENCY_GRANT_MINUTES", 60, 1, 720),
             max_message_bytes=_int(e, "PRANEYA_MAX_MESSAGE_BYTES", 1 << 20, 1024, 64 << 20),
+            max_active_items=_int(e, "PRANEYA_MAX_ACTIVE_ITEMS", 100, 1, 10000),
+            max_alerts=_int(e, "PRANEYA_MAX_ALERTS", 200, 2, 10000),
             db_pool_size=_int(e, "PRANEYA_DB_POOL_SIZE", 8, 1, 200),
             db_pool_timeout_s=_int(e, "PRANEYA_DB_POOL_TIMEOUT_MS", 2000, 1, 60000) / 1000,
             statement_timeout_ms=_int(e, "PRANEYA_STATEMENT_TIMEOUT_MS", 5000, 10, 600000),
