@@ -27,6 +27,16 @@ from store.config import app_database_url
 _libpq = provision.libpq_url
 create_database = provision.recreate_database
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The audit anchor of every test database in a folder of this run's own: test databases are named
+    # after their worker process, and an anchor left by an earlier run under a reused name would make
+    # `audit seal` rightly refuse a chain it has never seen. Servers started by tests inherit it.
+    if "PRANEYA_AUDIT_ANCHOR" not in os.environ:
+        import tempfile
+
+        os.environ["PRANEYA_AUDIT_ANCHOR"] = tempfile.mkdtemp(prefix="praneya-test-anchor-")
+
+
 DEFAULT_DB_PREFIX = "praneya_"
 _DB_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,29}")
 _MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers, and two cut names could be one database
