@@ -201,6 +201,15 @@ class PatientRecord:
                     category=a["allergen_category"],
                     severity=a["severity"],
                     reactions=tuple(a["reactions"]),
+-- The caller first, as the database knows them: the token's user, if an active user of its tenant.
+-- Always one row: a token whose user is not that, with the role it claims, is refused however well
+-- signed, and the answer must not depend on whether the patient exists.
+SELECT (SELECT c.healthcare_role::text FROM public.users c
+        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
+           AS caller_role,
+       s.*
+FROM (VALUES (true)) AS one (x)
+LEFT JOIN (
                     coding=_coding_of(a["coding"]),
                 )
                 for a in self.allergies
@@ -236,15 +245,17 @@ SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tie
        -- Which categories this principal may see (RLS hides the others' rows; an empty list must
        -- not be mistaken for "none recorded" nor for tampering). Mirrors the health-table policies.
        v.sees_all,
+  -- When the service passes the role the token claims, the same caller lookup gates the patient's:
+  -- a one-time filter, so for a caller who does not match, no patient row is read at all.
+  AND (CAST(:caller_role AS text) IS NULL
+       OR (SELECT c.healthcare_role::text FROM public.users c
+           WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
+          = CAST(:caller_role AS text))
+) s ON true
        v.sees_all OR public.can_access_family_data(p.user_id, 'MEDICATIONS') AS sees_medications,
        v.sees_all OR public.can_access_family_data(p.user_id, 'ALLERGIES') AS sees_allergies,
        v.sees_all OR public.can_access_family_data(p.user_id, 'CONDITIONS') AS sees_conditions,
-       v.sees_all OR public.can_access_family_data(p.user_id, 'BIOMETRICS') AS sees_biometrics,
-       -- The caller as the database knows them: a token whose user is not an active user of this
-       -- tenant with this role is refused, however well signed.
-       (SELECT c.healthcare_role::text FROM public.users c
-        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
-           AS caller_role
+       v.sees_all OR public.can_access_family_data(p.user_id, 'BIOMETRICS') AS sees_biometrics
 FROM healthcare.health_profiles p
 JOIN public.users u ON u.id = p.user_id AND u.tenant_id = p.tenant_id
 CROSS JOIN LATERAL (SELECT COALESCE(p.user_id = public.current_user_id()
@@ -384,9 +395,12 @@ def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRec
     return _decrypt_snapshot(conn, keys, row)
 
 
-def _fetch(conn: Connection, patient_id: str) -> Any:
-    row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
-    if row is None:
+def _fetch(conn: Connection, patient_id: str, expected_role: str | None = None) -> Any:
+    row = conn.execute(_SNAPSHOT, {"patient": patient_id, "caller_role": expected_role}).mappings().one()
+    # In this order: whether the patient exists is nobody's business until the caller is known.
+    if expected_role is not None and row["caller_role"] != expected_role:
+        raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
+    if row["id"] is None:
         raise PatientNotFound("patient not found")
     return row
 
@@ -481,9 +495,7 @@ def read_patient(
     Sections the caller's consent withholds are reported in `withheld` and not verified (they were
     not read); every section the caller sees is verified against its MAC.
     """
-    row = _fetch(conn, patient_id)
-    if expected_role is not None and row["caller_role"] != expected_role:
-        raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
+    row = _fetch(conn, patient_id, expected_role)
     key = _row_digest(row)
     cached = keys.verified_snapshots.get(key)
     if isinstance(cached, PatientRecord):
@@ -821,7 +833,7 @@ def read_snapshot_rows(conn: Connection, patient_id: str) -> int:
 
     Returns how many rows of clinical content it brought back.
     """
-    row = conn.execute(_SNAPSHOT, {"patient": patient_id}).mappings().one_or_none()
-    if row is None:
+    row = conn.execute(_SNAPSHOT, {"patient": patient_id, "caller_role": None}).mappings().one()
+    if row["id"] is None:
         raise PatientNotFound("patient not found")
     return 1 + sum(len(row[k]) for k in ("medications", "allergies", "conditions", "biometrics"))

@@ -1,7 +1,9 @@
 """Bearer-token authentication: JWTs verified against configured public keys, identity in a ContextVar.
 
 Claims: `sub` user id, `tid` tenant id, `role` healthcare role, `mfa` (true, or "mfa" in `amr`),
-`iss`, `aud`, `exp` (all required but mfa). Identity never comes from a request body.
+`iss`, `aud`, `exp` (all required but mfa). Identity never comes from a request body. A token may
+live at most `max_lifetime_seconds` (`exp - iat`, and never longer from now): a stolen long-lived
+token is a standing credential. `leeway_seconds` absorbs clock skew between issuer and service.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ _OPEN_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-_LEEWAY_SECONDS = 30
+DEFAULT_LEEWAY_SECONDS = 30
+DEFAULT_MAX_LIFETIME_SECONDS = 3600
 
 
 class AuthError(Exception):
@@ -47,7 +50,15 @@ class AuthError(Exception):
 
 
 class TokenVerifier:
-    def __init__(self, public_key_files: Sequence[Path], issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        public_key_files: Sequence[Path],
+        issuer: str,
+        audience: str,
+        *,
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
+    ) -> None:
         self.keys: list[tuple[Any, list[str]]] = []
         for path in public_key_files:
             key = serialization.load_pem_public_key(path.read_bytes())
@@ -62,6 +73,8 @@ class TokenVerifier:
             self.keys.append((key, algs))
         self.issuer = issuer
         self.audience = audience
+        self.leeway = leeway_seconds
+        self.max_lifetime = max_lifetime_seconds
 
     def verify(self, token: str) -> Principal:
         last: Exception | None = None
@@ -73,7 +86,7 @@ class TokenVerifier:
                     algorithms=algs,
                     audience=self.audience,
                     issuer=self.issuer,
-                    leeway=_LEEWAY_SECONDS,
+                    leeway=self.leeway,
                     options={"require": ["exp", "sub", "iss", "aud"]},
                 )
                 break
@@ -86,6 +99,7 @@ class TokenVerifier:
             raise AuthError(
                 "token signature does not match any configured key" if last else "no keys configured"
             )
+        self._check_lifetime(claims)
         tenant, role = claims.get("tid"), claims.get("role")
         if not isinstance(tenant, str) or not tenant:
             raise AuthError("token has no tenant (tid) claim")
@@ -100,6 +114,17 @@ class TokenVerifier:
             mfa=mfa,
             purpose=str(claims.get("purpose", "TREATMENT")),
         )
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        # exp and iat come from the same clock (the issuer's), so their difference needs no leeway;
+        # what is left from now does, and it also caps a token without iat or with one in the future.
+        # The message names the rule, not the limit or the token's numbers.
+        exp, iat = claims["exp"], claims.get("iat")
+        too_long = exp - time.time() > self.max_lifetime + self.leeway
+        if isinstance(iat, (int, float)) and exp - iat > self.max_lifetime:
+            too_long = True
+        if too_long:
+            raise AuthError("token lifetime is longer than this service accepts")
 
 
 def _describe(exc: Exception) -> str:

@@ -551,7 +551,7 @@ def run_bench(
     results: dict[str, Any] = {}
     try:
         token = mint_token(
-            paths["jwt-private.pem"], user_id=ADVISOR, tenant_id=TENANT, role="CLINICAL_ADVISOR", ttl_seconds=7200
+            paths["jwt-private.pem"], user_id=ADVISOR, tenant_id=TENANT, role="CLINICAL_ADVISOR", ttl_seconds=3600
         )
         client = Client(address, paths["ca.pem"].read_bytes(), token)
         _wait(client)

@@ -928,7 +928,9 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--tenant", help="default: the user's tenant")
     p.add_argument("--role", help="default: the user's role")
     p.add_argument("--no-mfa", action="store_true")
-    p.add_argument("--ttl", type=int, default=3600, help="seconds")
+    p.add_argument(
+        "--ttl", type=int, default=3600, help="seconds (the service refuses more than PRANEYA_JWT_MAX_LIFETIME_SECONDS)"
+    )
     p.set_defaults(handler=_guarded(_dev_token))
     p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
     p.set_defaults(handler=_guarded(_dev_up))

@@ -146,7 +146,13 @@ class HealthWatch:
 def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, Database, int]:
     provider = key_provider_from_env()
     signer = signer_from_env()
-    verifier = TokenVerifier(settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience)
+    verifier = TokenVerifier(
+        settings.jwt_public_keys,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+    )
     db = Database(
         pool_size=settings.db_pool_size,
         pool_timeout=settings.db_pool_timeout_s,

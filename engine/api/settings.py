@@ -55,6 +55,8 @@ class ServiceSettings:
     jwt_public_keys: tuple[Path, ...]
     jwt_issuer: str
     jwt_audience: str
+    jwt_leeway_seconds: int
+    jwt_max_lifetime_seconds: int
     emergency_grant_minutes: int
     max_message_bytes: int
     max_active_items: int
@@ -89,6 +91,8 @@ class ServiceSettings:
             port=_int(e, "PORT", 50051, 0, 65535),
             workers=_int(e, "PRANEYA_WORKERS", 1, 1, 64),
             threads=_int(e, "PRANEYA_THREADS", 16, 1, 256),
+            jwt_leeway_seconds=_int(e, "PRANEYA_JWT_LEEWAY_SECONDS", 30, 0, 300),
+            jwt_max_lifetime_seconds=_int(e, "PRANEYA_JWT_MAX_LIFETIME_SECONDS", 3600, 60, 86400),
             tls_cert=_path(e, "PRANEYA_TLS_CERT_FILE"),
             tls_key=_path(e, "PRANEYA_TLS_KEY_FILE"),
             tls_client_ca=_path(e, "PRANEYA_TLS_CLIENT_CA_FILE"),

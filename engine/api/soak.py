@@ -186,7 +186,7 @@ def run_soak(
         target = f"127.0.0.1:{env['PORT']}"
         ca = paths["ca.pem"].read_bytes()
         tokens = {
-            u: mint_token(paths["jwt-private.pem"], user_id=u, tenant_id=t, role=r, ttl_seconds=7200)
+            u: mint_token(paths["jwt-private.pem"], user_id=u, tenant_id=t, role=r, ttl_seconds=3600)
             for u, t, r, _ in CALLERS
         }
         _wait_serving(target, ca)
