@@ -201,15 +201,6 @@ class PatientRecord:
                     category=a["allergen_category"],
                     severity=a["severity"],
                     reactions=tuple(a["reactions"]),
--- The caller first, as the database knows them: the token's user, if an active user of its tenant.
--- Always one row: a token whose user is not that, with the role it claims, is refused however well
--- signed, and the answer must not depend on whether the patient exists.
-SELECT (SELECT c.healthcare_role::text FROM public.users c
-        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
-           AS caller_role,
-       s.*
-FROM (VALUES (true)) AS one (x)
-LEFT JOIN (
                     coding=_coding_of(a["coding"]),
                 )
                 for a in self.allergies
@@ -223,6 +214,15 @@ LEFT JOIN (
 
 
 _SNAPSHOT = text("""
+-- The caller first, as the database knows them: the token's user, if an active user of its tenant.
+-- Always one row: a token whose user is not that, with the role it claims, is refused however well
+-- signed, and the answer must not depend on whether the patient exists.
+SELECT (SELECT c.healthcare_role::text FROM public.users c
+        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
+           AS caller_role,
+       s.*
+FROM (VALUES (true)) AS one (x)
+LEFT JOIN (
 SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tier, p.data_integrity_hash,
        p.encrypted_sex, p.encrypted_pregnancy_status, p.encrypted_blood_type, p.encrypted_notes,
        u.encrypted_date_of_birth,
@@ -245,13 +245,6 @@ SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tie
        -- Which categories this principal may see (RLS hides the others' rows; an empty list must
        -- not be mistaken for "none recorded" nor for tampering). Mirrors the health-table policies.
        v.sees_all,
-  -- When the service passes the role the token claims, the same caller lookup gates the patient's:
-  -- a one-time filter, so for a caller who does not match, no patient row is read at all.
-  AND (CAST(:caller_role AS text) IS NULL
-       OR (SELECT c.healthcare_role::text FROM public.users c
-           WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
-          = CAST(:caller_role AS text))
-) s ON true
        v.sees_all OR public.can_access_family_data(p.user_id, 'MEDICATIONS') AS sees_medications,
        v.sees_all OR public.can_access_family_data(p.user_id, 'ALLERGIES') AS sees_allergies,
        v.sees_all OR public.can_access_family_data(p.user_id, 'CONDITIONS') AS sees_conditions,
@@ -265,6 +258,13 @@ CROSS JOIN LATERAL (SELECT COALESCE(p.user_id = public.current_user_id()
                                  OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
                                      WHERE r.rolname = current_user), false) AS sees_all) v
 WHERE p.user_id = :patient
+  -- When the service passes the role the token claims, the same caller lookup gates the patient's:
+  -- a one-time filter, so for a caller who does not match, no patient row is read at all.
+  AND (CAST(:caller_role AS text) IS NULL
+       OR (SELECT c.healthcare_role::text FROM public.users c
+           WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
+          = CAST(:caller_role AS text))
+) s ON true
 """)
 
 _MED = "healthcare.medications"
