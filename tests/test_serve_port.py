@@ -112,14 +112,21 @@ def test_a_second_serve_on_the_same_port_fails_and_the_first_keeps_serving(
     first_server: tuple[dict[str, str], str, bytes], workers: str
 ) -> None:
     env, address, ca = first_server
-    second = subprocess.run(
+    second = subprocess.Popen(
         [PRANEYA, "serve"],
         env={**env, "PRANEYA_WORKERS": workers},
         cwd=PROJECT_ROOT,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,  # a hang guard: the claim is refused before any worker starts
     )
+    try:
+        _, stderr = second.communicate(timeout=60)  # a hang guard: the claim is refused before any worker starts
+    except subprocess.TimeoutExpired:
+        # SIGTERM: the supervisor stops its workers (a SIGKILL would leave them serving the port).
+        second.terminate()
+        second.communicate(timeout=30)
+        pytest.fail("a second praneya serve started on a port that was in use")
     assert second.returncode != 0
-    assert "address in use" in second.stderr
+    assert "address in use" in stderr
     assert _serving(address, ca)
