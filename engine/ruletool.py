@@ -7,6 +7,7 @@ can jump to it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections import defaultdict
@@ -29,7 +30,7 @@ from engine.logic import (
 )
 from engine.rules import LAB_TYPES, LoadedRule, Where, load_rule_files, logic_operators
 
-__all__ = ["LintReport", "lint", "lint_main", "test_main"]
+__all__ = ["LintReport", "lint", "lint_main", "run_rule_cases", "test_main"]
 
 _REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
 
@@ -209,6 +210,34 @@ def _lint_vocabulary(knowledge: Knowledge, where: str, report: LintReport) -> No
                 report.errors.append(f"{where}: error: allergen {name!r} names unknown class {cls!r}")
 
 
+def _schema_problems(err: jsonschema.ValidationError) -> list[tuple[Where, str]]:
+    """(where, message) of one schema error; an unexpected key is placed on its own line."""
+    where: Where = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        extra = [k for k in err.instance if k not in allowed]
+        if extra and allowed:
+            known = ", ".join(sorted(allowed))
+            return [((*where, k), f"unknown key (known: {known})") for k in extra]
+    return [(where, err.message)]
+
+
+def _did_you_mean(vocabulary: Vocabulary, dimension: str, value: str) -> str:
+    """ " (did you mean 'warfarin'?)" for a near miss of an ingredient or a class, else ""."""
+    if dimension == "ingredients":
+        close = [s for s in vocabulary.suggest(value) if s in vocabulary.ingredients] or difflib.get_close_matches(
+            value, list(vocabulary.ingredients), n=3, cutoff=0.8
+        )
+    elif dimension == "classes":
+        close = difflib.get_close_matches(value, list(vocabulary.classes), n=3, cutoff=0.6)
+    else:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+_SINGULAR = {"ingredients": "ingredient", "classes": "class", "conditions": "condition", "allergens": "allergen"}
+
+
 def _lint_rule(
     loaded: LoadedRule, knowledge: Knowledge, validator: jsonschema.Draft202012Validator
 ) -> LintReport:
@@ -221,6 +250,9 @@ def _lint_rule(
         report.warnings.append(f"{loaded.path}:{loaded.line_of(where)}: warning: {message}")
 
     document = loaded.document
+    # The schema and the loader check some of the same things (an unknown severity, an unknown
+    # key): each problem is reported once, at the line of the key it is about.
+    reported: set[Where] = set()
     if document is not None:
         try:
             schema_errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
@@ -228,12 +260,12 @@ def _lint_rule(
             # jsonschema recurses per level; the loader's nesting bound should keep it from getting here.
             error((), "schema: the document is nested too deeply to check")
             schema_errors = []
-        for err in schema_errors:
-            where: Where = tuple(err.absolute_path)
-            location = ".".join(str(p) for p in where) or "(top)"
-            error(where, f"schema: {location}: {err.message}")
+        for where, message in dict.fromkeys(p for err in schema_errors for p in _schema_problems(err)):
+            reported.add(where)
+            error(where, f"schema: {'.'.join(str(p) for p in where) or '(top)'}: {message}")
     for problem in loaded.problems:
-        error(problem.where, str(problem))
+        if problem.where not in reported or not problem.where:
+            error(problem.where, str(problem))
     if document is None:
         return report
 
@@ -266,9 +298,9 @@ def _lint_rule(
                 )
         for variable, literal, where in _literal_ids(when):
             if not _known(vocabulary, variable, literal):
-                error(
-                    ("when", *where), f"{literal!r} is not a known {variable.rstrip('s')} in the vocabulary"
-                )
+                noun = _SINGULAR.get(variable, variable.rstrip("s"))
+                hint = _did_you_mean(vocabulary, variable, literal)
+                error(("when", *where), f"{literal!r} is not a known {noun} in the vocabulary{hint}")
 
     applies = document.get("applies_to")
     if isinstance(applies, dict):
@@ -280,7 +312,8 @@ def _lint_rule(
                 if isinstance(value, str) and not _known(vocabulary, dimension, value):
                     error(
                         ("applies_to", dimension, i),
-                        f"applies_to.{dimension}: {value!r} is not in the vocabulary",
+                        f"applies_to.{dimension}: {value!r} is not in the vocabulary"
+                        + _did_you_mean(vocabulary, dimension, value),
                     )
 
     rule = loaded.rule
@@ -355,30 +388,36 @@ def test_main(paths: list[str], knowledge_dir: str | Path | None = None, *, out:
     if knowledge is None:
         return 1
     loaded_rules = load_rule_files(paths)
-    failures = total = 0
     if not loaded_rules:
         print(f"{', '.join(paths)}: error: no rule files found", file=out)
         return 1
+    total, problems = run_rule_cases(loaded_rules, knowledge)
+    for line in problems:
+        print(line, file=out)
+    print(f"rules test: {total} case(s), {len(problems)} failure(s)", file=out)
+    return 1 if problems or total == 0 else 0
+
+
+def run_rule_cases(loaded_rules: Iterable[LoadedRule], knowledge: Knowledge) -> tuple[int, list[str]]:
+    """Run every case of every rule: (cases run, one line per failure naming the rule and the case).
+    What `rules test` prints, and what stops `rules sync` before it writes anything."""
+    failures: list[str] = []
+    total = 0
     for loaded in loaded_rules:
         if loaded.rule is None:
-            failures += 1
-            for line in loaded.errors:
-                print(f"{line} (run `praneya rules lint`)", file=out)
+            failures.extend(f"{line} (run `praneya rules lint`)" for line in loaded.errors)
             continue
         try:
             cases = cases_of_rule(loaded.rule, loaded)
         except CaseFormatError as exc:
-            failures += 1
-            print(f"error: {exc}", file=out)
+            failures.append(f"error: {exc}")
             continue
         for case in cases:
             total += 1
             result = run_case(case, knowledge)
             if not result.passed:
-                failures += 1
-                print(f"FAIL {case.location} {case.case_id}: {result.reason}", file=out)
-    print(f"rules test: {total} case(s), {failures} failure(s)", file=out)
-    return 1 if failures or total == 0 else 0
+                failures.append(f"FAIL {case.location} {case.case_id}: {result.reason}")
+    return total, failures
 
 
 # pytest collects module-level names starting with "test"; this one is a command, not a test.

@@ -11,7 +11,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -41,14 +41,18 @@ from store.rxnorm_import import ReleaseResult, apply_concepts
 __all__ = [
     "ImportResult",
     "RuleSyncResult",
+    "StoredRule",
     "clear_override",
     "import_interaction_pairs",
     "knowledge_fingerprint",
+    "list_rules",
     "load_concepts",
     "load_knowledge",
     "load_ndc_products",
     "load_rules",
     "load_vocabulary",
+    "plan_rule_sync",
+    "rule_history",
     "rules_fingerprint",
     "set_override",
     "sync_rules",
@@ -562,39 +566,151 @@ class RuleSyncResult:
     created: list[str]
     updated: list[str]
     unchanged: list[str]
+    # Live rules of the scope whose file is not among those synced: retired with retire_missing,
+    # otherwise listed (they stay live).
+    missing: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    # What a sync would refuse: content changed without a version bump ("id: why").
+    refused: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredRule:
+    rule_id: str  # the rule's own id (rule_key)
+    scope: str  # "global" or the tenant id
+    version: int
+    status: str
+    synced_by: str | None
+    synced_at: Any  # datetime of the version row
+
+
+def _scope_rows(conn: Connection, tenant_id: str | None) -> dict[str, Any]:
+    rows = conn.execute(
+        text(
+            "SELECT id, rule_key, version, status::text AS status, content_hash, definition"
+            " FROM clinical.clinical_rules WHERE tenant_id IS NOT DISTINCT FROM :t"
+        ),
+        {"t": tenant_id},
+    ).all()
+    return {row.rule_key: row for row in rows}
+
+
+def _stored(row: Any) -> StoredRule:
+    return StoredRule(row.rule_key, row.tenant_id or "global", row.version, row.status, row.synced_by, row.synced_at)
+
+
+def _missing(conn: Connection, rules: Sequence[Rule], tenant_id: str | None) -> list[str]:
+    synced = {r.id for r in rules}
+    stored = _scope_rows(conn, tenant_id)
+    return sorted(k for k, row in stored.items() if k not in synced and row.status != "retired")
+
+
+def plan_rule_sync(conn: Connection, rules: Sequence[Rule], *, tenant_id: str | None) -> RuleSyncResult:
+    """What `sync_rules` would do with these rules, without writing: created, updated, unchanged,
+    refused (changed without a version bump) and missing (live in the scope, no longer in the files;
+    `retired` is what a sync with retire_missing would retire, the same list)."""
+    stored = _scope_rows(conn, tenant_id)
+    result = RuleSyncResult([], [], [], [], [], [])
+    for rule in rules:
+        current = stored.get(rule.id)
+        digest = _content_hash(_synced_document(rule))
+        if current is None:
+            result.created.append(rule.id)
+        elif current.content_hash == digest:
+            result.unchanged.append(rule.id)
+        elif rule.version <= current.version:
+            result.refused.append(f"{rule.id}: {_version_problem(rule, current)}")
+        else:
+            result.updated.append(rule.id)
+    result.missing.extend(_missing(conn, rules, tenant_id))
+    result.retired.extend(result.missing)
+    return result
+
+
+def list_rules(conn: Connection, tenant_id: str | None, *, include_global: bool = True) -> list[StoredRule]:
+    """What is stored (live, shadow and retired), with who synced its current version and when."""
+    rows = conn.execute(
+        text("""
+        SELECT r.rule_key, r.tenant_id, r.version, r.status::text AS status, v.synced_by, v.synced_at
+          FROM clinical.clinical_rules r
+          LEFT JOIN clinical.clinical_rule_versions v ON v.rule_id = r.id AND v.version = r.version
+         WHERE r.tenant_id IS NOT DISTINCT FROM :t OR (:g AND r.tenant_id IS NULL)
+         ORDER BY r.rule_key, r.tenant_id NULLS FIRST
+        """),
+        {"t": tenant_id, "g": include_global},
+    ).all()
+    return [_stored(r) for r in rows]
+
+
+def rule_history(conn: Connection, tenant_id: str | None, rule_key: str | None = None) -> list[StoredRule]:
+    """Every stored version of the scope's rules (or of one), oldest first, with who synced it and when."""
+    rows = conn.execute(
+        text("""
+        SELECT r.rule_key, r.tenant_id, v.version, COALESCE(v.definition->>'status', 'active') AS status,
+               v.synced_by, v.synced_at
+          FROM clinical.clinical_rule_versions v
+          JOIN clinical.clinical_rules r ON r.id = v.rule_id
+         WHERE r.tenant_id IS NOT DISTINCT FROM :t AND (CAST(:k AS text) IS NULL OR r.rule_key = :k)
+         ORDER BY r.rule_key, v.version
+        """),
+        {"t": tenant_id, "k": rule_key},
+    ).all()
+    return [_stored(r) for r in rows]
 
 
 def _content_hash(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _synced_document(rule: Rule) -> dict[str, Any]:
+    return {k: v for k, v in dict(rule.document).items() if k != "cases"}
+
+
+def _version_problem(rule: Rule, current: Any) -> str:
+    if current.status == "retired":
+        return (
+            f"it was retired at version {current.version}; to bring it back, set version to"
+            f" {current.version + 1} or above"
+        )
+    return (
+        f"content changed but version {rule.version} is not above the stored version {current.version};"
+        " bump `version`"
+    )
+
+
 def sync_rules(
-    conn: Connection, rules: Sequence[Rule], *, tenant_id: str | None, actor: str | None = None
+    conn: Connection,
+    rules: Sequence[Rule],
+    *,
+    tenant_id: str | None,
+    actor: str | None = None,
+    retire_missing: bool = False,
 ) -> RuleSyncResult:
     """Upserts rules (global when tenant_id is None) with version history, one audit row per change.
 
-    The caller validates every rule first (an invalid rule stops the sync before this runs) and owns
-    the transaction, so a failure here writes nothing. Unchanged rules are not touched.
+    The rules given are the scope's whole rule set: a live rule of the scope that is not among them
+    (its file was removed) is retired with `retire_missing`, otherwise listed in `missing` and left
+    live. The caller validates every rule and runs its cases first (a failure stops the sync before
+    this runs) and owns the transaction, so a failure here writes nothing. Unchanged rules are not
+    touched.
     """
     created: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []
     for rule in rules:
-        doc = {k: v for k, v in dict(rule.document).items() if k != "cases"}
+        doc = _synced_document(rule)
         digest = _content_hash(doc)
         scope = tenant_id or "global"
         row_id = f"{scope}:{rule.id}"
         current = conn.execute(
-            text("SELECT version, content_hash FROM clinical.clinical_rules WHERE id = :id"), {"id": row_id}
+            text("SELECT version, content_hash, status::text AS status FROM clinical.clinical_rules WHERE id = :id"),
+            {"id": row_id},
         ).one_or_none()
         if current is not None and current.content_hash == digest:
             unchanged.append(rule.id)
             continue
         if current is not None and rule.version <= current.version:
-            raise ValueError(
-                f"rule {rule.id}: content changed but version {rule.version} is not above the"
-                f" stored version {current.version}; bump `version`"
-            )
+            raise ValueError(f"rule {rule.id}: {_version_problem(rule, current)}")
         params = {
             "id": row_id,
             "t": tenant_id,
@@ -662,7 +778,54 @@ def sync_rules(
             },
         )
         (created if current is None else updated).append(rule.id)
-    return RuleSyncResult(created, updated, unchanged)
+    missing = _missing(conn, rules, tenant_id)
+    retired = _retire(conn, missing, tenant_id=tenant_id, actor=actor) if retire_missing else []
+    return RuleSyncResult(created, updated, unchanged, [] if retire_missing else missing, retired)
+
+
+def _retire(conn: Connection, rule_keys: Sequence[str], *, tenant_id: str | None, actor: str | None) -> list[str]:
+    """Retire rules whose file is gone. A retirement is a new version (the stored one plus one, status
+    retired) in the history, so who retired a rule and when is kept like any other change, and
+    bringing it back takes a version above it."""
+    scope = tenant_id or "global"
+    for key in rule_keys:
+        row_id = f"{scope}:{key}"
+        row = conn.execute(
+            text("SELECT version, definition FROM clinical.clinical_rules WHERE id = :id FOR UPDATE"), {"id": row_id}
+        ).one()
+        version = row.version + 1
+        doc = dict(row.definition, version=version, status="retired")
+        digest = _content_hash(doc)
+        params = {"id": row_id, "t": tenant_id, "v": version, "doc": json.dumps(doc), "hash": digest}
+        conn.execute(
+            text(
+                "UPDATE clinical.clinical_rules SET version = :v, status = 'retired', definition = CAST(:doc AS jsonb),"
+                " content_hash = :hash, updated_at = now() WHERE id = :id"
+            ),
+            params,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO clinical.clinical_rule_versions (rule_id, version, tenant_id, definition,"
+                " content_hash, synced_by) VALUES (:id, :v, :t, CAST(:doc AS jsonb), :hash, :by)"
+            ),
+            {**params, "by": actor},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO audit.audit_logs (tenant_id, user_id, action, resource_type, resource_id, new_values,
+                details, phi_accessed, risk_score, compliance_flags)
+            VALUES (:t, NULL, 'RULE_RETIRED', 'clinical.clinical_rules', :id, CAST(:nv AS jsonb), CAST(:det AS jsonb),
+                false, 0.1, ARRAY['RULE_CHANGE'])
+        """),
+            {
+                "t": tenant_id,
+                "id": row_id,
+                "nv": json.dumps({"version": version, "content_hash": digest, "status": "retired"}),
+                "det": json.dumps({"synced_by": actor, "previous_version": row.version, "reason": "file removed"}),
+            },
+        )
+    return list(rule_keys)
 
 
 def rules_fingerprint(conn: Connection, tenant_id: str | None) -> str:

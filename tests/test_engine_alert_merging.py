@@ -25,9 +25,7 @@ from engine.rules import Rule, RuleSet, load_rule_files
 from store.config import PROJECT_ROOT
 
 KNOWLEDGE = load_knowledge_files(PROJECT_ROOT / "rules" / "knowledge")
-RULES = RuleSet.build(
-    [r.rule for r in load_rule_files([PROJECT_ROOT / "rules"]) if r.rule is not None], "shipped"
-)
+RULES = RuleSet.build([r.rule for r in load_rule_files([PROJECT_ROOT / "rules"]) if r.rule is not None], "shipped")
 FILES = ["--knowledge", str(PROJECT_ROOT / "rules" / "knowledge"), "--rules", str(PROJECT_ROOT / "rules")]
 
 

@@ -269,39 +269,118 @@ def _demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules_sync(args: argparse.Namespace) -> int:
+def _checked_rules(paths: list[str], *, run_cases: bool) -> list[Any]:
+    """The rules under `paths` after lint (and, for a sync, every rule's cases): any error stops the
+    command before it touches the database, naming the file, rule and case."""
     from engine import ruletool
     from engine.rules import load_rule_files
-    from store.knowledge_repo import sync_rules
 
-    paths = args.paths or ["rules"]
     knowledge = ruletool._load_knowledge(paths, None, sys.stderr)
     if knowledge is None:
-        return 1
+        raise CommandError("rules: the knowledge files did not load; nothing was written")
     report = ruletool.lint(paths, knowledge, ruletool._schema(paths))
     if report.errors:
         for line in report.errors:
             print(line, file=sys.stderr)
-        raise CommandError(f"rules sync: {len(report.errors)} error(s); nothing was written")
-    rules = [loaded.rule for loaded in load_rule_files(paths) if loaded.rule is not None]
+        raise CommandError(f"rules: {len(report.errors)} lint error(s); nothing was written")
+    loaded = load_rule_files(paths)
+    if run_cases:
+        _, failures = ruletool.run_rule_cases(loaded, knowledge)
+        if failures:
+            for line in failures:
+                print(line, file=sys.stderr)
+            raise CommandError(f"rules sync: {len(failures)} case(s) failed; nothing was written")
+    rules = [r.rule for r in loaded if r.rule is not None]
     if not rules:
-        raise CommandError("rules sync: no rules found; nothing was written")
+        raise CommandError("rules: no rules found; nothing was written")
+    return rules
+
+
+def _rule_scope(conn: Any, args: argparse.Namespace) -> str | None:
+    tenant: str | None = getattr(args, "tenant", None)
+    if tenant and conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": tenant}).first() is None:
+        raise CommandError(f"--tenant: no tenant {tenant!r}")
+    return tenant
+
+
+def _rules_sync(args: argparse.Namespace) -> int:
+    from store.knowledge_repo import sync_rules
+
+    rules = _checked_rules(args.paths or ["rules"], run_cases=True)
     with _admin_engine() as engine, engine.begin() as conn:
-        if (
-            args.tenant
-            and conn.exec_driver_sql("SELECT 1 FROM public.tenants WHERE id = %(t)s", {"t": args.tenant}).first()
-            is None
-        ):
-            raise CommandError(f"--tenant: no tenant {args.tenant!r}")
+        tenant = _rule_scope(conn, args)
         try:
-            result = sync_rules(conn, rules, tenant_id=args.tenant, actor=args.actor)
+            result = sync_rules(conn, rules, tenant_id=tenant, actor=args.actor, retire_missing=args.retire_missing)
         except ValueError as exc:
             raise CommandError(f"rules sync: {exc}; nothing was written") from None
-    scope = f"tenant {args.tenant}" if args.tenant else "global"
+    scope = f"tenant {tenant}" if tenant else "global"
     print(
         f"rules sync ({scope}): {len(result.created)} created, {len(result.updated)} updated,"
-        f" {len(result.unchanged)} unchanged"
+        f" {len(result.unchanged)} unchanged, {len(result.retired)} retired"
     )
+    for rule_id in result.retired:
+        print(f"retired {rule_id}: its file is gone")
+    for rule_id in result.missing:
+        print(f"still live {rule_id}: its file is gone (sync with --retire-missing to retire it)")
+    return 0
+
+
+def _rules_diff(args: argparse.Namespace) -> int:
+    from store.knowledge_repo import plan_rule_sync
+
+    rules = _checked_rules(args.paths or ["rules"], run_cases=False)
+    with _admin_engine() as engine, engine.connect() as conn:
+        tenant = _rule_scope(conn, args)
+        plan = plan_rule_sync(conn, rules, tenant_id=tenant)
+    for label, ids in (
+        ("created", plan.created),
+        ("updated", plan.updated),
+        ("retired", plan.retired),
+        ("unchanged", plan.unchanged),
+    ):
+        suffix = " (with --retire-missing; otherwise stays live)" if label == "retired" else ""
+        for rule_id in ids:
+            print(f"{label:9} {rule_id}{suffix}")
+    for line in plan.refused:
+        print(f"refused   {line}")
+    scope = f"tenant {tenant}" if tenant else "global"
+    print(
+        f"rules diff ({scope}): {len(plan.created)} created, {len(plan.updated)} updated,"
+        f" {len(plan.retired)} retired, {len(plan.unchanged)} unchanged, {len(plan.refused)} refused; nothing written"
+    )
+    return 1 if plan.refused else 0
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+def _rules_list(args: argparse.Namespace) -> int:
+    from store.knowledge_repo import list_rules
+
+    with _admin_engine() as engine, engine.connect() as conn:
+        tenant = _rule_scope(conn, args)
+        stored = list_rules(conn, tenant, include_global=True)
+    if not args.all:
+        stored = [r for r in stored if r.status != "retired"]
+    print(f"{'RULE':44} {'SCOPE':16} {'VERSION':>7} {'STATUS':8} {'SYNCED BY':16} SYNCED AT")
+    for r in stored:
+        print(f"{r.rule_id:44} {r.scope:16} {r.version:7} {r.status:8} {r.synced_by or '-':16} {_when(r.synced_at)}")
+    print(f"{len(stored)} rule(s)")
+    return 0
+
+
+def _rules_history(args: argparse.Namespace) -> int:
+    from store.knowledge_repo import rule_history
+
+    with _admin_engine() as engine, engine.connect() as conn:
+        tenant = _rule_scope(conn, args)
+        versions = rule_history(conn, tenant, args.rule)
+    if args.rule and not versions:
+        raise CommandError(f"rules history: no rule {args.rule!r} in scope {tenant or 'global'}")
+    print(f"{'RULE':44} {'VERSION':>7} {'STATUS':8} {'SYNCED BY':16} SYNCED AT")
+    for r in versions:
+        print(f"{r.rule_id:44} {r.version:7} {r.status:8} {r.synced_by or '-':16} {_when(r.synced_at)}")
     return 0
 
 
@@ -824,7 +903,29 @@ def register(sub: Sub, rules: Sub) -> None:
     scope.add_argument("--tenant", help="the tenant whose own rules these are")
     scope.add_argument("--global", dest="global_", action="store_true", help="the rules every tenant gets")
     p.add_argument("--actor", default="praneya-cli", help="who synced, for the version history and audit")
+    p.add_argument(
+        "--retire-missing",
+        action="store_true",
+        help="retire the scope's live rules whose file is no longer among PATHS (without it they are listed)",
+    )
     p.set_defaults(handler=_guarded(_rules_sync))
+
+    p = rules.add_parser("diff", help="what a sync of PATHS would change (created/updated/retired), writing nothing")
+    p.add_argument("paths", nargs="*", help="files or folders (default: rules/)")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--tenant", help="compare with this tenant's own rules")
+    scope.add_argument("--global", dest="global_", action="store_true", help="compare with the global rules")
+    p.set_defaults(handler=_guarded(_rules_diff))
+
+    p = rules.add_parser("list", help="the stored rules: id, scope, version, status, synced by and when")
+    p.add_argument("--tenant", help="this tenant's own rules beside the global ones (default: global only)")
+    p.add_argument("--all", action="store_true", help="include retired rules")
+    p.set_defaults(handler=_guarded(_rules_list))
+
+    p = rules.add_parser("history", help="every stored version of the rules (or of one), who synced it and when")
+    p.add_argument("rule", nargs="?", help="one rule id (default: every rule of the scope)")
+    p.add_argument("--tenant", help="the tenant's own rules (default: global)")
+    p.set_defaults(handler=_guarded(_rules_history))
 
     knowledge = sub.add_parser("knowledge", help="drug vocabulary and interaction knowledge").add_subparsers(
         dest="k_cmd", required=True, metavar="ACTION"
