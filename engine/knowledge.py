@@ -213,6 +213,17 @@ def parse_ndc_tsv(text: str, *, where: str = "ndc") -> Iterator[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
+class CodedDrug:
+    """What an RxNorm code denotes, as the vocabulary keeps it in memory (a DrugConcept less its
+    names, which are in the name index)."""
+
+    ingredients: tuple[str, ...] | None  # ingredient names; None when one of them is not known
+    strength: str | None
+    dose_form: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FoodRecord:
     name: str
     groups: tuple[str, ...] = ()
@@ -481,7 +492,7 @@ class Vocabulary:
     def _build_drug_index(self, concepts: Iterable[DrugConcept]) -> None:
         """Every name a drug is known by (folded) -> the ingredient set it denotes. A name that two
         sources give different ingredient sets is ambiguous: kept, and never resolved."""
-        self.concepts: dict[tuple[str, str], DrugConcept] = {}
+        self.concepts: dict[str, CodedDrug] = {}  # RXCUI -> what the code denotes
         self.ingredient_codes: dict[str, str] = {}  # ingredient name -> RXCUI
         concept_list = list(concepts)
         in_names: dict[str, str] = {}  # RXCUI of an IN -> our ingredient name
@@ -501,11 +512,12 @@ class Vocabulary:
         for alias, ingredients in self.aliases.items():
             names[fold(alias)].add(tuple(sorted(ingredients)))
         for c in concept_list:
-            self.concepts[(c.system, c.code)] = c
-            if c.system != "rxnorm" or not c.active:
-                continue
+            if c.system != "rxnorm":
+                continue  # NDCs live in the NdcIndex
             found = self._concept_ingredients(c)
-            if found is not None:
+            # Only what a lookup needs is kept: the names went into the index, the rest stays in the store.
+            self.concepts[c.code] = CodedDrug(found, c.strength, c.dose_form, c.active)
+            if c.active and found is not None:
                 names[fold(c.name)].add(found)
         self._names: dict[str, tuple[str, ...] | None] = {
             name: next(iter(sets)) if len(sets) == 1 else None for name, sets in names.items()
@@ -636,12 +648,9 @@ class Vocabulary:
         by_text = self._normalize_drug(name) if fold(name) else None
         if coding is None:
             return by_text if by_text is not None else self._unrecognised(("",), ())
-        if coding.system == "ndc":
-            product = self.ndc.product(coding.code)
-            concept = self.concepts.get(("rxnorm", product)) if product is not None else None
-        else:
-            concept = self.concepts.get((coding.system, coding.code))
-        ingredients = self._concept_ingredients(concept) if concept is not None else None
+        rxcui = self.ndc.product(coding.code) if coding.system == "ndc" else coding.code
+        concept = self.concepts.get(rxcui) if rxcui is not None and coding.system in ("rxnorm", "ndc") else None
+        ingredients = concept.ingredients if concept is not None else None
         if concept is None or ingredients is None:
             note = f"unknown code {coding}" if concept is None else f"code {coding} has no known ingredients"
             if by_text is None:
@@ -668,7 +677,7 @@ class Vocabulary:
             route=by_text.route if by_text is not None else None,
             dose_form=concept.dose_form or (by_text.dose_form if by_text is not None else None),
             strength=concept.strength,
-            code=f"{concept.system}:{concept.code}",
+            code=f"rxnorm:{rxcui}",
             notes=tuple(notes),
         )
 
