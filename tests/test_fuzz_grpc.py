@@ -12,6 +12,10 @@ Every answer must be a documented status (README "Status codes"; ALREADY_EXISTS 
 patients' plaintexts (tests/test_grpc_service.py's list) nor CANARY, a marker sent in free-text and
 name fields that must also never reach a log line or an audit row. The server answers its health
 check after every example.
+
+The wire bytes are fuzzed too, not only messages a protobuf library would write: random bytes, and
+valid requests with bytes flipped, inserted, deleted or cut off, sent raw to every method through a
+real channel (no serializer), so the server's own decoding is under test.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from store.crypto import LocalKeyFileProvider
 from store.keys import KeyStore
 from store.patients import ProfileInput, create_profile
 from tests.fix_grpc import Service
-from tests.test_grpc_service import OTHER_PATIENT, PARENT, phi_in
+from tests.test_grpc_service import OTHER_PATIENT, PARENT, TENANT, phi_in
 
 pytestmark = pytest.mark.db
 
@@ -181,8 +185,9 @@ def messages(descriptor: Any, cast: Cast, depth: int = 0) -> st.SearchStrategy[A
 
 
 def callers(cast: Cast) -> st.SearchStrategy[str | None]:
-    # Mostly real users: a call without a valid token stops at the interceptor.
-    return st.sampled_from((*cast.users, *cast.users, *cast.users, None, "garbage"))
+    # Mostly real users: a call without a valid token stops at the interceptor. "unknown" is a
+    # well-signed token for a user the database does not know.
+    return st.sampled_from((*cast.users, *cast.users, *cast.users, None, "garbage", "unknown"))
 
 
 # -- the property -------------------------------------------------------------------------------------------
@@ -202,11 +207,15 @@ def _metadata(service: Service, caller: str | None) -> tuple[tuple[str, str], ..
         return ()
     if caller == "garbage":
         return (("authorization", "Bearer not.a.jwt"),)
+    if caller == "unknown":
+        return service.md("fuzz-nobody-at-all", tenant=TENANT, role="SUPER_ADMIN")
     return service.md(caller)
 
 
-def _check_answer(method: str, code: grpc.StatusCode, details: str) -> list[str]:
+def _check_answer(method: str, code: grpc.StatusCode, details: str, caller: str | None = None) -> list[str]:
     problems = []
+    if caller == "unknown" and code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        problems.append(f"{method}: a caller the database does not know got {code.name}: {details[:300]!r}")
     if code not in DOCUMENTED:
         problems.append(f"{method}: undocumented status {code.name}: {details[:300]!r}")
     if code != grpc.StatusCode.OK:
@@ -242,12 +251,16 @@ def test_every_rpc_answers_fuzzed_messages_with_documented_statuses(
             code, details = exc.code(), exc.details() or ""
         seen[code.name] = seen.get(code.name, 0) + 1
         event(code.name)  # the spread of answers: pytest --hypothesis-show-statistics
-        problems = _check_answer(method, code, details)
+        problems = _check_answer(method, code, details, caller)
         assert not problems, "\n".join(problems)
         health()
 
     fuzz()
     assert seen, "no call was made"
+    _assert_canary_kept_out(grpc_service, cast)
+
+
+def _assert_canary_kept_out(grpc_service: Service, cast: Cast) -> None:
     # The marker sent in names and free text never reached a log line or an audit row.
     assert not [line for line in grpc_service.logs if CANARY in line][:3]
     with grpc_service.admin.connect() as conn:
@@ -259,6 +272,64 @@ def test_every_rpc_answers_fuzzed_messages_with_documented_statuses(
             {"t": cast.tenant, "c": f"%{CANARY}%"},
         ).all()
     assert not found, f"audit rows hold the canary (action, resource, column): {[tuple(r) for r in found][:5]}"
+
+
+@st.composite
+def wire_bytes(draw: st.DrawFn, descriptor: Any, cast: Cast) -> bytes:
+    """Random bytes, or a valid request's bytes with a few flips, insertions, deletions or a cut."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    body = bytearray(draw(messages(descriptor, cast)).SerializeToString())
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(("flip", "insert", "delete", "truncate")))
+        at = draw(st.integers(0, len(body)))
+        if kind == "flip" and body:
+            body[min(at, len(body) - 1)] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            body[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete":
+            del body[at : at + draw(st.integers(1, 8))]
+        else:
+            del body[at:]
+    return bytes(body)
+
+
+@pytest.mark.parametrize("method", [m.name for m in SERVICE.methods])
+def test_every_rpc_answers_fuzzed_wire_bytes_with_documented_statuses(
+    method: str,
+    grpc_service: Service,
+    cast: Cast,
+    health: Callable[[], None],
+) -> None:
+    descriptor = SERVICE.methods_by_name[method]
+    call = grpc_service.channel.unary_unary(
+        f"/{SERVICE.full_name}/{method}", request_serializer=None, response_deserializer=None
+    )
+    seen: dict[str, int] = {}
+
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
+    @given(body=wire_bytes(descriptor.input_type, cast), caller=callers(cast))
+    def fuzz(body: bytes, caller: str | None) -> None:
+        try:
+            call(body, metadata=_metadata(grpc_service, caller), timeout=20)
+            code, details = grpc.StatusCode.OK, ""
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+        seen[code.name] = seen.get(code.name, 0) + 1
+        event(code.name)
+        problems = _check_answer(method, code, details, caller)
+        if "deserializ" in details:
+            problems.append(f"{method}: gRPC's own decoding error reached the caller: {details!r}")
+        assert not problems, "\n".join(problems)
+        health()
+
+    fuzz()
+    assert seen, "no call was made"
+    _assert_canary_kept_out(grpc_service, cast)
 
 
 @pytest.mark.parametrize("method", ["GetHealthProfile", "EvaluateSafety"])

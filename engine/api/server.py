@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 
 from engine.api.auth import AuthInterceptor, TokenVerifier
+from engine.api.decoding import RequestDecodingInterceptor
 from engine.api.engine_cache import EngineCache
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
@@ -184,7 +185,12 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
         # The request id first: it comes back with every answer, an authentication failure's too.
-        interceptors=[RequestIdInterceptor(), AuthInterceptor(verifier, rejected)],
+        # Request bytes are parsed last, only for a caller whose token verified.
+        interceptors=[
+            RequestIdInterceptor(),
+            AuthInterceptor(verifier, rejected),
+            RequestDecodingInterceptor({SERVICE_NAME: servicer.refuse_undecodable}),
+        ],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_send_bytes),

@@ -388,7 +388,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         *,
         phi: bool = True,
         roles: tuple[str, ...] | None = None,
-        on_failure: Callable[[Principal, RequestMeta, RpcFailure], None] | None = None,
+        on_failure: Callable[[Any, Principal, RequestMeta, RpcFailure], None] | None = None,
         log_fields: dict[str, str] | None = None,
     ) -> T:
         # The id the request-id interceptor sent back to the caller; a fresh one if it is not installed.
@@ -425,19 +425,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                         "frames": frames,
                     },
                 )
-            if on_failure is not None:
-                try:
-                    on_failure(principal, meta, failure)
-                except Exception as audit_exc:  # noqa: BLE001 - the failure audit failing is itself reported
-                    metrics.AUDIT_FAILURES.inc()
-                    log.error(
-                        "failure audit not written",
-                        extra={"rpc": name, "request_id": request_id, "error_type": type(audit_exc).__name__},
-                    )
-                    failure = RpcFailure(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"{failure.message}; and the audit trail could not record it",
-                    )
+            if failure.code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE):
+                failure = self._answerable(name, principal, meta, failure, on_failure)
         elapsed = time.perf_counter() - started
         code = failure.code if failure else grpc.StatusCode.OK
         metrics.RPCS.labels(name, code.name).inc()
@@ -457,14 +446,62 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             context.abort(failure.code, failure.message)
         return result
 
+    def _answerable(
+        self,
+        name: str,
+        principal: Principal,
+        meta: RequestMeta,
+        failure: RpcFailure,
+        on_failure: Callable[[Any, Principal, RequestMeta, RpcFailure], None] | None,
+    ) -> RpcFailure:
+        """The failure as this caller may hear it, audited when the RPC audits its failures.
+
+        A caller the database does not vouch for (unknown user or tenant, deactivated, another role)
+        learns only that, UNAUTHENTICATED, whatever else went wrong: what a request got wrong, or
+        whether a patient exists, is for verified callers. Successful calls verified the caller in
+        their own transaction; a failure may have come before that, so it is checked here, in the
+        transaction that writes the failure's audit row. UNAUTHENTICATED and UNAVAILABLE never come
+        here: there is no established identity to audit under (like a bad token, they go to the
+        log), or no database to take the row.
+        """
+        try:
+            with self.db.scoped(principal, meta, verify=True) as conn:
+                if on_failure is not None:
+                    on_failure(conn, principal, meta, failure)
+        except PrincipalMismatch as exc:
+            return _map_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - the caller could not be checked, or the audit not written
+            if on_failure is not None:
+                metrics.AUDIT_FAILURES.inc()
+                log.error(
+                    "failure audit not written",
+                    extra={"rpc": name, "request_id": meta.request_id, "error_type": type(exc).__name__},
+                )
+                return RpcFailure(
+                    grpc.StatusCode.UNAVAILABLE, f"{failure.message}; and the audit trail could not record it"
+                )
+            if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return failure
+            checked = _map_exception(exc)
+            if checked.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return checked
+            return RpcFailure(grpc.StatusCode.UNAVAILABLE, "the caller could not be verified; retry with backoff")
+        return failure
+
+    def refuse_undecodable(self, rpc: str, context: grpc.ServicerContext) -> None:
+        """How the decoding interceptor (engine/api/decoding.py) refuses bytes that are not a request
+        message: through `_call`, so it is logged and counted, and an unknown caller hears
+        UNAUTHENTICATED as for any other failure."""
+
+        def fail(principal: Principal, meta: RequestMeta) -> None:
+            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {rpc} request message")
+
+        self._call(rpc, context, fail, phi=False)
+
     def _audit_failure(
         self, action: str, patient_id: str | None
-    ) -> Callable[[Principal, RequestMeta, RpcFailure], None]:
-        def write(principal: Principal, meta: RequestMeta, failure: RpcFailure) -> None:
-            if failure.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
-                # UNAVAILABLE: the database is not there to take the row. UNAUTHENTICATED: there is no
-                # established identity to write it under (like a bad token, it goes to the log).
-                return
+    ) -> Callable[[Any, Principal, RequestMeta, RpcFailure], None]:
+        def write(conn: Any, principal: Principal, meta: RequestMeta, failure: RpcFailure) -> None:
             # A malformed id (control characters, NUL, megabytes) is recorded by its digest: the
             # probe leaves a trace, and the audit row stays writable and free of whatever it carried.
             recorded = patient_id
@@ -473,20 +510,19 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 digest = hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
                 recorded = f"invalid:{digest}"
                 flags.append("INVALID_ID")
-            with self.db.scoped(principal, meta) as conn:
-                service_repo.write_audit(
-                    conn,
-                    audit_id=str(uuid.uuid4()),
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    action=action,
-                    outcome=failure.code.name,
-                    patient_id=recorded,
-                    details={"request_id": meta.request_id, "status": failure.code.name},
-                    phi_accessed=False,
-                    risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
-                    flags=flags + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
-                )
+            service_repo.write_audit(
+                conn,
+                audit_id=str(uuid.uuid4()),
+                tenant_id=principal.tenant_id,
+                user_id=principal.user_id,
+                action=action,
+                outcome=failure.code.name,
+                patient_id=recorded,
+                details={"request_id": meta.request_id, "status": failure.code.name},
+                phi_accessed=False,
+                risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
+                flags=flags + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
+            )
 
         return write
 
@@ -875,7 +911,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("reading.reading_type", "must be a lower-case name such as egfr or potassium")
             if not math.isfinite(r.value):
                 raise invalid("reading.value", "must be a finite number")
-            taken = r.taken_at.ToDatetime(tzinfo=UTC) if r.HasField("taken_at") else None
+            taken = _timestamp("reading.taken_at", r.taken_at) if r.HasField("taken_at") else None
             if taken is not None and taken > datetime.now(UTC) + timedelta(minutes=5):
                 raise invalid("reading.taken_at", "is in the future")
             reading = patients.BiometricInput(rtype, r.value, _check_text("reading.unit", r.unit), taken)
@@ -1060,6 +1096,10 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self, request: pb.GetSigningKeyRequest, context: grpc.ServicerContext
     ) -> pb.GetSigningKeyResponse:
         def run(principal: Principal, meta: RequestMeta) -> pb.GetSigningKeyResponse:
+            # The key is public, but the rule is the same for every RPC: a token whose user the
+            # database does not vouch for gets UNAUTHENTICATED, not an answer.
+            with self.db.scoped(principal, meta, verify=True):
+                pass
             return pb.GetSigningKeyResponse(
                 algorithm=self.signer.algorithm,
                 key_id=self.signer.key_id,
@@ -1145,13 +1185,31 @@ def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
     )
 
 
+# What google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z up to 9999-12-31T23:59:59.999999999Z.
+_TIMESTAMP_SECONDS = (-62135596800, 253402300799)
+
+
+def _timestamp(field: str, ts: Timestamp) -> datetime:
+    """A request's timestamp as an aware datetime; out of range (the wire allows any int64) is the
+    caller's mistake, named as theirs, not an error converting it."""
+    if not (_TIMESTAMP_SECONDS[0] <= ts.seconds <= _TIMESTAMP_SECONDS[1] and 0 <= ts.nanos <= 999_999_999):
+        raise invalid(field, "is outside 0001-01-01 to 9999-12-31 (or its nanos outside 0 to 999999999)")
+    taken: datetime = ts.ToDatetime(tzinfo=UTC)
+    return taken
+
+
 def _encode_page_token(ts: datetime, grant_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([ts.isoformat(), grant_id]).encode()).decode()
 
 
 def _decode_page_token(token: str) -> tuple[datetime, str]:
+    # A page token comes back from the client: whatever it holds (NUL, a naive or absurd time, an id
+    # of megabytes) is refused here, before it reaches SQL, the same way as a token that is not base64.
     try:
-        ts, gid = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(ts), str(gid)
-    except (ValueError, TypeError):
+        ts, gid = json.loads(base64.urlsafe_b64decode(token.encode("utf-8", "surrogatepass")))
+        after = datetime.fromisoformat(ts)
+    except (ValueError, TypeError, OverflowError):
         raise invalid("page_token", "is not a token this service issued") from None
+    if after.tzinfo is None or not isinstance(gid, str) or not _ID.fullmatch(gid):
+        raise invalid("page_token", "is not a token this service issued")
+    return after, gid
