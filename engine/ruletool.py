@@ -251,7 +251,8 @@ def _lint_rule(
 
     document = loaded.document
     # The schema and the loader check some of the same things (an unknown severity, an unknown
-    # key): each problem is reported once, at the line of the key it is about.
+    # key): each problem is reported once, at the line of the key it is about, in the schema's words
+    # (what editors show from rule.schema.json).
     reported: set[Where] = set()
     if document is not None:
         try:
