@@ -195,7 +195,20 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_send_bytes),
             ("grpc.so_reuseport", 1),
+            # Connections are bounded in time as well as in number (issue 13, item 7): without these a
+            # peer that connects and sends nothing, or stops half-way through the TLS handshake, holds
+            # a connection for as long as it likes. The handshake bound covers everything before the
+            # HTTP/2 settings arrive (TCP accepted, TLS, the preface); idle means no call in flight.
+            ("grpc.server_handshake_timeout_ms", settings.handshake_timeout_seconds * 1000),
+            ("grpc.max_connection_idle_ms", settings.max_connection_idle_seconds * 1000),
+            # Even a busy connection is renewed now and then (clients reconnect transparently), so
+            # one client cannot pin a worker forever; calls in flight get the grace to finish.
+            ("grpc.max_connection_age_ms", 3_600_000),
+            ("grpc.max_connection_age_grace_ms", max(30, int(settings.grace_seconds)) * 1000),
+            # A peer that has vanished without closing is found by a ping it does not answer.
             ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0),
         ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )

@@ -67,6 +67,8 @@ class ServiceSettings:
     metrics_port: int
     grace_seconds: float
     engine_refresh_seconds: float
+    max_connection_idle_seconds: int
+    handshake_timeout_seconds: int
 
     @property
     def max_send_bytes(self) -> int:
@@ -111,6 +113,8 @@ class ServiceSettings:
             metrics_port=_int(e, "PRANEYA_METRICS_PORT", 0, 0, 65535),
             grace_seconds=_int(e, "PRANEYA_SHUTDOWN_GRACE_SECONDS", 10, 0, 300),
             engine_refresh_seconds=_int(e, "PRANEYA_ENGINE_REFRESH_SECONDS", 5, 0, 3600),
+            max_connection_idle_seconds=_int(e, "PRANEYA_MAX_CONNECTION_IDLE_SECONDS", 300, 1, 86400),
+            handshake_timeout_seconds=_int(e, "PRANEYA_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         )
         if not settings.jwt_public_keys:
             raise SettingsError(
