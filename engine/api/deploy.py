@@ -25,6 +25,11 @@ class DeployError(RuntimeError):
     """A step failed; the message says what to fix."""
 
 
+class NeedsAttention(str):
+    """A step's finding that does not stop the deployment but needs the operator: reported as WARNING,
+    never as "ok"."""
+
+
 Step = Callable[[Connection], str]
 
 _SCHEMAS = ("public", "healthcare", "audit", "clinical")
@@ -140,8 +145,15 @@ def _backup(conn: Connection) -> str:
     if dump is None:
         raise DeployError("pg_dump not found: install the PostgreSQL client tools for `praneya backup`")
     parts = (shutil.which("pg_dump") and "pg_dump available") or f"pg_dump at {dump}"
-    advice = "; ".join(pitr["recommendations"]) or "WAL archiving ready"
-    return f"{parts}; point-in-time recovery: {advice}"
+    if pitr["ready"]:
+        return f"{parts}; point-in-time recovery: WAL archiving ready"
+    # Without WAL archiving a restore loses everything since the last dump: not "ok", and the
+    # message names every setting point-in-time recovery needs, with what the server has now.
+    return NeedsAttention(
+        "point-in-time recovery is not configured: set wal_level=replica, archive_mode=on and an"
+        " archive_command that ships WAL off the host (postgresql.conf, then restart; now"
+        f" wal_level={pitr['wal_level']}, archive_mode={pitr['archive_mode']}); {parts}"
+    )
 
 
 def _hipaa(conn: Connection) -> str:
@@ -174,6 +186,8 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
             logf.write(stamped + "\n")
             logf.flush()
 
+        warned: list[str] = []
+
         def step(number: int, title: str, fn: Callable[[], str]) -> None:
             try:
                 detail = fn()
@@ -185,7 +199,11 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
                     f"[{number:2}] {title}: FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                 )
                 raise DeployError(f"step {number} ({title}) failed") from None
-            record(f"[{number:2}] {title}: ok — {detail}")
+            status = "ok"
+            if isinstance(detail, NeedsAttention):
+                status = "WARNING"
+                warned.append(title)
+            record(f"[{number:2}] {title}: {status} — {detail}")
 
         def on_db(fn: Step) -> Callable[[], str]:
             def run() -> str:
@@ -209,7 +227,7 @@ def deploy(*, demo: bool, log_path: Path | None = None, out: TextIO = sys.stdout
                 step(10, "demo data, knowledge and rules", _demo)
         finally:
             engine.dispose()
-        record("deployment finished")
+        record("deployment finished" + (f" with warnings: {', '.join(warned)} (see above)" if warned else ""))
 
 
 def _migrate() -> str:
