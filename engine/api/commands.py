@@ -733,12 +733,15 @@ def _dev_token(args: argparse.Namespace) -> int:
 def _dev_up(args: argparse.Namespace) -> int:
     import os
 
-    from engine.api.dev import dev_environment, ensure_dev_keys
+    from engine.api.dev import database_summary, dev_environment, ensure_dev_keys
     from engine.api.server import serve
     from engine.api.settings import ServiceSettings, SettingsError
     from engine.cli import main as praneya
 
     os.environ.update(dev_environment(ensure_dev_keys()))
+    # Say which database before touching it: `make run` may have found one or started its own.
+    database = database_summary()
+    print(f"praneya dev up: {database}", flush=True)
     knowledge = "rules/knowledge"
     for step in (
         ["migrate"],
@@ -758,6 +761,7 @@ def _dev_up(args: argparse.Namespace) -> int:
     print(
         f"""
 Praneya Clinical Safety Engine: serving on {address} (TLS, dev CA .local/dev/ca.pem).
+Using {database}.
 Try it in another terminal:
 
     .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-01{at}

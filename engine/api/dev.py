@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.api.auth import generate_dev_keypair, mint_token
-from store.config import PROJECT_ROOT
+from store.config import PROJECT_ROOT, admin_database_url, app_database_url, sqlalchemy_url
 from store.crypto import generate_master_key_file
 from store.signing import generate_signing_key
 
-__all__ = ["DEV", "dev_environment", "ensure_dev_keys", "free_port", "token_for"]
+__all__ = ["DEV", "database_summary", "dev_environment", "ensure_dev_keys", "free_port", "token_for"]
 
 DEV = PROJECT_ROOT / ".local" / "dev"
 
@@ -128,6 +128,23 @@ def dev_environment(paths: dict[str, Path]) -> dict[str, str]:
         "PRANEYA_TLS_KEY_FILE": str(paths["server-key.pem"]),
     }
     return {k: os.environ.get(k) or v for k, v in env.items()}
+
+
+def database_summary(admin_url: str | None = None, app_url: str | None = None) -> str:
+    """Which database `make run` uses: name, host and port, and the roles — never a password (the URLs
+    may carry them)."""
+
+    def where(url: str) -> str:
+        u = sqlalchemy_url(url)
+        host = u.host or str(u.query.get("host") or "the local socket")
+        return f"{u.database} on {host}:{u.port or 5432}"
+
+    admin = admin_url or admin_database_url()
+    app = app_url or app_database_url(admin)
+    summary = f"database {where(admin)} (migrations as {sqlalchemy_url(admin).username}"
+    if where(app) != where(admin):
+        return f"{summary}; the service as {sqlalchemy_url(app).username} on {where(app)})"
+    return f"{summary}, the service as {sqlalchemy_url(app).username})"
 
 
 def token_for(
