@@ -807,62 +807,83 @@ def register(sub: Sub, rules: Sub) -> None:
         dest="keys_command", required=True, metavar="ACTION"
     )
     p = keys.add_parser("init", help="create a local master key file if there is none")
-    p.add_argument("--file", default=".local/keys/master.key")
+    p.add_argument(
+        "--file", default=".local/keys/master.key", help="where to write the key (default .local/keys/master.key)"
+    )
     p.set_defaults(handler=_guarded(_keys_init))
     p = keys.add_parser("rotate", help="new data key version for a tenant (no downtime)")
-    p.add_argument("--tenant", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant whose data keys get a new version")
     p.set_defaults(handler=_guarded(_keys_rotate))
     p = keys.add_parser("reencrypt", help="move every PHI value of a tenant to its newest key (online, resumable)")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--tenant", required=True, help="the tenant whose values are re-encrypted")
+    p.add_argument("--batch-size", type=int, default=500, help="rows per transaction (default 500)")
     p.set_defaults(handler=_guarded(_keys_reencrypt))
     p = keys.add_parser("rotate-master", help="re-wrap every data key under a new master key file")
-    p.add_argument("--new-key-file", required=True)
+    p.add_argument(
+        "--new-key-file", required=True, help="the new master key file (`praneya keys init --file` makes one)"
+    )
     p.set_defaults(handler=_guarded(_keys_rotate_master))
 
     tenants = sub.add_parser("tenants", help="tenants").add_subparsers(dest="t_cmd", required=True, metavar="ACTION")
     p = tenants.add_parser("create", help="create a tenant and its first data key")
-    p.add_argument("--id", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--subdomain")
-    p.add_argument("--plan", default="BASIC", choices=["BASIC", "PROFESSIONAL", "ENTERPRISE"])
+    p.add_argument("--id", required=True, help="tenant id (opaque: no names)")
+    p.add_argument("--name", required=True, help="display name, e.g. Riverside Clinic")
+    p.add_argument("--subdomain", help="the tenant's subdomain (default: none)")
+    p.add_argument(
+        "--plan",
+        default="BASIC",
+        choices=["BASIC", "PROFESSIONAL", "ENTERPRISE"],
+        help="subscription plan (default BASIC)",
+    )
     p.set_defaults(handler=_guarded(_tenants_create))
 
     users = sub.add_parser("users", help="users").add_subparsers(dest="u_cmd", required=True, metavar="ACTION")
     p = users.add_parser("create", help="create a user (PII encrypted)")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--id", required=True)
-    p.add_argument("--first-name")
-    p.add_argument("--last-name")
-    p.add_argument("--email")
-    p.add_argument("--phone")
+    p.add_argument("--tenant", required=True, help="the tenant the user belongs to")
+    p.add_argument("--id", required=True, help="user id (opaque: no names)")
+    p.add_argument("--first-name", help="first name (stored encrypted)")
+    p.add_argument("--last-name", help="last name (stored encrypted)")
+    p.add_argument("--email", help="email (stored encrypted, with a blind index for look-ups)")
+    p.add_argument("--phone", help="phone number (stored encrypted)")
     p.add_argument("--dob", type=_date, help="date of birth, YYYY-MM-DD")
     p.add_argument(
         "--role",
         default="END_USER",
         choices=["END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER"],
+        help="healthcare role (default END_USER, a patient)",
     )
-    p.add_argument("--tier", default="BASIC", choices=["BASIC", "ENHANCED", "PREMIUM"])
+    p.add_argument(
+        "--tier",
+        default="BASIC",
+        choices=["BASIC", "ENHANCED", "PREMIUM"],
+        help="subscription tier, which rules may test (default BASIC)",
+    )
     p.add_argument("--mfa", action="store_true", help="the user has multi-factor authentication")
     p.add_argument("--with-profile", action="store_true", help="also create the user's health profile")
-    p.add_argument("--sex", choices=["female", "male", "other"])
-    p.add_argument("--pregnancy", choices=["pregnant", "not_pregnant"])
+    p.add_argument(
+        "--sex", choices=["female", "male", "other"], help="sex, for the health profile (with --with-profile)"
+    )
+    p.add_argument(
+        "--pregnancy",
+        choices=["pregnant", "not_pregnant"],
+        help="pregnancy status, for the health profile (with --with-profile)",
+    )
     p.set_defaults(handler=_guarded(_users_create))
 
     family = sub.add_parser("family", help="family accounts").add_subparsers(
         dest="f_cmd", required=True, metavar="ACTION"
     )
     p = family.add_parser("create", help="create a family account with its primary user as ADMIN member")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--id", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant of the family and its members")
+    p.add_argument("--id", required=True, help="family account id (opaque: no names)")
     p.add_argument("--primary", required=True, help="primary user id")
-    p.add_argument("--name")
-    p.add_argument("--max-members", type=int, default=6)
+    p.add_argument("--name", help="family name (stored encrypted)")
+    p.add_argument("--max-members", type=int, default=6, help="most members the family may have (default 6)")
     p.set_defaults(handler=_guarded(_family_create))
     p = family.add_parser("add", help="add or update a member")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--family", required=True)
-    p.add_argument("--user", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant of the family and the user")
+    p.add_argument("--family", required=True, help="family account id")
+    p.add_argument("--user", required=True, help="the member's user id")
     p.add_argument(
         "--relationship",
         required=True,
@@ -878,27 +899,37 @@ def register(sub: Sub, rules: Sub) -> None:
             "GUARDIAN",
             "OTHER",
         ],
+        help="how the member is related to the family's primary user",
     )
-    p.add_argument("--permission", default="MEMBER", choices=["VIEW_ONLY", "MEMBER", "GUARDIAN", "ADMIN"])
+    p.add_argument(
+        "--permission",
+        default="MEMBER",
+        choices=["VIEW_ONLY", "MEMBER", "GUARDIAN", "ADMIN"],
+        help="the member's permission level (default MEMBER; GUARDIAN or ADMIN may see a consenting minor's data)",
+    )
     p.add_argument("--can-view", action="store_true", help="this member may view health data others share")
     p.add_argument("--minor-until", type=_date, help="a minor's 18th birthday, YYYY-MM-DD")
-    p.add_argument("--guardian-consent", action="store_true")
+    p.add_argument(
+        "--guardian-consent",
+        action="store_true",
+        help="a guardian consented to sharing a minor's health data (needs --minor-until)",
+    )
     p.set_defaults(handler=_guarded(_family_add))
 
     consent = sub.add_parser("consent", help="consents between family members").add_subparsers(
         dest="c_cmd", required=True, metavar="ACTION"
     )
     p = consent.add_parser("grant", help="the subject lets the grantee see categories of their health data")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--subject", required=True)
-    p.add_argument("--grantee", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant of both users")
+    p.add_argument("--subject", required=True, help="user id whose health data is shared")
+    p.add_argument("--grantee", required=True, help="user id who may see it")
     p.add_argument("--categories", required=True, help="comma-separated: PROFILE,MEDICATIONS,ALLERGIES,...")
     p.add_argument("--days", type=int, help="expires after this many days")
-    p.add_argument("--purpose")
+    p.add_argument("--purpose", help="why it is shared, recorded with the consent")
     p.set_defaults(handler=_guarded(_consent_grant))
     p = consent.add_parser("revoke", help="revoke a consent (takes effect at once)")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--id", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant of the consent")
+    p.add_argument("--id", required=True, help="consent id (as printed by `consent grant`)")
     p.set_defaults(handler=_guarded(_consent_revoke))
 
     p = rules.add_parser("sync", help="upsert rule files into clinical.clinical_rules (all or nothing)")
@@ -940,7 +971,7 @@ def register(sub: Sub, rules: Sub) -> None:
         description="Columns and grades come from a profile (rules/README.md); with neither --profile nor"
         " --column, our own layout (rules/knowledge/profiles/praneya.yaml). Flags replace the profile's entries.",
     )
-    p.add_argument("file")
+    p.add_argument("file", help="the CSV file")
     p.add_argument("--source", help="name of the source, e.g. onc-2012 or fdb-2026-10 (default: the profile's)")
     p.add_argument("--profile", metavar="FILE", help="YAML import profile: columns, severity map, encoding, ...")
     p.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER",
@@ -958,16 +989,22 @@ def register(sub: Sub, rules: Sub) -> None:
                    help="store pairs of unresolved names flagged for review (never matched) instead of refusing")
     p.set_defaults(handler=_guarded(_knowledge_import))
     p = knowledge.add_parser("override", help="a tenant re-grades or disables an interaction pair for itself")
-    p.add_argument("--tenant", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant the override applies to")
     p.add_argument("--pair", required=True, help="the pair id (clinical.interaction_pairs.id)")
-    p.add_argument("--severity", choices=["INFO", "LOW", "MODERATE", "HIGH", "CRITICAL"])
-    p.add_argument("--disable", action="store_true")
+    p.add_argument(
+        "--severity",
+        choices=["INFO", "LOW", "MODERATE", "HIGH", "CRITICAL"],
+        help="the severity this tenant gives the pair",
+    )
+    p.add_argument("--disable", action="store_true", help="this tenant gets no alert for the pair")
     p.add_argument("--clear", action="store_true", help="remove the tenant's override")
-    p.add_argument("--reason")
-    p.add_argument("--actor", default="praneya-cli")
+    p.add_argument(
+        "--reason", help="why this tenant departs from the knowledge base (required with --severity or --disable)"
+    )
+    p.add_argument("--actor", default="praneya-cli", help="who made the change, for the audit (default praneya-cli)")
     p.set_defaults(handler=_guarded(_knowledge_override))
     p = knowledge.add_parser("vocabulary", help="load the drug vocabulary (vocabulary.yaml) into the database")
-    p.add_argument("--dir", default="rules/knowledge")
+    p.add_argument("--dir", default="rules/knowledge", help="folder holding vocabulary.yaml (default rules/knowledge)")
     p.set_defaults(handler=_guarded(_knowledge_vocabulary))
     rxnorm = knowledge.add_parser("rxnorm", help="RxNorm releases into clinical.drug_concepts").add_subparsers(
         dest="rx_cmd", required=True, metavar="ACTION"
@@ -998,10 +1035,20 @@ def register(sub: Sub, rules: Sub) -> None:
     )
     p.add_argument("--food", action="append", default=[], help="a proposed food or recipe ingredient")
     p.add_argument("--lab", action="append", default=[], help="a latest reading, TYPE=VALUE (egfr=25)")
-    p.add_argument("--age", type=int)
-    p.add_argument("--sex", choices=["female", "male", "other"])
-    p.add_argument("--pregnant", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--tier", default="PREMIUM", choices=["BASIC", "ENHANCED", "PREMIUM"])
+    p.add_argument("--age", type=int, help="the patient's age in years")
+    p.add_argument("--sex", choices=["female", "male", "other"], help="the patient's sex")
+    p.add_argument(
+        "--pregnant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the patient is (or is not) pregnant (default: unknown)",
+    )
+    p.add_argument(
+        "--tier",
+        default="PREMIUM",
+        choices=["BASIC", "ENHANCED", "PREMIUM"],
+        help="subscription tier (default PREMIUM)",
+    )
     p.add_argument("--tenant", help="evaluate with this tenant's own rules and overrides")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
@@ -1014,11 +1061,11 @@ def register(sub: Sub, rules: Sub) -> None:
     p.set_defaults(handler=_guarded(_check))
 
     p = sub.add_parser("serve", help="run the gRPC service (settings from the environment; flags override)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="listen address (default PRANEYA_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default PORT or 50051; 0 picks a free one)")
     p.add_argument("--workers", type=int, help="processes sharing the port (default PRANEYA_WORKERS or 1)")
-    p.add_argument("--tls-cert")
-    p.add_argument("--tls-key")
+    p.add_argument("--tls-cert", help="server certificate, PEM (default PRANEYA_TLS_CERT_FILE)")
+    p.add_argument("--tls-key", help="server private key, PEM (default PRANEYA_TLS_KEY_FILE)")
     p.add_argument("--tls-client-ca", help="require and verify client certificates against this CA")
     p.add_argument("--insecure-plaintext", action="store_true", help="no TLS: local development only")
     p.set_defaults(handler=_guarded(_serve))
@@ -1029,10 +1076,10 @@ def register(sub: Sub, rules: Sub) -> None:
     p = dev.add_parser("keys", help="create development keys and certificates under .local/dev")
     p.set_defaults(handler=_guarded(_dev_keys))
     p = dev.add_parser("token", help="mint a bearer token with the local development key")
-    p.add_argument("--user", required=True)
+    p.add_argument("--user", required=True, help="user id the token is for")
     p.add_argument("--tenant", help="default: the user's tenant")
     p.add_argument("--role", help="default: the user's role")
-    p.add_argument("--no-mfa", action="store_true")
+    p.add_argument("--no-mfa", action="store_true", help="a token without the MFA claim (to see it refused)")
     p.add_argument(
         "--ttl", type=int, default=3600, help="seconds (the service refuses more than PRANEYA_JWT_MAX_LIFETIME_SECONDS)"
     )
@@ -1040,12 +1087,12 @@ def register(sub: Sub, rules: Sub) -> None:
     p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
     p.set_defaults(handler=_guarded(_dev_up))
     p = dev.add_parser("call", help="call EvaluateSafety on the local service and print the ranked alerts")
-    p.add_argument("--user", required=True)
-    p.add_argument("--patient", required=True)
+    p.add_argument("--user", required=True, help="calling user id (a token is minted for it)")
+    p.add_argument("--patient", required=True, help="patient user id to evaluate")
     p.add_argument("--propose", action="append", default=[], help="a proposed medication (repeatable)")
     p.add_argument("--food", action="append", default=[], help="a proposed food (repeatable)")
-    p.add_argument("--address", default="127.0.0.1:50051")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--address", default="127.0.0.1:50051", help="the service's HOST:PORT (default 127.0.0.1:50051)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.set_defaults(handler=_guarded(_dev_call))
 
     p = sub.add_parser("deploy", help="the seed's deployment steps in order, logged; stops at the first failure")
