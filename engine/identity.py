@@ -214,7 +214,7 @@ def strip_dose_text(component: str) -> tuple[str, list[str], bool]:
     for i, word in enumerate(words):
         if i > 0 and _NUMERIC.match(word):
             tail = [w for w in words[i:] if not _NUMERIC.match(w)]
-            return " ".join(words[:i]).strip(" -,"), tail, True
+            return " ".join(words[:i]).strip(" -,.;:"), tail, True
     return component, [], False
 
 
@@ -250,7 +250,7 @@ def parse_drug_text(text: str) -> ParsedDrug:
     tail_words: list[str] = []
     has_strength = False
     for piece in _STRICT_SEPARATORS.split(body):
-        piece = piece.strip(" -,")
+        piece = piece.strip(" -,.;:")
         if not piece:
             continue
         name, tail, strength = strip_dose_text(piece)

@@ -562,7 +562,7 @@ class Vocabulary:
     def _resolve_name(self, name: str) -> tuple[str, tuple[str, ...] | None, str | None]:
         """One product or ingredient name -> (status, ingredients, route). Each step removes words
         only when what remains is a known name; none guesses by prefix or by the longest match."""
-        name = name.strip(" -,")
+        name = name.strip(" -,.;:")
         if not name:
             return "unrecognised", None, None
         if self._known(name):
@@ -632,7 +632,15 @@ class Vocabulary:
         for gram in _trigrams(text):
             shared.update(self._trigram_index.get(gram, ()))
         pool = [self._suggestable[i] for i, _ in shared.most_common(40)]
-        return tuple(difflib.get_close_matches(text, pool, n=limit, cutoff=0.8))
+        scored = []
+        matcher = difflib.SequenceMatcher(b=text)
+        for name in pool:
+            matcher.set_seq1(name)
+            if matcher.real_quick_ratio() >= 0.8 and matcher.quick_ratio() >= 0.8 and (r := matcher.ratio()) >= 0.8:
+                scored.append((r, name))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        # Only names about as close as the closest: "warfrin" offers warfarin, not also "afrin".
+        return tuple(name for r, name in scored[:limit] if r >= scored[0][0] - 0.05)
 
     def normalize_drug(self, name: str, coding: Coding | None = None) -> NormalizedDrug:
         key = (name, coding)
