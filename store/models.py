@@ -690,6 +690,9 @@ t_emergency_access_grants = Table(
     Column("reviewed_by", Text),
     Column("review_outcome", Text),
     Column("encrypted_review_notes", Text),
+    Column("ended_at", DateTime(True)),
+    Column("ended_by", Text),
+    Column("encrypted_end_reason", Text),
     CheckConstraint(
         "(reviewed_at IS NULL) = (review_outcome IS NULL)", name="emergency_access_grants_review"
     ),
@@ -710,6 +713,7 @@ t_emergency_access_grants = Table(
     ),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="emergency_access_grants_tenant_id_fkey"),
     PrimaryKeyConstraint("id", name="emergency_access_grants_pkey"),
+    UniqueConstraint("tenant_id", "id", "patient_user_id", name="emergency_access_grants_tenant_patient_key"),
     Index("idx_emergency_grants_grantee", "grantee_user_id", "patient_user_id", "expires_at"),
     Index(
         "idx_emergency_grants_review_queue",
@@ -717,6 +721,41 @@ t_emergency_access_grants = Table(
         "granted_at",
         postgresql_where="(reviewed_at IS NULL)",
     ),
+    schema="healthcare",
+)
+
+t_emergency_access_reviews = Table(
+    "emergency_access_reviews",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("grant_id", Text, nullable=False),
+    Column("patient_user_id", Text, nullable=False),
+    Column("reviewer_user_id", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("encrypted_notes", Text),
+    Column("reviewed_at", DateTime(True), nullable=False, server_default=text("now()")),
+    CheckConstraint(
+        "outcome = ANY (ARRAY['APPROPRIATE'::text, 'INAPPROPRIATE'::text, 'NEEDS_FOLLOW_UP'::text])",
+        name="emergency_access_reviews_outcome_check",
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "grant_id", "patient_user_id"],
+        [
+            "healthcare.emergency_access_grants.tenant_id",
+            "healthcare.emergency_access_grants.id",
+            "healthcare.emergency_access_grants.patient_user_id",
+        ],
+        name="emergency_access_reviews_grant_fkey",
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "reviewer_user_id"],
+        ["users.tenant_id", "users.id"],
+        name="emergency_access_reviews_reviewer_fkey",
+    ),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="emergency_access_reviews_tenant_id_fkey"),
+    PrimaryKeyConstraint("id", name="emergency_access_reviews_pkey"),
+    Index("idx_emergency_access_reviews_grant", "grant_id", "reviewed_at"),
     schema="healthcare",
 )
 

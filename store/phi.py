@@ -38,7 +38,8 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "healthcare.conditions": ("encrypted_name", "encrypted_code", "encrypted_notes"),
     "healthcare.biometric_readings": ("encrypted_value", "encrypted_unit"),
     "healthcare.consents": ("encrypted_purpose",),
-    "healthcare.emergency_access_grants": ("encrypted_reason_text", "encrypted_review_notes"),
+    "healthcare.emergency_access_grants": ("encrypted_reason_text", "encrypted_review_notes", "encrypted_end_reason"),
+    "healthcare.emergency_access_reviews": ("encrypted_notes",),
     "clinical.drug_interactions": ("encrypted_interacting_substance",),
     "clinical.alert_feedback": ("encrypted_comment",),
 }

@@ -215,3 +215,36 @@ def test_two_databases_on_one_cluster_migrate_at_the_same_time(fresh_db: Callabl
     for url in urls:
         with _connect(url) as c:
             assert TABLES <= tables(c)
+
+
+def test_0010_downgrade_keeps_reviews_and_ended_grants(fresh_db: Callable[[], str]) -> None:
+    # Downgrading past the review history refuses while it holds reviews (they would be lost), and a
+    # grant that was ended early stays ended once only its expiry can say so.
+    url = fresh_db()
+    migrate(url)
+    with _connect(url) as c:
+        c.execute("INSERT INTO public.tenants (id, name, encryption_key_id) VALUES ('t', 'T', 'k')")
+        for user in ("patient", "responder", "admin"):
+            c.execute("INSERT INTO public.users (id, tenant_id) VALUES (%s, 't')", (user,))
+        c.execute(
+            "INSERT INTO healthcare.emergency_access_grants (id, tenant_id, patient_user_id, grantee_user_id,"
+            " reason_code, encrypted_reason_text, granted_at, expires_at, ended_at, ended_by, encrypted_end_reason)"
+            " VALUES ('g', 't', 'patient', 'responder', 'BTG', 'pv1.1.x', now() - interval '10 minutes',"
+            " now() + interval '50 minutes', now() - interval '5 minutes', 'responder', 'pv1.1.y')"
+        )
+        c.execute(
+            "INSERT INTO healthcare.emergency_access_reviews (id, tenant_id, grant_id, patient_user_id,"
+            " reviewer_user_id, outcome) VALUES ('r', 't', 'g', 'patient', 'admin', 'APPROPRIATE')"
+        )
+    with pytest.raises(Exception, match="reviews exist in the history"):
+        migrate(url, "0009_alert_exposures", down=True)
+    with _connect(url) as c:
+        c.execute("SET ROLE praneya_owner")  # the only role the append-only trigger lets delete
+        c.execute("DELETE FROM healthcare.emergency_access_reviews")
+    migrate(url, "0009_alert_exposures", down=True)
+    with _connect(url) as c:
+        closed = c.execute(
+            "SELECT expires_at <= now() AS closed FROM healthcare.emergency_access_grants WHERE id = 'g'"
+        ).fetchone()
+        assert closed == {"closed": True}
+    migrate(url)

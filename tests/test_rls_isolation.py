@@ -48,6 +48,7 @@ TENANT_COLUMN: dict[str, str] = {
     "healthcare.biometric_readings": "tenant_id",
     "healthcare.consents": "tenant_id",
     "healthcare.emergency_access_grants": "tenant_id",
+    "healthcare.emergency_access_reviews": "tenant_id",
     "clinical.interaction_overrides": "tenant_id",
     "clinical.drug_interactions": "tenant_id",
     "clinical.clinical_rules": "tenant_id",
@@ -63,8 +64,8 @@ PHI_NAMES = tuple(t for t, _ in PHI_TABLES)
 GLOBAL_ROWS_ALLOWED = {"clinical.clinical_rules", "clinical.clinical_rule_versions"}
 # Tables on which praneya_app holds no UPDATE privilege on tenant_id at all.
 NO_UPDATE = {"public.tenants", "public.tenant_data_keys", "healthcare.emergency_access_grants",
-             "clinical.clinical_rule_versions", "clinical.alert_feedback", "audit.audit_logs",
-             "audit.audit_logs_archive", "audit.audit_seals"}
+             "healthcare.emergency_access_reviews", "clinical.clinical_rule_versions", "clinical.alert_feedback",
+             "audit.audit_logs", "audit.audit_logs_archive", "audit.audit_seals"}
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def build_tenant(w: World, admin: Conn) -> TenantWorld:
     archived = insert(admin, "audit.audit_logs_archive", _archive_row(w, t))["id"]
     feedback = insert(admin, "clinical.alert_feedback", _feedback_row(w, t, staff["CLINICAL_ADVISOR"]))["id"]
     insert(admin, "audit.audit_seals", _seal_row(t, 1))
+    review = insert(admin, "healthcare.emergency_access_reviews",
+                    _review_row(w, t, grant["grant_id"], patient.user, staff["SUPER_ADMIN"]))["id"]
     keys: dict[str, tuple[str, tuple[Any, ...]]] = {
         "public.tenants": ("id = %s", (t,)),
         "public.tenant_data_keys": ("tenant_id = %s AND key_version = 1", (t,)),
@@ -134,6 +137,7 @@ def build_tenant(w: World, admin: Conn) -> TenantWorld:
         **{table: ("id = %s", (patient.rows[table],)) for table, _ in PHI_TABLES},
         "healthcare.consents": ("id = %s", (consent,)),
         "healthcare.emergency_access_grants": ("id = %s", (grant["grant_id"],)),
+        "healthcare.emergency_access_reviews": ("id = %s", (review,)),
         "clinical.interaction_overrides": ("tenant_id = %s AND pair_id = %s", (t, pair)),
         "clinical.drug_interactions": ("id = %s", (interaction,)),
         "clinical.clinical_rules": ("id = %s", (rule,)),
@@ -162,6 +166,11 @@ def _archive_row(w: World, tenant: str) -> dict[str, Any]:
 def _feedback_row(w: World, tenant: str, author: str) -> dict[str, Any]:
     return {"id": w.id("feedback"), "tenant_id": tenant, "user_id": author, "evaluation_id": w.id("eval"),
             "alert_id": "a1", "rule_id": "r1", "outcome": "ACCEPTED"}
+
+
+def _review_row(w: World, tenant: str, grant: str, patient: str, reviewer: str) -> dict[str, Any]:
+    return {"id": w.id("review"), "tenant_id": tenant, "grant_id": grant, "patient_user_id": patient,
+            "reviewer_user_id": reviewer, "outcome": "APPROPRIATE", "encrypted_notes": ciphertext()}
 
 
 def _seal_row(tenant: str, seq: int) -> dict[str, Any]:
@@ -213,6 +222,11 @@ def attack_row(table: str, target: TenantWorld, actor: str, w: World) -> dict[st
         "clinical.alert_feedback": _feedback_row(
             w, t, actor if actor in target.staff.values() else target.lonely),
         "audit.audit_seals": _seal_row(t, 2),
+        # A review of the target's grant, under the actor's name when the actor is of that tenant
+        # (the reviewer is a user of the row's tenant: composite foreign key).
+        "healthcare.emergency_access_reviews": _review_row(
+            w, t, target.keys["healthcare.emergency_access_grants"][1][0], p.user,
+            actor if actor in target.staff.values() else target.staff["SUPER_ADMIN"]),
     }
     return rows[table]
 
