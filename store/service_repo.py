@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from store.keys import KeyStore
 from store.patients import PatientNotFound
@@ -20,8 +22,11 @@ __all__ = [
     "AUDIT_TABLE",
     "SEALED_RULES",
     "EmergencyGrant",
+    "GrantAlreadyEnded",
     "GrantEvent",
+    "GrantReview",
     "break_the_glass",
+    "end_grant",
     "list_grants",
     "override_rates",
     "recipe_ingredients",
@@ -159,6 +164,15 @@ def break_the_glass(
 
 
 @dataclass(frozen=True)
+class GrantReview:
+    review_id: str
+    outcome: str
+    reviewer_user_id: str
+    notes: str
+    reviewed_at: datetime
+
+
+@dataclass(frozen=True)
 class GrantEvent:
     grant_id: str
     patient_id: str
@@ -167,40 +181,87 @@ class GrantEvent:
     reason_text: str
     granted_at: datetime
     expires_at: datetime
-    review_outcome: str | None
-    reviewed_by: str | None
-    reviewed_at: datetime | None
+    reviews: tuple[GrantReview, ...] = ()  # oldest first
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def latest_review(self) -> GrantReview | None:
+        return self.reviews[-1] if self.reviews else None
 
 
-def _grant_event(keys: KeyStore, conn: Connection, row: Any) -> GrantEvent:
-    ring = keys.keyring(conn, row.tenant_id)
-    return GrantEvent(
-        row.id,
-        row.patient_user_id,
-        row.grantee_user_id,
-        row.reason_code,
-        ring.decrypt(_GRANTS, "encrypted_reason_text", row.id, row.encrypted_reason_text),
-        row.granted_at,
-        row.expires_at,
-        row.review_outcome,
-        row.reviewed_by,
-        row.reviewed_at,
-    )
+class GrantAlreadyEnded(RuntimeError):
+    """The grant was ended early or has expired: there is nothing left to end."""
+
+
+_REVIEWS = "healthcare.emergency_access_reviews"
+_GRANT_COLUMNS = """id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,
+    encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at,
+    encrypted_review_notes, ended_at, ended_by, encrypted_end_reason"""
+_GRANTS_BY_ID = text(f"SELECT {_GRANT_COLUMNS} FROM healthcare.emergency_access_grants WHERE id = :id")  # noqa: S608
+_REVIEWS_OF = text(
+    "SELECT id, grant_id, outcome, reviewer_user_id, encrypted_notes, reviewed_at"
+    " FROM healthcare.emergency_access_reviews WHERE grant_id = ANY(:ids) ORDER BY reviewed_at, id"
+)
+
+
+def _grant_events(keys: KeyStore, conn: Connection, rows: Sequence[Any]) -> list[GrantEvent]:
+    """Grants with their review history, oldest review first; one query for the reviews of them all.
+
+    A review recorded before migration 0010 (or by a release that still writes the grant's own
+    columns) lives in the grant row, its notes bound to the grant: it is the first of the history."""
+    history: dict[str, list[GrantReview]] = {}
+    if rows:
+        ring_of = {t: keys.keyring(conn, t) for t in {r.tenant_id for r in rows}}
+        tenant_of = {r.id: r.tenant_id for r in rows}
+        for rv in conn.execute(_REVIEWS_OF, {"ids": [r.id for r in rows]}).all():
+            ring = ring_of[tenant_of[rv.grant_id]]
+            notes = ring.decrypt_optional(_REVIEWS, "encrypted_notes", rv.id, rv.encrypted_notes) or ""
+            history.setdefault(rv.grant_id, []).append(
+                GrantReview(rv.id, rv.outcome, rv.reviewer_user_id, notes, rv.reviewed_at)
+            )
+    events = []
+    for row in rows:
+        ring = keys.keyring(conn, row.tenant_id)
+        reviews = history.get(row.id, [])
+        if row.reviewed_at is not None:
+            legacy_notes = ring.decrypt_optional(_GRANTS, "encrypted_review_notes", row.id, row.encrypted_review_notes)
+            reviews.insert(
+                0, GrantReview(row.id, row.review_outcome, row.reviewed_by or "", legacy_notes or "", row.reviewed_at)
+            )
+        events.append(
+            GrantEvent(
+                row.id,
+                row.patient_user_id,
+                row.grantee_user_id,
+                row.reason_code,
+                ring.decrypt(_GRANTS, "encrypted_reason_text", row.id, row.encrypted_reason_text),
+                row.granted_at,
+                row.expires_at,
+                tuple(reviews),
+                row.ended_at,
+                row.ended_by,
+                ring.decrypt_optional(_GRANTS, "encrypted_end_reason", row.id, row.encrypted_end_reason),
+            )
+        )
+    return events
 
 
 def list_grants(
     conn: Connection, keys: KeyStore, *, unreviewed_only: bool, limit: int, after: tuple[datetime, str] | None
 ) -> list[GrantEvent]:
-    """The review queue, newest first, keyset-paginated on (granted_at, id)."""
+    """The review queue, newest first, keyset-paginated on (granted_at, id), each grant with its reviews."""
     rows = conn.execute(
-        text("""
-        SELECT id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,
-            encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at
-        FROM healthcare.emergency_access_grants
-        WHERE (NOT :unreviewed OR reviewed_at IS NULL)
+        text(f"""
+        SELECT {_GRANT_COLUMNS}
+        FROM healthcare.emergency_access_grants g
+        WHERE (NOT :unreviewed OR (reviewed_at IS NULL
+                                   AND NOT EXISTS (SELECT FROM healthcare.emergency_access_reviews r
+                                                   WHERE r.grant_id = g.id)))
           AND (CAST(:after_ts AS timestamptz) IS NULL OR (granted_at, id) < (CAST(:after_ts AS timestamptz), :after_id))
         ORDER BY granted_at DESC, id DESC LIMIT :n
-    """),
+    """),  # noqa: S608 - the column list is a constant
         {
             "unreviewed": unreviewed_only,
             "after_ts": after[0] if after else None,
@@ -208,7 +269,7 @@ def list_grants(
             "n": limit,
         },
     ).all()
-    return [_grant_event(keys, conn, r) for r in rows]
+    return _grant_events(keys, conn, rows)
 
 
 def review_grant(
@@ -221,24 +282,50 @@ def review_grant(
     outcome: str,
     notes: str,
 ) -> GrantEvent:
-    ring = keys.keyring(conn, tenant_id)
-    row = conn.execute(
-        text("""
-        UPDATE healthcare.emergency_access_grants SET reviewed_at = now(), reviewed_by = :me, review_outcome = :outcome,
-            encrypted_review_notes = :notes
-        WHERE id = :id RETURNING id, tenant_id, patient_user_id, grantee_user_id, reason_code::text AS reason_code,
-            encrypted_reason_text, granted_at, expires_at, review_outcome, reviewed_by, reviewed_at
-    """),
-        {
-            "me": reviewer,
-            "outcome": outcome,
-            "id": grant_id,
-            "notes": ring.encrypt_optional(_GRANTS, "encrypted_review_notes", grant_id, notes or None),
-        },
-    ).one_or_none()
+    """Appends a review to the grant's history (never overwrites one) and returns the grant with it."""
+    row = conn.execute(_GRANTS_BY_ID, {"id": grant_id}).one_or_none()
     if row is None:
         raise PatientNotFound("emergency access event not found")
-    return _grant_event(keys, conn, row)
+    ring = keys.keyring(conn, tenant_id)
+    review_id = str(uuid.uuid4())
+    conn.execute(
+        text("""
+        INSERT INTO healthcare.emergency_access_reviews
+            (id, tenant_id, grant_id, patient_user_id, reviewer_user_id, outcome, encrypted_notes)
+        VALUES (:id, :t, :g, :p, :me, :outcome, :notes)
+    """),
+        {
+            "id": review_id,
+            "t": tenant_id,
+            "g": grant_id,
+            "p": row.patient_user_id,
+            "me": reviewer,
+            "outcome": outcome,
+            "notes": ring.encrypt_optional(_REVIEWS, "encrypted_notes", review_id, notes or None),
+        },
+    )
+    return _grant_events(keys, conn, [row])[0]
+
+
+def end_grant(conn: Connection, keys: KeyStore, *, tenant_id: str, grant_id: str, reason: str) -> GrantEvent:
+    """Ends a grant before it expires (the grantee or a super admin; the database function decides).
+
+    Raises PatientNotFound for a grant this caller may not end (missing, another tenant's, another
+    responder's: the same answer), GrantAlreadyEnded for one that has ended or expired."""
+    ring = keys.keyring(conn, tenant_id)
+    try:
+        conn.execute(
+            text("SELECT public.end_emergency_access(:id, :reason)"),
+            {"id": grant_id, "reason": ring.encrypt(_GRANTS, "encrypted_end_reason", grant_id, reason)},
+        )
+    except DBAPIError as exc:
+        if isinstance(exc.orig, pg_errors.NoDataFound):
+            raise PatientNotFound("emergency access grant not found") from None
+        if isinstance(exc.orig, pg_errors.ObjectNotInPrerequisiteState):
+            raise GrantAlreadyEnded("the emergency access grant has already ended") from None
+        raise
+    row = conn.execute(_GRANTS_BY_ID, {"id": grant_id}).one()
+    return _grant_events(keys, conn, [row])[0]
 
 
 def record_feedback(

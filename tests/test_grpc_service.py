@@ -732,7 +732,7 @@ def test_unreachable_database_is_unavailable_and_not_serving(grpc_env: dict[str,
         )
         fail(
             s.EmergencyAccess,
-            pb.EmergencyAccessRequest(patient_id=PARENT, reason_code=pb.BTG, reason_text="x"),
+            pb.EmergencyAccessRequest(patient_id=PARENT, reason_code=pb.BTG, reason_text="found unconscious"),
             grpc.StatusCode.UNAVAILABLE,
             metadata=svc.md(ER),
         )
@@ -935,7 +935,7 @@ def test_failed_calls_are_audited(svc: Service, stub: Any) -> None:
     assert "FAILED_CALL" in row["compliance_flags"] and row["phi_accessed"] is False
     fail(
         stub.EmergencyAccess,
-        pb.EmergencyAccessRequest(patient_id=ghost, reason_code=pb.BTG, reason_text="x"),
+        pb.EmergencyAccessRequest(patient_id=ghost, reason_code=pb.BTG, reason_text="found unconscious"),
         grpc.StatusCode.NOT_FOUND,
         metadata=svc.md(ER),
     )

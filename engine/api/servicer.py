@@ -15,6 +15,7 @@ import math
 import re
 import time
 import traceback
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -79,6 +80,41 @@ def _check_id(field: str, value: str) -> str:
     if not _ID.match(value):
         raise invalid(field, "is not a valid id (letters, digits, and _.:@- up to 128 characters)")
     return value
+
+
+# A break-the-glass reason (and the reason for ending a grant early) is read by a reviewer: it needs
+# real text. 8 visible characters let "overdose", "code blue" or "unresponsive" through and refuse
+# "x", "n/a", "test", and text made of zero-width, format or blank characters only.
+MIN_REASON_VISIBLE = 8
+# Letters and symbols that draw nothing (Hangul fillers, the blank braille pattern): category says
+# letter or symbol, the screen says nothing.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def visible_characters(text: str) -> int:
+    """How many characters of `text` a reader sees: after NFKC, neither control, format, private-use,
+    unassigned or surrogate (C*), nor separators and white space (Z*), nor combining marks on their
+    own (Mn, Me), nor blank glyphs."""
+    return sum(
+        1
+        for ch in unicodedata.normalize("NFKC", text)
+        if not ch.isspace()
+        and unicodedata.category(ch)[0] not in "CZ"
+        and unicodedata.category(ch) not in ("Mn", "Me")
+        and ch not in _BLANK_GLYPHS
+    )
+
+
+def _check_reason(field: str, value: str) -> str:
+    reason = _check_text(field, value, required=True, limit=MAX_REASON)
+    assert reason is not None
+    if visible_characters(reason) < MIN_REASON_VISIBLE:
+        raise invalid(
+            field,
+            f"needs at least {MIN_REASON_VISIBLE} visible characters (invisible, format and space characters"
+            " do not count)",
+        )
+    return reason
 
 
 def _check_text(field: str, value: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
@@ -282,6 +318,8 @@ def _map_exception(exc: BaseException) -> RpcFailure:
         )
     if isinstance(exc, KeyProviderError):
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "the tenant's data keys are not available")
+    if isinstance(exc, service_repo.GrantAlreadyEnded):
+        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, AdminError):
         return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, LookupError):
@@ -688,8 +726,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("reason_code", "is required (ETREAT or BTG)")
             if request.reason_code not in (pb.ETREAT, pb.BTG):  # enums are open: any number can arrive
                 raise invalid("reason_code", "must be ETREAT or BTG")
-            reason = _check_text("reason_text", request.reason_text, required=True, limit=MAX_REASON)
-            assert reason is not None
+            reason = _check_reason("reason_text", request.reason_text)
             with self.db.scoped(principal, meta, verify=True) as conn:
                 grant = service_repo.break_the_glass(
                     conn,
@@ -788,6 +825,51 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             return pb.ReviewEmergencyAccessEventResponse(event=_event_pb(event))
 
         return self._call("ReviewEmergencyAccessEvent", context, run, roles=("SUPER_ADMIN",))
+
+    def EndEmergencyAccess(
+        self, request: pb.EndEmergencyAccessRequest, context: grpc.ServicerContext
+    ) -> pb.EndEmergencyAccessResponse:
+        def run(principal: Principal, meta: RequestMeta) -> pb.EndEmergencyAccessResponse:
+            _check_id("grant_id", request.grant_id)
+            reason = _check_reason("reason", request.reason)
+            audit_id = str(uuid.uuid4())
+            with self.db.scoped(principal, meta, verify=True) as conn:
+                event = service_repo.end_grant(
+                    conn, self.keys, tenant_id=principal.tenant_id, grant_id=request.grant_id, reason=reason
+                )
+                assert event.ended_at is not None
+                service_repo.write_audit(
+                    conn,
+                    audit_id=audit_id,
+                    tenant_id=principal.tenant_id,
+                    user_id=principal.user_id,
+                    action="END_EMERGENCY_ACCESS",
+                    outcome="SUCCESS",
+                    patient_id=event.patient_id,
+                    resource_type="healthcare.emergency_access_grants",
+                    resource_id=event.grant_id,
+                    phi_accessed=False,
+                    risk_score=0.3,
+                    flags=["BREAK_GLASS_ENDED"]
+                    + ([] if event.grantee_user_id == principal.user_id else ["ENDED_BY_ADMIN"]),
+                    details={
+                        "request_id": meta.request_id,
+                        "grant_id": event.grant_id,
+                        "grantee_user_id": event.grantee_user_id,
+                        "expires_at": event.expires_at.isoformat(),
+                    },
+                )
+            return pb.EndEmergencyAccessResponse(
+                grant_id=event.grant_id, ended_at=_ts(event.ended_at), audit_id=audit_id
+            )
+
+        return self._call(
+            "EndEmergencyAccess",
+            context,
+            run,
+            roles=(*_BREAK_GLASS_ROLES, "SUPER_ADMIN"),
+            on_failure=self._audit_failure("END_EMERGENCY_ACCESS", None),
+        )
 
     # -- patient records ----------------------------------------------------------------------------
 
@@ -1171,6 +1253,7 @@ def _evaluation_details(
 
 
 def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
+    latest = e.latest_review
     return pb.EmergencyAccessEvent(
         grant_id=e.grant_id,
         patient_id=e.patient_id,
@@ -1179,9 +1262,22 @@ def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
         reason_text=e.reason_text,
         granted_at=_ts(e.granted_at),
         expires_at=_ts(e.expires_at),
-        review_outcome=e.review_outcome or "",
-        reviewed_by=e.reviewed_by or "",
-        reviewed_at=_ts(e.reviewed_at) if e.reviewed_at else None,
+        review_outcome=latest.outcome if latest else "",
+        reviewed_by=latest.reviewer_user_id if latest else "",
+        reviewed_at=_ts(latest.reviewed_at) if latest else None,
+        reviews=[
+            pb.EmergencyAccessReview(
+                review_id=r.review_id,
+                outcome=r.outcome,
+                reviewer_user_id=r.reviewer_user_id,
+                notes=r.notes,
+                reviewed_at=_ts(r.reviewed_at),
+            )
+            for r in e.reviews
+        ],
+        ended_at=_ts(e.ended_at) if e.ended_at else None,
+        ended_by=e.ended_by or "",
+        end_reason=e.end_reason or "",
     )
 
 

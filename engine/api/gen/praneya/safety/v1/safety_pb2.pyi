@@ -355,8 +355,22 @@ class ListEmergencyAccessEventsRequest(_message.Message):
     page_token: str
     def __init__(self, unreviewed_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
+class EmergencyAccessReview(_message.Message):
+    __slots__ = ("review_id", "outcome", "reviewer_user_id", "notes", "reviewed_at")
+    REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    REVIEWED_AT_FIELD_NUMBER: _ClassVar[int]
+    review_id: str
+    outcome: str
+    reviewer_user_id: str
+    notes: str
+    reviewed_at: _timestamp_pb2.Timestamp
+    def __init__(self, review_id: _Optional[str] = ..., outcome: _Optional[str] = ..., reviewer_user_id: _Optional[str] = ..., notes: _Optional[str] = ..., reviewed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class EmergencyAccessEvent(_message.Message):
-    __slots__ = ("grant_id", "patient_id", "grantee_user_id", "reason_code", "reason_text", "granted_at", "expires_at", "review_outcome", "reviewed_by", "reviewed_at")
+    __slots__ = ("grant_id", "patient_id", "grantee_user_id", "reason_code", "reason_text", "granted_at", "expires_at", "review_outcome", "reviewed_by", "reviewed_at", "reviews", "ended_at", "ended_by", "end_reason")
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +381,10 @@ class EmergencyAccessEvent(_message.Message):
     REVIEW_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REVIEWED_BY_FIELD_NUMBER: _ClassVar[int]
     REVIEWED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
     grant_id: str
     patient_id: str
     grantee_user_id: str
@@ -377,7 +395,11 @@ class EmergencyAccessEvent(_message.Message):
     review_outcome: str
     reviewed_by: str
     reviewed_at: _timestamp_pb2.Timestamp
-    def __init__(self, grant_id: _Optional[str] = ..., patient_id: _Optional[str] = ..., grantee_user_id: _Optional[str] = ..., reason_code: _Optional[_Union[EmergencyReasonCode, str]] = ..., reason_text: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_outcome: _Optional[str] = ..., reviewed_by: _Optional[str] = ..., reviewed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reviews: _containers.RepeatedCompositeFieldContainer[EmergencyAccessReview]
+    ended_at: _timestamp_pb2.Timestamp
+    ended_by: str
+    end_reason: str
+    def __init__(self, grant_id: _Optional[str] = ..., patient_id: _Optional[str] = ..., grantee_user_id: _Optional[str] = ..., reason_code: _Optional[_Union[EmergencyReasonCode, str]] = ..., reason_text: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_outcome: _Optional[str] = ..., reviewed_by: _Optional[str] = ..., reviewed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reviews: _Optional[_Iterable[_Union[EmergencyAccessReview, _Mapping]]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_by: _Optional[str] = ..., end_reason: _Optional[str] = ...) -> None: ...
 
 class ListEmergencyAccessEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
@@ -402,6 +424,24 @@ class ReviewEmergencyAccessEventResponse(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     event: EmergencyAccessEvent
     def __init__(self, event: _Optional[_Union[EmergencyAccessEvent, _Mapping]] = ...) -> None: ...
+
+class EndEmergencyAccessRequest(_message.Message):
+    __slots__ = ("grant_id", "reason")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    reason: str
+    def __init__(self, grant_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EndEmergencyAccessResponse(_message.Message):
+    __slots__ = ("grant_id", "ended_at", "audit_id")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    ended_at: _timestamp_pb2.Timestamp
+    audit_id: str
+    def __init__(self, grant_id: _Optional[str] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audit_id: _Optional[str] = ...) -> None: ...
 
 class Medication(_message.Message):
     __slots__ = ("medication_id", "generic_name", "brand_name", "dose", "frequency", "route", "indication", "prescribed_by", "is_emergency_medication", "coding")

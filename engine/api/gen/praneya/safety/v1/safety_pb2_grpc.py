@@ -54,6 +54,11 @@ class ClinicalSafetyStub:
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventRequest.SerializeToString,
                 response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventResponse.FromString,
                 _registered_method=True)
+        self.EndEmergencyAccess = channel.unary_unary(
+                '/praneya.safety.v1.ClinicalSafety/EndEmergencyAccess',
+                request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessResponse.FromString,
+                _registered_method=True)
         self.PutMedication = channel.unary_unary(
                 '/praneya.safety.v1.ClinicalSafety/PutMedication',
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.PutMedicationRequest.SerializeToString,
@@ -133,6 +138,12 @@ class ClinicalSafetyServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReviewEmergencyAccessEvent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndEmergencyAccess(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +237,11 @@ def add_ClinicalSafetyServicer_to_server(servicer, server):
                     servicer.ReviewEmergencyAccessEvent,
                     request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventRequest.FromString,
                     response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventResponse.SerializeToString,
+            ),
+            'EndEmergencyAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndEmergencyAccess,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessResponse.SerializeToString,
             ),
             'PutMedication': grpc.unary_unary_rpc_method_handler(
                     servicer.PutMedication,
@@ -391,6 +407,33 @@ class ClinicalSafety:
             '/praneya.safety.v1.ClinicalSafety/ReviewEmergencyAccessEvent',
             praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventRequest.SerializeToString,
             praneya_dot_safety_dot_v1_dot_safety__pb2.ReviewEmergencyAccessEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndEmergencyAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.ClinicalSafety/EndEmergencyAccess',
+            praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_safety__pb2.EndEmergencyAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,
