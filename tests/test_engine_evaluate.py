@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +282,9 @@ def test_adding_an_unrelated_medication_never_removes_an_alert(
     assert _run(shuffled, request).alerts == before.alerts
 
 
-def test_evaluation_is_fast() -> None:
+def test_a_busy_patient_evaluates_the_same_every_time() -> None:
+    # Speed is `make bench`'s business (a timing assertion fails on a busy machine); what is checked
+    # here is that a patient with many findings gets them all, identically on every run.
     snapshot = _snapshot(
         "sertraline 50 mg",
         "warfarin",
@@ -299,10 +300,7 @@ def test_evaluation_is_fast() -> None:
         proposed_medications=(MedicationFact("p1", "clarithromycin"), MedicationFact("p2", "Keflex")),
         proposed_foods=("grapefruit juice", "spinach"),
     )
-    _run(snapshot, request)
-    start = time.perf_counter()
-    for _ in range(200):
-        result = _run(snapshot, request)
-    per_eval = (time.perf_counter() - start) / 200
-    assert len(result.alerts) >= 5
-    assert per_eval < 0.005, f"{per_eval * 1e3:.2f} ms per evaluation"
+    first = _run(snapshot, request)
+    assert len(first.alerts) >= 5
+    for _ in range(20):
+        assert _run(snapshot, request) == first
