@@ -38,8 +38,9 @@ def test_an_unknown_drug_is_named_and_the_answer_is_incomplete(capsys: pytest.Ca
 
 def test_a_misspelling_is_suggested(capsys: pytest.CaptureFixture[str]) -> None:
     result = _json(["--med", "warfrin"], capsys)
-    (item,) = result["unresolved"]  # type: ignore[misc]
-    assert "warfarin" in item["suggestions"]
+    unresolved = result["unresolved"]
+    assert isinstance(unresolved, list) and len(unresolved) == 1
+    assert unresolved[0]["suggestions"] == ["warfarin"]
 
 
 def test_a_malformed_code_is_refused_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
