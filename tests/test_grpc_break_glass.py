@@ -338,7 +338,7 @@ def test_the_responder_ends_their_grant_and_access_ends_at_once(
     assert _sees_medications(app, patient, responder) == 1  # none of that ended anything
 
     ended = stub.EndEmergencyAccess(end, metadata=svc.md(responder), timeout=15)
-    assert ended.grant_id == grant and ended.ended_at.seconds > 0
+    assert ended.grant_id == grant and ended.ended_at.ToSeconds() > 0  # set (a timestamp)
     # At once: row-level security as praneya_app, and the service.
     assert _sees_medications(app, patient, responder) == 0
     fail(stub.EvaluateSafety, evaluate, grpc.StatusCode.NOT_FOUND, metadata=svc.md(responder))

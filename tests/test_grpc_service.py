@@ -1191,7 +1191,7 @@ def test_break_the_glass_end_to_end(svc: Service, stub: Any, make_patient: Calla
         timeout=15,
     ).event
     assert (reviewed.review_outcome, reviewed.reviewed_by) == ("APPROPRIATE", ADMIN)
-    assert reviewed.reviewed_at.seconds > 0
+    assert reviewed.reviewed_at.ToSeconds() > 0  # set (a timestamp, not a duration)
     after = stub.ListEmergencyAccessEvents(
         pb.ListEmergencyAccessEventsRequest(unreviewed_only=True, page_size=500), metadata=admin, timeout=15
     )
