@@ -173,6 +173,19 @@ class NdcIndex:
         self._products = array("q", [v for _, v in ordered])
 
     @classmethod
+    def from_sorted(cls, pairs: Iterable[tuple[int, int]]) -> NdcIndex:
+        """From (NDC, RXCUI) integers already in NDC order, streamed: no list of all of them is built."""
+        index = cls()
+        previous = -1
+        for ndc, product in pairs:
+            if ndc <= previous:
+                raise ValueError("NDCs are not in ascending order")
+            index._keys.append(ndc)
+            index._products.append(product)
+            previous = ndc
+        return index
+
+    @classmethod
     def from_text(cls, text: str) -> NdcIndex:
         """From lines of `NDC<TAB>RXCUI` (how the store streams them), without a tuple per NDC."""
         index = cls()
