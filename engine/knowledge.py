@@ -185,17 +185,6 @@ class NdcIndex:
             previous = ndc
         return index
 
-    @classmethod
-    def from_text(cls, text: str) -> NdcIndex:
-        """From lines of `NDC<TAB>RXCUI` (how the store streams them), without a tuple per NDC."""
-        index = cls()
-        cells = text.split()
-        keys, products = cells[0::2], cells[1::2]
-        order = sorted(range(len(keys)), key=lambda i: int(keys[i]))
-        index._keys = array("q", [int(keys[i]) for i in order])
-        index._products = array("q", [int(products[i]) for i in order])
-        return index
-
     def __len__(self) -> int:
         return len(self._keys)
 
