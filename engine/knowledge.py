@@ -1268,7 +1268,13 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
+def vocabulary_from_document(
+    doc: Mapping[str, Any],
+    *,
+    concepts: Iterable[DrugConcept] = (),
+    ndc: NdcIndex | None = None,
+    version: str = "",
+) -> Vocabulary:
     """Build a Vocabulary from the parsed `vocabulary.yaml` document (the shape in rules/README.md)."""
     classes = []
     for cid, spec in _mapping(doc.get("classes"), "classes").items():
@@ -1353,6 +1359,9 @@ def vocabulary_from_document(doc: Mapping[str, Any]) -> Vocabulary:
         allergens=allergens,
         conditions=conditions,
         salt_words=_tuple(doc.get("salt_words"), "salt_words"),
+        concepts=concepts,
+        ndc=ndc,
+        version=version,
     )
 
 
@@ -1373,24 +1382,6 @@ def load_concept_files(directory: Path) -> tuple[list[DrugConcept], NdcIndex]:
     return concepts, ndc
 
 
-def replace_vocabulary(
-    vocabulary: Vocabulary, concepts: Iterable[DrugConcept], *, ndc: NdcIndex | None = None, version: str
-) -> Vocabulary:
-    """The same curated vocabulary with a (new) concept table under it."""
-    return Vocabulary(
-        ingredients=vocabulary.curated_ingredients,
-        classes=vocabulary.classes.values(),
-        aliases=[AliasRecord(a, i) for a, i in vocabulary.aliases.items()],
-        foods=vocabulary.foods.values(),
-        allergens=vocabulary.allergens.values(),
-        conditions=vocabulary.conditions.values(),
-        salt_words=vocabulary.salt_words,
-        concepts=concepts,
-        ndc=ndc,
-        version=version,
-    )
-
-
 def load_knowledge_files(directory: Path) -> Knowledge:
     """Read `vocabulary.yaml` and `interactions.csv` from a knowledge folder (rules/knowledge)."""
     vocab_path = directory / "vocabulary.yaml"
@@ -1402,15 +1393,14 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         doc = yaml.safe_load(vocab_text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
-    try:
-        vocabulary = vocabulary_from_document(_mapping(doc, "vocabulary"))
-    except KnowledgeFileError as exc:
-        raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
-    digest = hashlib.sha256(vocab_text.encode())
     concepts, ndc = load_concept_files(directory)
     rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
-    curated = hashlib.sha256(vocab_text.encode()).hexdigest()[:12]
-    vocabulary = replace_vocabulary(vocabulary, concepts, ndc=ndc, version=f"{rxnorm_version}+curated:{curated}")
+    digest = hashlib.sha256(vocab_text.encode())
+    version = f"{rxnorm_version}+curated:{digest.hexdigest()[:12]}"
+    try:
+        vocabulary = vocabulary_from_document(_mapping(doc, "vocabulary"), concepts=concepts, ndc=ndc, version=version)
+    except KnowledgeFileError as exc:
+        raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     pairs: list[InteractionPair] = []
     if csv_path.is_file():
         csv_text = csv_path.read_text(encoding="utf-8-sig")
