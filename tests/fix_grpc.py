@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from store.keys import KeyStore
 from store.session import Database
 from store.signing import Signer
 
-__all__ = ["USER_AGENT", "RunningServer", "Service", "running_server", "service_env"]
+__all__ = ["USER_AGENT", "RunningServer", "Service", "answer", "audit_rows_of", "running_server", "service_env"]
 
 RULES = PROJECT_ROOT / "rules"
 USER_AGENT = "praneya-e2e-tests/1"
@@ -140,6 +140,23 @@ class Service:
         """Call metadata with a bearer token for `user` (keyword arguments as for `token`)."""
         return (("authorization", f"Bearer {self.token(user, **kwargs)}"),)
 
+
+
+def answer(call: Callable[..., Any], request: Any, md: Any) -> tuple[grpc.StatusCode, str]:
+    """A unary call's status and details (OK and "" when it succeeds)."""
+    try:
+        call(request, metadata=md, timeout=15)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def audit_rows_of(svc: Service, user: str) -> int:
+    """Audit rows that name this user (read as the owner: every tenant, no RLS)."""
+    with svc.admin.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"), {"u": user}).scalar_one()
+        )
 
 def service_env(folder: Path, paths: Mapping[str, Path], master_key_file: Path, **overrides: str) -> dict[str, str]:
     env = {

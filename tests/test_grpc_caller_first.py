@@ -12,10 +12,9 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import text
 
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from tests.fix_grpc import Service
+from tests.fix_grpc import Service, answer, audit_rows_of
 from tests.test_grpc_service import ADVISOR, PARENT, TENANT, admin_exec, fail
 
 pytestmark = pytest.mark.db
@@ -34,20 +33,6 @@ def stub(grpc_service: Service) -> Any:
     return grpc_service.stub()
 
 
-def _answer(call: Callable[..., Any], request: Any, md: Any) -> tuple[grpc.StatusCode, str]:
-    try:
-        call(request, metadata=md, timeout=15)
-    except grpc.RpcError as exc:
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
-
-
-def _audit_rows_of(svc: Service, user: str) -> int:
-    with svc.admin.connect() as conn:
-        return int(
-            conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"), {"u": user}).scalar_one()
-        )
-
 
 # -- item 4: the existence oracle ---------------------------------------------------------------------
 
@@ -62,8 +47,8 @@ def test_a_deactivated_caller_gets_the_same_answer_for_an_existing_and_a_missing
     missing = f"no-such-patient-{uuid.uuid4().hex[:8]}"
 
     def both(call: Callable[..., Any], make: Callable[[str], Any], who: str) -> None:
-        existing = _answer(call, make(PARENT), mds[who])
-        absent = _answer(call, make(missing), mds[who])
+        existing = answer(call, make(PARENT), mds[who])
+        absent = answer(call, make(missing), mds[who])
         assert existing == absent, (existing, absent)
         assert existing[0] == grpc.StatusCode.UNAUTHENTICATED, existing
 
@@ -80,7 +65,7 @@ def test_a_deactivated_caller_gets_the_same_answer_for_an_existing_and_a_missing
         responder,
     )
     # Nothing was written under identities the database does not vouch for.
-    assert _audit_rows_of(svc, clinician) == _audit_rows_of(svc, responder) == 0
+    assert audit_rows_of(svc, clinician) == audit_rows_of(svc, responder) == 0
 
 
 def test_token_lifetime_is_capped(svc: Service, stub: Any) -> None:

@@ -17,10 +17,9 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import text
 
 from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from tests.fix_grpc import Service
+from tests.fix_grpc import Service, answer, audit_rows_of
 from tests.test_grpc_service import ADMIN, ADVISOR, OTHER_ADVISOR, PARENT, TENANT, fail
 
 pytestmark = pytest.mark.db
@@ -39,20 +38,6 @@ def stub(grpc_service: Service) -> Any:
     return grpc_service.stub()
 
 
-def _answer(call: Callable[..., Any], request: Any, md: Any) -> tuple[grpc.StatusCode, str]:
-    try:
-        call(request, metadata=md, timeout=15)
-    except grpc.RpcError as exc:
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
-
-
-def _audit_rows_of(svc: Service, user: str) -> int:
-    with svc.admin.connect() as conn:
-        return int(
-            conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE user_id = :u"), {"u": user}).scalar_one()
-        )
-
 
 # -- item 5: only documented codes --------------------------------------------------------------------
 
@@ -67,7 +52,7 @@ UNKNOWN_CALLERS = [
 def test_a_caller_the_database_does_not_know_is_unauthenticated_whatever_they_send(
     svc: Service, stub: Any, user: str, tenant: str
 ) -> None:
-    before = _audit_rows_of(svc, user)
+    before = audit_rows_of(svc, user)
     answers = set()
     for role, mfa, call, request in (
         ("CLINICAL_ADVISOR", True, stub.EvaluateSafety, pb.EvaluateSafetyRequest(patient_id="a\x00b")),
@@ -83,11 +68,11 @@ def test_a_caller_the_database_does_not_know_is_unauthenticated_whatever_they_se
         ("END_USER", True, stub.GrantConsent, pb.GrantConsentRequest(grantee_user_id="x", expires_in_days=-5)),
     ):
         md = svc.md(user, tenant=tenant, role=role, mfa=mfa)
-        code, details = _answer(call, request, md)
+        code, details = answer(call, request, md)
         assert code == grpc.StatusCode.UNAUTHENTICATED, (call, request, code, details)
         answers.add(details)
     assert len(answers) == 1, answers  # nothing about the input shows through
-    assert _audit_rows_of(svc, user) == before  # like a bad token: logged, not audited under a claimed identity
+    assert audit_rows_of(svc, user) == before  # like a bad token: logged, not audited under a claimed identity
 
 
 def _raw(svc: Service, method: str) -> Any:
@@ -110,11 +95,11 @@ def test_malformed_bytes_are_invalid_argument(svc: Service, method: str) -> None
     first = SERVICE.methods_by_name[method].input_type.fields_by_number.get(1)
     not_utf8 = [b"\x0a\x02\xc3\x28"] if first is not None and first.type == first.TYPE_STRING else []
     for body in MALFORMED + not_utf8:
-        code, details = _answer(call, body, svc.md(user))
+        code, details = answer(call, body, svc.md(user))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (body, code, details)
         assert "Exception" not in details and method in details, details
         # Without a valid token, the bytes are never even parsed.
-        assert _answer(call, body, ())[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert answer(call, body, ())[0] == grpc.StatusCode.UNAUTHENTICATED
     health = health_pb2_grpc.HealthStub(svc.channel)
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
 
