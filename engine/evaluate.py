@@ -537,8 +537,6 @@ def evaluate(
                 errors.append(outcome.error)
 
     extra: dict[str, str] = {}
-    if facts.unrecognised_medication_ids:
-        extra["unrecognised_medications"] = ",".join(facts.unrecognised_medication_ids)
     if shadow_errors:
         extra["shadow_rule_errors"] = "; ".join(shadow_errors)
     alerts = merge_alerts(_keyed_by_ingredient(found, facts))

@@ -137,10 +137,6 @@ class Facts:
                 ids.update(self.allergy_ids.get(key, ()))
         return tuple(sorted(ids))
 
-    @property
-    def unrecognised_medication_ids(self) -> tuple[str, ...]:
-        return tuple(m.fact.id for m in self.medications if not m.drug.recognised)
-
     def unresolved(self) -> tuple[UnresolvedItem, ...]:
         """Every medication and screenable allergen that did not resolve to ingredients. Allergens
         recorded as environmental, insect or latex are not screened against drugs or foods, so an

@@ -401,10 +401,6 @@ class NormalizedDrug:
     code: str | None = None  # the concept it was identified by ("rxnorm:855288"), when coded
     notes: tuple[str, ...] = ()  # what a caller should know: unknown code, code and text disagree
 
-    @property
-    def reason(self) -> str:
-        return self.status
-
 
 @dataclass(frozen=True, slots=True)
 class NormalizedFood:
@@ -555,11 +551,6 @@ class Vocabulary:
 
     def _is_ingredient(self, text: str) -> bool:
         return text in self.ingredients
-
-    def _strip_salts(self, text: str) -> str:
-        words = [w for w in text.split(" ") if w not in self.salt_words]
-        # A name made only of salt words ("potassium") is itself the drug.
-        return " ".join(words) if words else text
 
     def _resolve_name(self, name: str) -> tuple[str, tuple[str, ...] | None, str | None]:
         """One product or ingredient name -> (status, ingredients, route). Each step removes words

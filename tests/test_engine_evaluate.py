@@ -197,7 +197,8 @@ def test_versions_and_counts_are_reported() -> None:
 
 def test_unrecognised_medications_are_reported() -> None:
     result = _run(_snapshot("zyxorelin 5 mg", "sertraline"))
-    assert result.extra["unrecognised_medications"] == "m0"
+    assert not result.complete
+    assert [(u.item_id, u.kind, u.reason) for u in result.unresolved] == [("m0", "medication", "unrecognised")]
     (info,) = [a for a in result.alerts if a.kind is AlertKind.OTHER]
     assert info.severity is Severity.INFO and info.involved_ids == ("m0",)
 
