@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from engine.identity import Coding
 
@@ -88,6 +89,10 @@ class AllergyFact:
     severity: str | None = None  # allergy_severity: MILD, MODERATE, SEVERE, ANAPHYLACTIC
     reactions: tuple[str, ...] = ()
     coding: Coding | None = None  # RxNorm/NDC for drugs, SNOMED CT for foods and substances
+    # FHIR AllergyIntolerance semantics, when the source says (None: not recorded):
+    type: str | None = None  # "allergy" | "intolerance"
+    criticality: str | None = None  # "low" | "high" | "unable-to-assess"
+    verification: str | None = None  # "confirmed" | "unconfirmed" | "presumed" | "refuted" | "entered-in-error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,8 @@ class BiometricFact:
     reading_type: str  # egfr, potassium, inr, qtc, systolic_bp, ...
     value: float
     unit: str | None = None
+    code: str | None = None  # LOINC code when known
+    observed_at: datetime | None = None  # effective time of the reading, when known (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,7 @@ class PatientSnapshot:
     tenant_id: str
     age: int | None = None
     sex: str | None = None
+    birth_date: date | None = None  # when known, age is computed from it on the evaluation date
     pregnant: bool | None = None
     subscription_tier: str = "BASIC"
     medications: tuple[MedicationFact, ...] = ()
