@@ -77,11 +77,11 @@ lint: $(STAMP) ## ruff and mypy (strict)
 
 .PHONY: bench
 bench: $(STAMP) ## EvaluateSafety vs its floor, at scale; prints a table, writes bench-results.json (QUICK=1: smaller)
-	@$(DB) $(PY) -m engine.api.bench $(if $(QUICK),--quick,)
+	@$(DB) $(PY) -m engine.ops.bench $(if $(QUICK),--quick,)
 
 .PHONY: soak
 soak: $(STAMP) ## 20,000 evaluations from 32 clients with a database restart, a killed worker, a slow database
-	@$(PY) -m engine.api.soak $(if $(QUICK),--quick,)
+	@$(PY) -m engine.ops.soak $(if $(QUICK),--quick,)
 
 .PHONY: check-drift
 check-drift: $(STAMP) ## migrations and store/models.py agree (alembic check)

@@ -30,12 +30,12 @@ import grpc
 import pytest
 from sqlalchemy import Engine, text
 
-from engine.api.auth import mint_token
-from engine.api.dev import ensure_dev_keys
-from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
-from engine.api.server import HealthWatch, JsonFormatter, build_server
-from engine.api.settings import ServiceSettings
-from engine.cli import main as praneya
+from engine.app.settings import ServiceSettings
+from engine.app.tokens import mint_token
+from engine.doors.cli import main as praneya
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.doors.grpc.server import HealthWatch, JsonFormatter, build_server
+from engine.ops.dev import ensure_dev_keys
 from store.config import PROJECT_ROOT, app_database_url
 from store.crypto import LocalKeyFileProvider
 from store.demo import seed_demo

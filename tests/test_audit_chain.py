@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from store import audit_chain
 from store.audit_anchor import ANCHOR_DOMAIN, ANCHOR_ENV, AnchorState, FileAnchor, anchor_path
 from store.audit_chain import (

@@ -13,8 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from engine.api.auth import AuthError, TokenVerifier, generate_dev_keypair, mint_token
-from engine.api.settings import ServiceSettings, SettingsError
+from engine.app.settings import ServiceSettings, SettingsError
+from engine.app.tokens import AuthError, TokenVerifier, generate_dev_keypair, mint_token
 
 HOUR = 3600
 

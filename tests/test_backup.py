@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import create_engine
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from store import backup as backup_module
 from store import demo
 from store.backup import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from engine.cli import build_parser
+from engine.doors.cli import build_parser
 
 
 def _parsers(parser: argparse.ArgumentParser, path: str = "praneya") -> Iterator[tuple[str, argparse.ArgumentParser]]:

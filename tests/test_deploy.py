@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from engine.api.deploy import DeployError, deploy
+from engine.ops.deploy import DeployError, deploy
 from store.provision import drop_database
 from tests.fix_db import create_database, db_name
 

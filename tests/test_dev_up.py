@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import engine.api.dev
-import engine.api.server
-import engine.cli
-from engine.api import commands
-from engine.api.dev import database_summary, dev_environment, ensure_dev_keys
-from engine.api.settings import ServiceSettings
+import engine.doors.grpc.server
+import engine.ops.content
+import engine.ops.dev
+import store.migrate
+from engine.app.settings import ServiceSettings
+from engine.doors.cli import commands
+from engine.ops.dev import database_summary, dev_environment, ensure_dev_keys
 
 ADMIN = "postgresql://praneya_owner:owner-s3cret@db.example:6543/clinic_dev"
 
@@ -37,23 +38,19 @@ def test_dev_up_prints_the_database_before_it_serves(
     monkeypatch.setenv("DATABASE_URL", ADMIN)
     monkeypatch.delenv("PRANEYA_APP_DATABASE_URL", raising=False)
     monkeypatch.setenv("PORT", "0")
-    monkeypatch.setattr(engine.api.dev, "ensure_dev_keys", lambda: paths)
-    steps: list[list[str]] = []
-
-    def praneya(argv: list[str]) -> int:
-        steps.append(argv)
-        return 0
-
-    monkeypatch.setattr(engine.cli, "main", praneya)
+    monkeypatch.setattr(engine.ops.dev, "ensure_dev_keys", lambda: paths)
+    steps: list[str] = []
+    monkeypatch.setattr(store.migrate, "upgrade", lambda: steps.append("migrate"))
+    monkeypatch.setattr(engine.ops.content, "install_shipped_content", lambda: steps.append("content"))
     served: list[str] = []
 
     def serve(settings: ServiceSettings) -> int:
         served.append(capsys.readouterr().out)
         return 0
 
-    monkeypatch.setattr(engine.api.server, "serve", serve)
+    monkeypatch.setattr(engine.doors.grpc.server, "serve", serve)
     assert commands._dev_up(argparse.Namespace()) == 0
-    assert steps[0] == ["migrate"]
+    assert steps == ["migrate", "content"]
     (before_serving,) = served
     assert "database clinic_dev on db.example:6543" in before_serving.splitlines()[0]
     assert "owner-s3cret" not in before_serving

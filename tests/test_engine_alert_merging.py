@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from engine.evaluate import evaluate
 from engine.knowledge import load_knowledge_files
 from engine.model import (

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from store.admin import UserInput, create_tenant, create_user
 from store.crypto import LocalKeyFileProvider
 from store.keys import KeyStore

@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 import pytest
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from tests.fix_grpc import Service, running_server
 from tests.test_grpc_service import ADVISOR, TENANT, audit_row, audit_rows_for, evaluate, fail, put_meds
 

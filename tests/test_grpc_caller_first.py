@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from tests.fix_grpc import Service, answer, audit_rows_of
 from tests.test_grpc_service import ADVISOR, PARENT, TENANT, admin_exec, fail
 

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.identity import Coding
 from store import patients
 from store.config import PROJECT_ROOT

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 import pytest
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
-from engine.api.settings import ServiceSettings, SettingsError
+from engine.app.settings import ServiceSettings, SettingsError
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from tests.fix_grpc import RunningServer, Service, running_server
 from tests.test_grpc_service import ADVISOR, evaluate
 

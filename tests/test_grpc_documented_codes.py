@@ -18,7 +18,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from tests.fix_grpc import Service, answer, audit_rows_of
 from tests.test_grpc_service import ADMIN, ADVISOR, OTHER_ADVISOR, PARENT, TENANT, fail
 

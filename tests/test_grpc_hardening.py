@@ -17,8 +17,8 @@ import pytest
 import yaml
 from google.protobuf.json_format import MessageToJson
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from store.config import PROJECT_ROOT
 from store.signing import verify_signature
 from tests.fix_grpc import Service

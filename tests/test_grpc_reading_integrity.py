@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from store.session import Database, Principal
 from tests.fix_grpc import Service
 from tests.test_grpc_service import ADVISOR, TENANT, evaluate, fail, put_meds

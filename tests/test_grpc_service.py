@@ -25,9 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy import text
 
-from engine.api.auth import generate_dev_keypair
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.cli import main as praneya
+from engine.app.tokens import generate_dev_keypair
+from engine.doors.cli import main as praneya
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from store.admin import add_family_member, create_family
 from store.keys import KeyStore
 from store.signing import verify_signature
@@ -714,7 +714,7 @@ def test_integrity_failure_is_data_loss_and_audited(svc: Service, stub: Any, mak
 def test_unreachable_database_is_unavailable_and_not_serving(grpc_env: dict[str, str], svc: Service) -> None:
     env = dict(grpc_env, PRANEYA_APP_DATABASE_URL="postgresql+psycopg://praneya_app@127.0.0.1:1/praneya")
     with running_server(env, svc.ca) as broken, broken.channel() as channel:
-        from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+        from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
         s = pb_grpc.ClinicalSafetyStub(channel)
         details = fail(
@@ -748,7 +748,7 @@ def test_a_cold_server_answers_its_first_evaluation(grpc_env: dict[str, str], sv
     """The first evaluation of a fresh process loads rules and knowledge inside the call's transaction,
     which must stay usable for the audit row written after it (regression: a streamed load switched the
     whole connection to server-side cursors and the audit INSERT failed with INTERNAL)."""
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     with running_server(grpc_env, svc.ca) as cold, cold.channel() as channel:
         s = pb_grpc.ClinicalSafetyStub(channel)
@@ -825,7 +825,7 @@ class _Proxy:
 def _proxied_server(grpc_env: dict[str, str], svc: Service) -> Iterator[tuple[Any, Any, _Proxy]]:
     from sqlalchemy.engine import make_url
 
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     url = make_url(grpc_env["PRANEYA_APP_DATABASE_URL"])
     proxy = _Proxy((url.host or "127.0.0.1", url.port or 5432))
@@ -1302,7 +1302,7 @@ def test_health_and_reflection_need_no_token(svc: Service) -> None:
 
 
 def test_plaintext_client_cannot_talk_to_the_tls_port(svc: Service) -> None:
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     with grpc.insecure_channel(svc.address) as channel:
         s = pb_grpc.ClinicalSafetyStub(channel)

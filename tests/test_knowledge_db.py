@@ -10,7 +10,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, text
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from store.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.db

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, text
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from engine.knowledge import (
     AliasRecord,
     CsvImportError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api.protogen import GEN, generate
+from engine.doors.grpc.protogen import GEN, generate
 
 
 def test_regenerating_the_protos_changes_nothing(tmp_path: Path) -> None:
@@ -16,4 +16,4 @@ def test_regenerating_the_protos_changes_nothing(tmp_path: Path) -> None:
     regenerated = {p.relative_to(fresh): p.read_bytes() for p in fresh.rglob("*") if p.is_file()}
     assert sorted(committed) == sorted(regenerated)
     stale = [str(name) for name in regenerated if committed[name] != regenerated[name]]
-    assert stale == [], f"run `python -m engine.api.protogen`: {stale} are out of date"
+    assert stale == [], f"run `python -m engine.doors.grpc.protogen`: {stale} are out of date"

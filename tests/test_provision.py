@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from engine.api.dev import free_port
+from engine.ops.dev import free_port
 from store import provision
 from store.provision import libpq_url
 from tests.fix_db import db_name, db_prefix

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.cases import RuleCase, load_rule_cases, run_case
-from engine.cli import main
+from engine.doors.cli import main
 from engine.knowledge import load_knowledge_files
 
 RULES = Path(__file__).resolve().parents[1] / "rules"

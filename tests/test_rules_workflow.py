@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, text
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from engine.ruletool import lint_main
 from store.config import PROJECT_ROOT
 

@@ -23,7 +23,7 @@ from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from engine.knowledge import DrugConcept
 from store import provision
 from store.config import app_database_url, sqlalchemy_url

@@ -1,6 +1,6 @@
 """Only a server's own workers share its port (issue 13, item 10).
 
-The workers bind with SO_REUSEPORT; without the supervisor's claim (engine/api/port_claim.py) a
+The workers bind with SO_REUSEPORT; without the supervisor's claim (engine/ops/port_claim.py) a
 second `praneya serve` on the same port would join them silently.
 """
 
@@ -18,8 +18,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine.api.dev import free_port
-from engine.api.port_claim import PortInUse, claim_port
+from engine.doors.port_claim import PortInUse, claim_port
+from engine.ops.dev import free_port
 from store.config import PROJECT_ROOT
 
 PRANEYA = str(Path(sys.executable).parent / "praneya")

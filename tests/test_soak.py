@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.soak import run_soak
+from engine.ops.soak import run_soak
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from engine.cli import main as praneya
+from engine.doors.cli import main as praneya
 from store import demo
 from store.config import sqlalchemy_url
 from store.crypto import KeyProviderError, LocalKeyFileProvider, TenantKeyring, generate_master_key_file

@@ -37,10 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="files or folders (default: rules/)")
     p.set_defaults(handler=_cmd_rules_test)
 
-    # Commands that touch the database or the network live at the edge, in engine/api.
-    from engine.api import commands
+    # Commands that touch the database or the network live beside this module; the operations tools
+    # they start (serve, deploy, dev) in engine/ops/.
+    from engine.doors.cli import audit_commands, backup_commands, commands
 
     commands.register(sub, rules)
+    audit_commands.register(sub)
+    backup_commands.register(sub)
     return parser
 
 

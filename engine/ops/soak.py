@@ -27,8 +27,8 @@ from typing import IO, Any
 import grpc
 from sqlalchemy import create_engine, text
 
-from engine.api.auth import mint_token
-from engine.api.dev import ensure_dev_keys, free_port
+from engine.app.tokens import mint_token
+from engine.ops.dev import ensure_dev_keys, free_port
 from store.config import PROJECT_ROOT, app_database_url
 from store.provision import LocalCluster
 
@@ -81,8 +81,8 @@ def _load(
     deadline_s: float,
     seed: int,
 ) -> None:
-    from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     rnd = random.Random(seed)
     # What a well-behaved client does: reconnect quickly, and wait for a connection (within the
@@ -120,7 +120,7 @@ def _load(
 def run_soak(
     *, evaluations: int = 20_000, clients: int = 32, fault_evaluations: int = 3000, log: Any = print
 ) -> SoakReport:
-    from engine.cli import main as praneya
+    from engine.ops.content import install_shipped_content
     from store import migrate
 
     # A cluster of its own: it is restarted under load, which a shared server must never be.
@@ -160,14 +160,9 @@ def run_soak(
         os.environ.update(env)
         try:
             migrate.upgrade(database_url=db_url)
-            for args in (
-                ["knowledge", "vocabulary"],
-                ["knowledge", "import", "rules/knowledge/interactions.csv", "--source", "praneya-starter"],
-                ["rules", "sync", "rules", "--global"],
-                ["demo", "seed"],
-            ):
-                if praneya([*args]) != 0:
-                    raise RuntimeError(f"soak setup: praneya {' '.join(args)} failed")
+            failed = install_shipped_content(env)
+            if failed is not None:
+                raise RuntimeError(f"soak setup: praneya {failed} failed")
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -370,8 +365,8 @@ def _wait_serving(target: str, ca: bytes, timeout: float = 60.0) -> None:
 
 
 def _first_success_after(target: str, ca: bytes, tokens: dict[str, str], since: float) -> tuple[float, str]:
-    from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 
     with grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca)) as channel:
         stub = pb_grpc.ClinicalSafetyStub(channel)

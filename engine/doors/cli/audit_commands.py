@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.api.commands import CommandError, Sub, _admin_engine, _guarded
+from engine.doors.cli.common import CommandError, Sub, _admin_engine, _guarded
 
 if TYPE_CHECKING:
     from store.audit_anchor import FileAnchor
@@ -72,7 +72,7 @@ def _public_key(path: str | None) -> bytes:
     if path is None:
         if os.environ.get(SIGNING_KEY_ENV):
             return signer_from_env().public_raw
-        from engine.api.dev import DEV
+        from engine.ops.dev import DEV
 
         dev_key = DEV / "signing.pem"
         there = "it exists" if dev_key.exists() else "`praneya dev keys` creates it"

@@ -4,7 +4,7 @@ Servicer, authentication interceptor, standard health and reflection, TLS (optio
 message size limits, structured JSON logs, Prometheus metrics, graceful drain on SIGTERM. Several
 worker processes share the port (SO_REUSEPORT) so every core is used; a supervisor restarts a
 worker that dies. Only a server's own workers share its port: `serve()` claims the address first
-(engine/api/port_claim.py), and a second `praneya serve` there exits with "address in use".
+(engine/ops/port_claim.py), and a second `praneya serve` there exits with "address in use".
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 
-from engine.api.auth import AuthInterceptor, TokenVerifier
-from engine.api.decoding import RequestDecodingInterceptor
-from engine.api.engine_cache import EngineCache
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
-from engine.api.port_claim import PortInUse, claim_port
-from engine.api.request_ids import RequestIdInterceptor, current_request_id
-from engine.api.servicer import ClinicalSafetyServicer
-from engine.api.settings import ServiceSettings
+from engine.app.engine_cache import EngineCache
+from engine.app.settings import ServiceSettings
+from engine.app.tokens import TokenVerifier
+from engine.doors.grpc.auth import AuthInterceptor
+from engine.doors.grpc.decoding import RequestDecodingInterceptor
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.doors.grpc.request_ids import RequestIdInterceptor, current_request_id
+from engine.doors.grpc.servicer import ClinicalSafetyServicer
+from engine.doors.port_claim import PortInUse, claim_port
 from store.crypto import key_provider_from_env
 from store.keys import KeyStore
 from store.session import Database
@@ -216,8 +217,8 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
     names = [SERVICE_NAME]
     if os.environ.get("PRANEYA_BENCH") == "1":
         # The benchmark floor runs on this very server, behind the same TLS and interceptors.
-        from engine.api.floor import BenchmarkFloorServicer
-        from engine.api.gen.praneya.safety.v1 import floor_pb2, floor_pb2_grpc
+        from engine.doors.grpc.floor import BenchmarkFloorServicer
+        from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2, floor_pb2_grpc
 
         floor_pb2_grpc.add_BenchmarkFloorServicer_to_server(BenchmarkFloorServicer(db), server)
         names.append(floor_pb2.DESCRIPTOR.services_by_name["BenchmarkFloor"].full_name)

@@ -6,9 +6,9 @@ import uuid
 
 import grpc
 
-from engine.api.auth import current_principal
-from engine.api.gen.praneya.safety.v1 import floor_pb2 as fpb
-from engine.api.gen.praneya.safety.v1 import floor_pb2_grpc as fpb_grpc
+from engine.doors.grpc.auth import current_principal
+from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2 as fpb
+from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2_grpc as fpb_grpc
 from store import patients, service_repo
 from store.session import Database, RequestMeta
 

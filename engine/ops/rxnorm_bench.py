@@ -12,7 +12,7 @@ code confirmed, the changes recorded.
 Codes are made up in ranges no real release uses (RXCUIs from 90,000,000, NDCs starting 99), so a
 bench database that also holds the shipped table keeps both apart.
 
-    python -m engine.api.rxnorm_bench [--quick]    # alone, into a database of its own
+    python -m engine.ops.rxnorm_bench [--quick]    # alone, into a database of its own
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ floor measured in the same run, because these machines are noisy and only ratios
 
 Scale: 150,000 interaction pairs, 5,000 rules (a few dozen relevant to a patient), patients with 5, 15
 and 40 medications; curves over rules, pairs, medications and audit rows already stored. Last, the
-RxNorm import of a full-size release (engine/api/rxnorm_bench.py).
+RxNorm import of a full-size release (engine/ops/rxnorm_bench.py).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 import grpc
 from sqlalchemy import Engine, create_engine, text
 
-from engine.api.auth import mint_token
-from engine.api.dev import ensure_dev_keys, free_port
-from engine.api.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
+from engine.app.tokens import mint_token
+from engine.ops.dev import ensure_dev_keys, free_port
+from engine.ops.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
 __all__ = ["run_bench"]
@@ -346,7 +346,7 @@ def _add_audit_rows(admin: Engine, target: int) -> int:
 
 class Client:
     def __init__(self, address: str, ca: bytes, token: str) -> None:
-        from engine.api.gen.praneya.safety.v1 import floor_pb2_grpc, safety_pb2_grpc
+        from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2_grpc, safety_pb2_grpc
 
         self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
         self.safety = safety_pb2_grpc.ClinicalSafetyStub(self.channel)
@@ -354,7 +354,7 @@ class Client:
         self.md = (("authorization", f"Bearer {token}"),)
 
     def evaluate(self, patient: str) -> Callable[[], None]:
-        from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
+        from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 
         req = pb.EvaluateSafetyRequest(patient_id=patient)
 
@@ -365,7 +365,7 @@ class Client:
         return call
 
     def floor_call(self, patient: str) -> Callable[[], None]:
-        from engine.api.gen.praneya.safety.v1 import floor_pb2 as fpb
+        from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2 as fpb
 
         req = fpb.FloorRequest(patient_id=patient, payload=b"x" * 64)
 
@@ -375,7 +375,7 @@ class Client:
         return call
 
     def echo_call(self) -> Callable[[], None]:
-        from engine.api.gen.praneya.safety.v1 import floor_pb2 as fpb
+        from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2 as fpb
 
         req = fpb.EchoRequest(payload=b"x" * 64)
 

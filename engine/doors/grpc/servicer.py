@@ -26,12 +26,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 
-from engine.api import metrics
-from engine.api.auth import current_principal
-from engine.api.engine_cache import EngineCache
-from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
-from engine.api.request_ids import current_request_id
+from engine.app import metrics
+from engine.app.engine_cache import EngineCache
+from engine.doors.grpc.auth import current_principal
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+from engine.doors.grpc.request_ids import current_request_id
 from engine.evaluate import evaluate
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from engine.model import Alert, EvaluationRequest, EvaluationResult, MedicationFact, Severity, UnresolvedItem
@@ -527,7 +527,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         return failure
 
     def refuse_undecodable(self, rpc: str, context: grpc.ServicerContext) -> None:
-        """How the decoding interceptor (engine/api/decoding.py) refuses bytes that are not a request
+        """How the decoding interceptor (engine/doors/grpc/decoding.py) refuses bytes that are not a request
         message: through `_call`, so it is logged and counted, and an unknown caller hears
         UNAUTHENTICATED as for any other failure."""
 

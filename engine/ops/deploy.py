@@ -238,15 +238,9 @@ def _migrate() -> str:
 
 
 def _demo() -> str:
-    from engine.cli import main as praneya
+    from engine.ops.content import install_shipped_content
 
-    knowledge = str(PROJECT_ROOT / "rules" / "knowledge")
-    for args in (
-        ["knowledge", "vocabulary", "--dir", knowledge],
-        ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
-        ["rules", "sync", str(PROJECT_ROOT / "rules"), "--global"],
-        ["demo", "seed"],
-    ):
-        if praneya(args) != 0:
-            raise DeployError(f"`praneya {' '.join(args[:2])}` failed (see above)")
+    failed = install_shipped_content()
+    if failed is not None:
+        raise DeployError(f"`praneya {failed}` failed (see above)")
     return "vocabulary, interactions, global rules and demo tenants in place"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from engine.api.auth import generate_dev_keypair, mint_token
+from engine.app.tokens import generate_dev_keypair, mint_token
 from store.config import PROJECT_ROOT, admin_database_url, app_database_url, sqlalchemy_url
 from store.crypto import generate_master_key_file
 from store.signing import generate_signing_key
@@ -190,8 +190,8 @@ def call_evaluate(
     """A small client: EvaluateSafety over TLS with the dev CA, prints ranked alerts, verifies the signature."""
     import grpc
 
-    from engine.api.gen.praneya.safety.v1 import safety_pb2 as pb
-    from engine.api.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+    from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
     from store.signing import verify_signature
 
     paths = ensure_dev_keys()

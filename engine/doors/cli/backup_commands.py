@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.api.commands import CommandError, Sub, _guarded
+from engine.doors.cli.common import CommandError, Sub, _guarded
 
 __all__ = ["register"]
 

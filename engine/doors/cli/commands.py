@@ -8,78 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    Sub = argparse._SubParsersAction[argparse.ArgumentParser]
-else:  # not subscriptable at run time
-    Sub = argparse._SubParsersAction
-
-
-class CommandError(Exception):
-    """A failure the operator can fix; printed as one line, no traceback."""
-
-
-@dataclass
-class Wiring:
-    admin: Any  # sqlalchemy Engine
-    provider: Any
-    keys: Any
-
-    def app(self) -> Any:
-        from store.config import app_database_url
-        from store.session import Database
-
-        return Database(app_database_url(), pool_size=2)
-
-
-@contextmanager
-def _wiring() -> Iterator[Wiring]:
-    from sqlalchemy import create_engine
-
-    from store.config import admin_database_url
-    from store.crypto import key_provider_from_env
-    from store.keys import KeyStore
-
-    provider = key_provider_from_env()
-    engine = create_engine(admin_database_url())
-    try:
-        yield Wiring(engine, provider, KeyStore(provider))
-    finally:
-        engine.dispose()
-
-
-def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Known failures become one clear line and exit code 1; never a traceback with values in it."""
-
-    def run(args: argparse.Namespace) -> int:
-        from sqlalchemy.exc import DBAPIError
-
-        from store.admin import AdminError
-        from store.config import ConfigError
-        from store.crypto import DecryptionError, KeyProviderError
-
-        try:
-            return fn(args)
-        except (CommandError, AdminError, ConfigError, KeyProviderError, DecryptionError) as exc:
-            print(f"praneya: {exc}", file=sys.stderr)
-            return 1
-        except DBAPIError as exc:
-            diag = getattr(exc.orig, "diag", None)
-            primary = getattr(diag, "message_primary", None) or type(exc.orig).__name__
-            print(f"praneya: the database refused: {primary}", file=sys.stderr)
-            return 1
-
-    return run
+from engine.doors.cli.common import CommandError, Sub, _admin_engine, _guarded, _wiring
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -384,19 +320,6 @@ def _rules_history(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _admin_engine() -> Iterator[Any]:
-    from sqlalchemy import create_engine
-
-    from store.config import admin_database_url
-
-    engine = create_engine(admin_database_url())
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _progress_bar(label: str, done: int, total: int, width: int = 30) -> None:
     filled = width if total == 0 else int(width * done / total)
     print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -686,8 +609,8 @@ def _check_cases(args: argparse.Namespace, knowledge: Any, ruleset: Any) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from engine.api.server import serve
-    from engine.api.settings import ServiceSettings, SettingsError
+    from engine.app.settings import ServiceSettings, SettingsError
+    from engine.doors.grpc.server import serve
 
     env = dict(os.environ)
     for flag, var in (
@@ -712,7 +635,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dev_keys(args: argparse.Namespace) -> int:
-    from engine.api.dev import dev_environment, ensure_dev_keys
+    from engine.ops.dev import dev_environment, ensure_dev_keys
 
     paths = ensure_dev_keys()
     for key, value in dev_environment(paths).items():
@@ -721,7 +644,7 @@ def _dev_keys(args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
-    from engine.api.dev import token_for
+    from engine.ops.dev import token_for
 
     try:
         print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa, ttl_seconds=args.ttl))
@@ -733,25 +656,20 @@ def _dev_token(args: argparse.Namespace) -> int:
 def _dev_up(args: argparse.Namespace) -> int:
     import os
 
-    from engine.api.dev import database_summary, dev_environment, ensure_dev_keys
-    from engine.api.server import serve
-    from engine.api.settings import ServiceSettings, SettingsError
-    from engine.cli import main as praneya
+    from engine.app.settings import ServiceSettings, SettingsError
+    from engine.doors.grpc.server import serve
+    from engine.ops.content import install_shipped_content
+    from engine.ops.dev import database_summary, dev_environment, ensure_dev_keys
+    from store import migrate
 
     os.environ.update(dev_environment(ensure_dev_keys()))
     # Say which database before touching it: `make run` may have found one or started its own.
     database = database_summary()
     print(f"praneya dev up: {database}", flush=True)
-    knowledge = "rules/knowledge"
-    for step in (
-        ["migrate"],
-        ["knowledge", "vocabulary", "--dir", knowledge],
-        ["knowledge", "import", f"{knowledge}/interactions.csv", "--source", "praneya-starter"],
-        ["rules", "sync", "rules", "--global"],
-        ["demo", "seed"],
-    ):
-        if praneya(step) != 0:
-            raise CommandError(f"`praneya {' '.join(step)}` failed")
+    migrate.upgrade()
+    failed = install_shipped_content()
+    if failed is not None:
+        raise CommandError(f"`praneya {failed}` failed")
     try:
         settings = ServiceSettings.from_env()
     except SettingsError as exc:
@@ -776,7 +694,7 @@ Ctrl-C drains in-flight calls and stops.
 
 
 def _dev_call(args: argparse.Namespace) -> int:
-    from engine.api.dev import call_evaluate, token_for
+    from engine.ops.dev import call_evaluate, token_for
 
     try:
         token = token_for(args.user)
@@ -786,7 +704,7 @@ def _dev_call(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from engine.api.deploy import DeployError, deploy
+    from engine.ops.deploy import DeployError, deploy
 
     try:
         deploy(demo=args.demo, log_path=Path(args.log) if args.log else None)
@@ -1099,11 +1017,6 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--demo", action="store_true", help="also load knowledge, rules and demo data")
     p.add_argument("--log", help="deployment log file (default .local/deployment.log)")
     p.set_defaults(handler=_deploy)
-
-    from engine.api import audit_commands, backup_commands
-
-    audit_commands.register(sub)
-    backup_commands.register(sub)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="d_cmd", required=True, metavar="ACTION")
     p = demo.add_parser("seed", help="the seed's demo scenarios (idempotent; ids in the README)")

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from engine.api.gen.praneya.safety.v1 import floor_pb2 as praneya_dot_safety_dot_v1_dot_floor__pb2
+from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2 as praneya_dot_safety_dot_v1_dot_floor__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -1,4 +1,4 @@
-"""Generates the Python code for protos/ into engine/api/gen/ (committed; a test checks it is current).
+"""Generates the Python code for protos/ into engine/doors/grpc/gen/ (committed; a test checks it is current).
 
 protoc writes absolute imports (`from praneya.safety.v1 import safety_pb2`); we rewrite them to the
 package the code lives in, so no top-level `praneya` package is needed on sys.path.
@@ -17,8 +17,8 @@ from store.config import PROJECT_ROOT
 __all__ = ["GEN", "PROTOS", "generate"]
 
 PROTOS = PROJECT_ROOT / "protos"
-GEN = PROJECT_ROOT / "engine" / "api" / "gen"
-_PACKAGE = "engine.api.gen"
+GEN = PROJECT_ROOT / "engine" / "doors" / "grpc" / "gen"
+_PACKAGE = "engine.doors.grpc.gen"
 
 
 def generate(out: Path = GEN) -> list[Path]:

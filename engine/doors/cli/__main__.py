@@ -1,0 +1,5 @@
+import sys
+
+from engine.doors.cli import main
+
+sys.exit(main())
