@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from store.config import app_database_url
 
-__all__ = ["HEALTHCARE_ROLES", "Database", "Principal", "PrincipalMismatch", "RequestMeta", "verify_caller"]
+__all__ = ["CLIENT_ROLE", "HEALTHCARE_ROLES", "Database", "Principal", "PrincipalMismatch", "RequestMeta", "verify_caller"]
 
 HEALTHCARE_ROLES = ("END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER")
+CLIENT_ROLE = "CLIENT"  # the role of a registered client's principal; not a healthcare role
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,14 @@ class Principal:
     role: str
     mfa: bool = False
     purpose: str = "TREATMENT"
+    # A registered client (an EHR or backend) rather than a user: its id, the scopes its token carries,
+    # and the user it acts for (CDS Hooks `userId`, e.g. "Practitioner/123"), recorded beside it.
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    acting_for: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role not in HEALTHCARE_ROLES:
+        if self.role not in HEALTHCARE_ROLES and not (self.client_id and self.role == CLIENT_ROLE):
             raise ValueError(f"unknown healthcare role {self.role!r}")
         if not self.tenant_id or not self.user_id:
             raise ValueError("a principal needs a tenant and a user")
