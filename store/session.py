@@ -16,7 +16,15 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from store.config import app_database_url
 
-__all__ = ["CLIENT_ROLE", "HEALTHCARE_ROLES", "Database", "Principal", "PrincipalMismatch", "RequestMeta", "verify_caller"]
+__all__ = [
+    "CLIENT_ROLE",
+    "HEALTHCARE_ROLES",
+    "Database",
+    "Principal",
+    "PrincipalMismatch",
+    "RequestMeta",
+    "verify_caller",
+]
 
 HEALTHCARE_ROLES = ("END_USER", "CLINICAL_ADVISOR", "SUPER_ADMIN", "EMERGENCY_RESPONDER")
 CLIENT_ROLE = "CLIENT"  # the role of a registered client's principal; not a healthcare role
@@ -112,8 +120,9 @@ class Database:
         )
 
     @contextmanager
-    def scoped(self, principal: Principal, meta: RequestMeta | None = None, *, verify: bool = False
-               ) -> Iterator[Connection]:
+    def scoped(
+        self, principal: Principal, meta: RequestMeta | None = None, *, verify: bool = False
+    ) -> Iterator[Connection]:
         """One transaction as praneya_app, RLS context first; commits on success, rolls back on error.
 
         verify=True also checks the principal against the users table (one more round trip; the
