@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
+from engine.app.validation import MIN_REASON_VISIBLE, visible_characters
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
-from engine.doors.grpc.servicer import MIN_REASON_VISIBLE, visible_characters
 from store.crypto import LocalKeyFileProvider
 from store.keys import KeyStore, create_data_key, reencrypt_tenant
 from store.service_repo import break_the_glass, list_grants, review_grant

@@ -8,126 +8,49 @@ answers with its audit row written, or fails with a status the caller can act on
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import math
 import re
-import time
-import traceback
-import unicodedata
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from psycopg import errors as pg_errors
-from sqlalchemy import exc as sa_exc
 
-from engine.app import metrics
+from engine.app.calls import Calls, OnFailure, audit_failure
 from engine.app.engine_cache import EngineCache
+from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Evaluations, Proposal
+from engine.app.failures import Code, Failure, invalid
+from engine.app.validation import ID as _ID
+from engine.app.validation import MAX_CODE, MAX_DISPLAY, MAX_REASON, MAX_TEXT  # noqa: F401 - re-exported limits
+from engine.app.validation import check_id as _check_id
+from engine.app.validation import check_reason as _check_reason
+from engine.app.validation import check_text as _check_text
 from engine.doors.grpc.auth import current_principal
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.doors.grpc.request_ids import current_request_id
-from engine.evaluate import evaluate
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
-from engine.model import Alert, EvaluationRequest, EvaluationResult, MedicationFact, Severity, UnresolvedItem
+from engine.model import Alert, MedicationFact, UnresolvedItem
 from store import patients, service_repo
-from store.admin import AdminError, grant_consent, revoke_consent
-from store.crypto import DecryptionError, KeyProviderError
+from store.admin import grant_consent, revoke_consent
 from store.keys import KeyStore
-from store.session import Database, Principal, PrincipalMismatch, RequestMeta
+from store.session import Database, Principal, RequestMeta
 from store.signing import Signer
 
-__all__ = ["ClinicalSafetyServicer", "RpcFailure", "canonical_result"]
+__all__ = ["ClinicalSafetyServicer", "abort", "evaluation_pb"]
 
 log = logging.getLogger("praneya.api")
 T = TypeVar("T")
 
-MAX_PROPOSED_MEDICATIONS = 50
-MAX_FOODS = 200
-MAX_TEXT = 200
-MAX_REASON = 1000
-MAX_CODE = 40
-MAX_DISPLAY = 500
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-_PHI_ROLES_ANY_PATIENT = ("CLINICAL_ADVISOR", "SUPER_ADMIN")
 _BREAK_GLASS_ROLES = ("EMERGENCY_RESPONDER", "CLINICAL_ADVISOR")
-_EVALUATION_NEEDS = frozenset({"MEDICATIONS", "ALLERGIES", "CONDITIONS"})
 # Which code systems identify what: a medication is a drug product or ingredient (RxNorm, NDC); an
 # allergen may also be a food or substance (SNOMED CT). A condition code on a drug is refused, not ignored.
 _MEDICATION_SYSTEMS = ("rxnorm", "ndc")
 _ALLERGEN_SYSTEMS = ("rxnorm", "ndc", "snomed")
-
-
-class RpcFailure(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(field: str, problem: str) -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
-
-
-def _check_id(field: str, value: str) -> str:
-    if not value:
-        raise invalid(field, "is required")
-    if not _ID.match(value):
-        raise invalid(field, "is not a valid id (letters, digits, and _.:@- up to 128 characters)")
-    return value
-
-
-# A break-the-glass reason (and the reason for ending a grant early) is read by a reviewer: it needs
-# real text. 8 visible characters let "overdose", "code blue" or "unresponsive" through and refuse
-# "x", "n/a", "test", and text made of zero-width, format or blank characters only.
-MIN_REASON_VISIBLE = 8
-# Letters and symbols that draw nothing (Hangul fillers, the blank braille pattern): category says
-# letter or symbol, the screen says nothing.
-_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def visible_characters(text: str) -> int:
-    """How many characters of `text` a reader sees: after NFKC, neither control, format, private-use,
-    unassigned or surrogate (C*), nor separators and white space (Z*), nor combining marks on their
-    own (Mn, Me), nor blank glyphs."""
-    return sum(
-        1
-        for ch in unicodedata.normalize("NFKC", text)
-        if not ch.isspace()
-        and unicodedata.category(ch)[0] not in "CZ"
-        and unicodedata.category(ch) not in ("Mn", "Me")
-        and ch not in _BLANK_GLYPHS
-    )
-
-
-def _check_reason(field: str, value: str) -> str:
-    reason = _check_text(field, value, required=True, limit=MAX_REASON)
-    assert reason is not None
-    if visible_characters(reason) < MIN_REASON_VISIBLE:
-        raise invalid(
-            field,
-            f"needs at least {MIN_REASON_VISIBLE} visible characters (invisible, format and space characters"
-            " do not count)",
-        )
-    return reason
-
-
-def _check_text(field: str, value: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
-    value = value.strip()
-    if not value:
-        if required:
-            raise invalid(field, "is required")
-        return None
-    if len(value) > limit:
-        raise invalid(field, f"is longer than {limit} characters")
-    if any(ord(c) < 32 for c in value):
-        raise invalid(field, "contains control characters")
-    return value
 
 
 def _coding(field: str, parent: Any, systems: tuple[str, ...]) -> patients.CodedAs | None:
@@ -154,6 +77,23 @@ def _coding(field: str, parent: Any, systems: tuple[str, ...]) -> patients.Coded
     except ValueError:
         raise invalid(f"{field}.code", f"is not a valid {short} code") from None
     return patients.CodedAs(coding, display)
+
+
+def _proposed(i: int, m: pb.ProposedMedication) -> MedicationFact:
+    where = f"proposed_medications[{i}]"
+    coded = _coding(f"{where}.coding", m, _MEDICATION_SYSTEMS)
+    name = _check_text(f"{where}.name", m.name)
+    if name is None and coded is None:
+        raise invalid(f"{where}.name", "is required when there is no coding")
+    return MedicationFact(
+        id=f"proposed:{i}",
+        name=name or "",
+        dose=_check_text(f"{where}.dose", m.dose),
+        route=_check_text(f"{where}.route", m.route),
+        frequency=_check_text(f"{where}.frequency", m.frequency),
+        proposed=True,
+        coding=coded.coding if coded is not None else None,
+    )
 
 
 def _coding_pb(stored: dict[str, Any] | None) -> pb.Coding | None:
@@ -187,64 +127,6 @@ def _ts(value: datetime | None) -> Timestamp:
     return ts
 
 
-def alert_id(alert: Alert) -> str:
-    return "al_" + hashlib.sha256(alert.stable_id.encode()).hexdigest()[:24]
-
-
-def canonical_result(resp: pb.EvaluateSafetyResponse, patient_id: str) -> bytes:
-    """The exact bytes the service signs: the response's clinical content as sorted, compact JSON."""
-    doc = {
-        "evaluation_id": resp.evaluation_id,
-        "patient_id": patient_id,
-        "complete": resp.complete,
-        "completeness": pb.Completeness.Name(resp.completeness),
-        "ruleset_version": resp.ruleset_version,
-        "knowledge_version": resp.knowledge_version,
-        "evaluated_at": resp.evaluated_at.ToJsonString(),
-        "vocabulary_version": resp.vocabulary_version,
-        "alerts": [
-            {
-                "alert_id": a.alert_id,
-                "kind": pb.AlertKind.Name(a.kind),
-                "severity": pb.Severity.Name(a.severity),
-                "summary": a.summary,
-                "detail": a.detail,
-                "recommendation": a.recommendation,
-                "evidence": pb.EvidenceLevel.Name(a.evidence),
-                "involved_item_ids": list(a.involved_item_ids),
-                "rule_id": a.rule_id,
-                "rule_version": a.rule_version,
-                "interruptive": a.interruptive,
-                "references": list(a.references),
-            }
-            for a in resp.alerts
-        ],
-        "incomplete_rules": [
-            {
-                "rule_id": r.rule_id,
-                "rule_version": r.rule_version,
-                "reason": r.reason,
-                "insufficient_data": r.insufficient_data,
-            }
-            for r in resp.incomplete_rules
-        ],
-        # What was not screened is clinical content too: a verifier must see the answer was partial.
-        "unresolved_items": [
-            {
-                "item_id": u.item_id,
-                "kind": pb.UnresolvedKind.Name(u.kind),
-                "reason": pb.UnresolvedReason.Name(u.reason),
-                "text": u.text,
-                "parts": list(u.parts),
-                "suggestions": list(u.suggestions),
-                "notes": list(u.notes),
-            }
-            for u in resp.unresolved_items
-        ],
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 _EVIDENCE = {"UNKNOWN": pb.EVIDENCE_UNKNOWN}
 
 
@@ -265,99 +147,6 @@ def _alert_pb(alert: Alert, aid: str) -> pb.Alert:
     )
 
 
-OMITTED_ALERTS_RULE = "limit:alerts"
-
-
-def _capped(alerts: Sequence[Alert], cap: int) -> tuple[Sequence[Alert], Sequence[Alert]]:
-    """(shown, omitted): all of them when they fit, else the cap - 1 highest-ranked (the summary of the
-    rest takes the last place, so an answer never carries more than `cap` alerts)."""
-    if len(alerts) <= cap:
-        return alerts, ()
-    return alerts[: cap - 1], alerts[cap - 1 :]
-
-
-def _omitted_alert_pb(omitted: Sequence[Alert], cap: int) -> pb.Alert:
-    # Counts and severities only: the omitted alerts' texts and items are exactly what is not sent.
-    top = max(a.severity for a in omitted)
-    by_severity = ", ".join(
-        f"{n} {s.name}" for s in sorted(Severity, reverse=True) if (n := sum(1 for a in omitted if a.severity == s))
-    )
-    return pb.Alert(
-        alert_id="al_" + hashlib.sha256(f"{OMITTED_ALERTS_RULE}|{len(omitted)}".encode()).hexdigest()[:24],
-        kind=pb.OTHER,
-        severity=pb.Severity.Value(top.name),
-        summary=f"{len(omitted)} more alerts not shown: an answer carries at most {cap}",
-        detail=f"The {cap - 1} highest-ranked alerts are shown; {len(omitted)} more were found ({by_severity}).",
-        recommendation="Review the patient's record with a clinician: the medication list is longer than this"
-        " service screens in one answer.",
-        evidence=pb.EVIDENCE_UNKNOWN,
-        rule_id=OMITTED_ALERTS_RULE,
-        interruptive=top.interruptive,
-    )
-
-
-def _map_exception(exc: BaseException) -> RpcFailure:
-    """Known failures to documented status codes; messages name places, never values."""
-    if isinstance(exc, RpcFailure):
-        return exc
-    if isinstance(exc, patients.PatientNotFound):
-        return RpcFailure(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
-    if isinstance(exc, PrincipalMismatch):
-        return RpcFailure(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, patients.TooManyItems):
-        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    if isinstance(exc, patients.IntegrityError):
-        return RpcFailure(
-            grpc.StatusCode.DATA_LOSS,
-            "the patient's record failed its integrity check; refusing to evaluate it",
-        )
-    if isinstance(exc, DecryptionError):
-        return RpcFailure(
-            grpc.StatusCode.DATA_LOSS,
-            f"a stored value could not be decrypted ({exc.table}.{exc.column}, row {exc.row_id}); refusing to evaluate",
-        )
-    if isinstance(exc, KeyProviderError):
-        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "the tenant's data keys are not available")
-    if isinstance(exc, service_repo.GrantAlreadyEnded):
-        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    if isinstance(exc, AdminError):
-        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if isinstance(exc, LookupError):
-        return RpcFailure(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
-    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
-        return RpcFailure(grpc.StatusCode.UNAVAILABLE, "the service is at capacity; retry with backoff")
-    if isinstance(exc, sa_exc.DBAPIError):
-        orig = exc.orig
-        if isinstance(orig, pg_errors.QueryCanceled):
-            return RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "the database did not answer in time")
-        if isinstance(orig, pg_errors.InsufficientPrivilege):
-            return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "not permitted for this principal")
-        if isinstance(orig, pg_errors.NoDataFound):
-            return RpcFailure(grpc.StatusCode.NOT_FOUND, "patient not found")
-        if isinstance(orig, pg_errors.InvalidParameterValue):
-            diag = getattr(orig, "diag", None)
-            return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, getattr(diag, "message_primary", None) or "invalid")
-        if isinstance(orig, pg_errors.ForeignKeyViolation):
-            return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "a referenced record does not exist in this tenant")
-        if isinstance(orig, pg_errors.UniqueViolation):
-            diag = getattr(orig, "diag", None)
-            return RpcFailure(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f"already recorded ({getattr(diag, 'constraint_name', None) or 'a unique key'})",
-            )
-        if isinstance(orig, (pg_errors.CheckViolation, pg_errors.NotNullViolation)):
-            diag = getattr(orig, "diag", None)
-            return RpcFailure(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"rejected by constraint {getattr(diag, 'constraint_name', None) or 'of the database'}",
-            )
-        if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or isinstance(
-            orig, (pg_errors.OperationalError, pg_errors.AdminShutdown)
-        ):
-            return RpcFailure(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry with backoff")
-    return RpcFailure(grpc.StatusCode.INTERNAL, "internal error")
-
-
 def _meta(context: grpc.ServicerContext, request_id: str, statement_timeout_ms: int) -> RequestMeta:
     md = dict(context.invocation_metadata() or ())
     remaining = context.time_remaining()
@@ -370,6 +159,42 @@ def _meta(context: grpc.ServicerContext, request_id: str, statement_timeout_ms: 
         user_agent=str(md.get("user-agent", ""))[:300],
         request_id=request_id,
         statement_timeout_ms=timeout,
+    )
+
+
+def abort(context: grpc.ServicerContext, failure: Failure) -> NoReturn:
+    context.abort(grpc.StatusCode[failure.code.name], failure.message)
+    raise AssertionError("context.abort returns only by raising")
+
+
+def evaluation_pb(e: Evaluation) -> pb.EvaluateSafetyResponse:
+    """An evaluation as the gRPC API answers it (the signed canonical bytes say the same)."""
+    result = e.result
+    return pb.EvaluateSafetyResponse(
+        evaluation_id=e.evaluation_id,
+        alerts=[_alert_pb(a, aid) for aid, a in e.alerts],
+        complete=e.complete,
+        completeness=pb.COMPLETE if e.complete else pb.INCOMPLETE,
+        incomplete_rules=[
+            pb.RuleIssue(
+                rule_id=r.rule_id,
+                rule_version=r.rule_version,
+                reason=r.reason,
+                insufficient_data=r.insufficient_data,
+            )
+            for r in result.rule_errors
+        ],
+        ruleset_version=result.ruleset_version,
+        knowledge_version=result.knowledge_version,
+        evaluated_at=_ts(e.evaluated_at),
+        unresolved_items=[_unresolved_pb(u) for u in result.unresolved],
+        vocabulary_version=result.vocabulary_version,
+        signature=pb.ResultSignature(
+            algorithm=e.signature.algorithm,
+            key_id=e.signature.key_id,
+            canonical=e.signature.canonical,
+            signature=e.signature.signature,
+        ),
     )
 
 
@@ -399,22 +224,10 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self.max_active_items = max_active_items
         self.max_alerts = max_alerts
         self.max_response_bytes = max_response_bytes
-
-    def _require_bounded(self, record: patients.PatientRecord) -> None:
-        # A record written before the bound (or behind the service's back) is refused, not evaluated
-        # for seconds: the write path keeps new records within it.
-        for category, items in (
-            ("medications", record.medications),
-            ("allergies", record.allergies),
-            ("conditions", record.conditions),
-            ("reading types", record.biometrics),
-        ):
-            if len(items) > self.max_active_items:
-                raise RpcFailure(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"the patient has {len(items)} active {category}, over the limit of {self.max_active_items}"
-                    " (PRANEYA_MAX_ACTIVE_ITEMS); deactivate some before evaluating",
-                )
+        self.calls = Calls(db)
+        self.evaluations = Evaluations(
+            db, keys, signer, engines, self.calls, max_active_items=max_active_items, max_alerts=max_alerts
+        )
 
     # -- the one place failures become statuses ---------------------------------------------------
 
@@ -426,105 +239,24 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         *,
         phi: bool = True,
         roles: tuple[str, ...] | None = None,
-        on_failure: Callable[[Any, Principal, RequestMeta, RpcFailure], None] | None = None,
+        scopes: tuple[str, ...] = (),
+        on_failure: OnFailure | None = None,
         log_fields: dict[str, str] | None = None,
     ) -> T:
-        # The id the request-id interceptor sent back to the caller; a fresh one if it is not installed.
-        request_id = current_request_id.get(None) or uuid.uuid4().hex
-        started = time.perf_counter()
+        """`fn` through the use cases' runner (engine/app/calls.py); its Failure becomes the status."""
         principal = current_principal.get()
-        meta = _meta(context, request_id, self.statement_timeout_ms)
-        failure: RpcFailure | None = None
+        meta = self._meta(context)
         try:
-            if roles is not None and principal.role not in roles:
-                raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, f"{name} is not available to role {principal.role}")
-            if phi and not principal.mfa:
-                raise RpcFailure(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "multi-factor authentication is required for patient data",
-                )
-            if meta.statement_timeout_ms is not None and meta.statement_timeout_ms <= 1:
-                raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline expired before the call started")
-            result = fn(principal, meta)
-        except Exception as exc:  # noqa: BLE001 - every failure is mapped to a status, none is swallowed
-            failure = _map_exception(exc)
-            if failure.code == grpc.StatusCode.INTERNAL:
-                # Type and frames only: exception messages can carry values from the database.
-                frames = "; ".join(
-                    f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}"
-                    for f in traceback.extract_tb(exc.__traceback__)[-6:]
-                )
-                log.error(
-                    "internal error",
-                    extra={
-                        "rpc": name,
-                        "request_id": request_id,
-                        "error_type": type(exc).__name__,
-                        "frames": frames,
-                    },
-                )
-            if failure.code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE):
-                failure = self._answerable(name, principal, meta, failure, on_failure)
-        elapsed = time.perf_counter() - started
-        code = failure.code if failure else grpc.StatusCode.OK
-        metrics.RPCS.labels(name, code.name).inc()
-        log.info(
-            "rpc",
-            extra={
-                "rpc": name,
-                "code": code.name,
-                "duration_ms": round(elapsed * 1000, 2),
-                "tenant": principal.tenant_id,
-                "user": principal.user_id,
-                "request_id": request_id,
-                **(log_fields or {}),  # ids the handler adds (EvaluateSafety: evaluation_id)
-            },
-        )
-        if failure is not None:
-            context.abort(failure.code, failure.message)
-        return result
+            return self.calls.run(
+                name, principal, meta, fn, phi=phi, roles=roles, scopes=scopes, on_failure=on_failure,
+                log_fields=log_fields,
+            )
+        except Failure as failure:
+            abort(context, failure)
 
-    def _answerable(
-        self,
-        name: str,
-        principal: Principal,
-        meta: RequestMeta,
-        failure: RpcFailure,
-        on_failure: Callable[[Any, Principal, RequestMeta, RpcFailure], None] | None,
-    ) -> RpcFailure:
-        """The failure as this caller may hear it, audited when the RPC audits its failures.
-
-        A caller the database does not vouch for (unknown user or tenant, deactivated, another role)
-        learns only that, UNAUTHENTICATED, whatever else went wrong: what a request got wrong, or
-        whether a patient exists, is for verified callers. Successful calls verified the caller in
-        their own transaction; a failure may have come before that, so it is checked here, in the
-        transaction that writes the failure's audit row. UNAUTHENTICATED and UNAVAILABLE never come
-        here: there is no established identity to audit under (like a bad token, they go to the
-        log), or no database to take the row.
-        """
-        try:
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                if on_failure is not None:
-                    on_failure(conn, principal, meta, failure)
-        except PrincipalMismatch as exc:
-            return _map_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - the caller could not be checked, or the audit not written
-            if on_failure is not None:
-                metrics.AUDIT_FAILURES.inc()
-                log.error(
-                    "failure audit not written",
-                    extra={"rpc": name, "request_id": meta.request_id, "error_type": type(exc).__name__},
-                )
-                return RpcFailure(
-                    grpc.StatusCode.UNAVAILABLE, f"{failure.message}; and the audit trail could not record it"
-                )
-            if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return failure
-            checked = _map_exception(exc)
-            if checked.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                return checked
-            return RpcFailure(grpc.StatusCode.UNAVAILABLE, "the caller could not be verified; retry with backoff")
-        return failure
+    def _meta(self, context: grpc.ServicerContext) -> RequestMeta:
+        # The id the request-id interceptor sent back to the caller; a fresh one if it is not installed.
+        return _meta(context, current_request_id.get("") or uuid.uuid4().hex, self.statement_timeout_ms)
 
     def refuse_undecodable(self, rpc: str, context: grpc.ServicerContext) -> None:
         """How the decoding interceptor (engine/doors/grpc/decoding.py) refuses bytes that are not a request
@@ -532,188 +264,55 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         UNAUTHENTICATED as for any other failure."""
 
         def fail(principal: Principal, meta: RequestMeta) -> None:
-            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {rpc} request message")
+            raise Failure(Code.INVALID_ARGUMENT, f"the request is not a valid {rpc} request message")
 
         self._call(rpc, context, fail, phi=False)
-
-    def _audit_failure(
-        self, action: str, patient_id: str | None
-    ) -> Callable[[Any, Principal, RequestMeta, RpcFailure], None]:
-        def write(conn: Any, principal: Principal, meta: RequestMeta, failure: RpcFailure) -> None:
-            # A malformed id (control characters, NUL, megabytes) is recorded by its digest: the
-            # probe leaves a trace, and the audit row stays writable and free of whatever it carried.
-            recorded = patient_id
-            flags = ["FAILED_CALL"]
-            if patient_id is not None and not _ID.match(patient_id):
-                digest = hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-                recorded = f"invalid:{digest}"
-                flags.append("INVALID_ID")
-            service_repo.write_audit(
-                conn,
-                audit_id=str(uuid.uuid4()),
-                tenant_id=principal.tenant_id,
-                user_id=principal.user_id,
-                action=action,
-                outcome=failure.code.name,
-                patient_id=recorded,
-                details={"request_id": meta.request_id, "status": failure.code.name},
-                phi_accessed=False,
-                risk_score=0.5 if failure.code == grpc.StatusCode.DATA_LOSS else 0.2,
-                flags=flags + (["INTEGRITY_FAILURE"] if failure.code == grpc.StatusCode.DATA_LOSS else []),
-            )
-
-        return write
 
     # -- EvaluateSafety -----------------------------------------------------------------------------
 
     def EvaluateSafety(
         self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext
     ) -> pb.EvaluateSafetyResponse:
-        patient_id = request.patient_id
-
-        def run(principal: Principal, meta: RequestMeta) -> pb.EvaluateSafetyResponse:
-            _check_id("patient_id", patient_id)
+        def prepare() -> Proposal:
             if len(request.proposed_medications) > MAX_PROPOSED_MEDICATIONS:
                 raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
             if len(request.proposed_foods) > MAX_FOODS:
                 raise invalid("proposed_foods", f"at most {MAX_FOODS}")
-            proposed = []
-            for i, m in enumerate(request.proposed_medications):
-                where = f"proposed_medications[{i}]"
-                coded = _coding(f"{where}.coding", m, _MEDICATION_SYSTEMS)
-                name = _check_text(f"{where}.name", m.name)
-                if name is None and coded is None:
-                    raise invalid(f"{where}.name", "is required when there is no coding")
-                proposed.append(
-                    MedicationFact(
-                        id=f"proposed:{i}",
-                        name=name or "",
-                        dose=_check_text(f"{where}.dose", m.dose),
-                        route=_check_text(f"{where}.route", m.route),
-                        frequency=_check_text(f"{where}.frequency", m.frequency),
-                        proposed=True,
-                        coding=coded.coding if coded is not None else None,
-                    )
-                )
-            foods = [
-                f
-                for i, raw in enumerate(request.proposed_foods)
-                if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
-            ]
-            if request.recipe_id:
-                _check_id("recipe_id", request.recipe_id)
-            evaluation_id = str(uuid.uuid4())
-            started = time.perf_counter()
-            with self.db.scoped(principal, meta) as conn:
-                record = patients.read_patient(conn, self.keys, patient_id, expected_role=principal.role)
-                needed = record.withheld & _EVALUATION_NEEDS
-                if needed:
-                    # Evaluating a partial record would answer "no alerts" for what the caller cannot
-                    # see: refuse instead, naming what the patient's consent would have to cover.
-                    raise RpcFailure(
-                        grpc.StatusCode.PERMISSION_DENIED,
-                        "evaluating this patient needs their consent to " + ", ".join(sorted(needed)),
-                    )
-                self._require_bounded(record)
-                if request.recipe_id:
-                    foods += service_repo.recipe_ingredients(conn, request.recipe_id)
-                    if len(foods) > MAX_FOODS:
-                        raise RpcFailure(
-                            grpc.StatusCode.FAILED_PRECONDITION,
-                            f"proposed_foods and the recipe's ingredients: at most {MAX_FOODS} together",
-                        )
-                ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
-                snapshot = record.to_snapshot()
-                result = evaluate(snapshot, EvaluationRequest(tuple(proposed), tuple(foods)), ruleset, knowledge)
-                evaluated_at = datetime.now(UTC)
-                # Past the cap: the highest-ranked alerts, then one that says how many more there were.
-                shown, omitted = _capped(result.alerts, self.max_alerts)
-                alert_ids = [alert_id(a) for a in shown]  # once: audit row and response share them
-                via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
-                response = pb.EvaluateSafetyResponse(
-                    evaluation_id=evaluation_id,
-                    alerts=[_alert_pb(a, aid) for a, aid in zip(shown, alert_ids, strict=True)]
-                    + ([_omitted_alert_pb(omitted, self.max_alerts)] if omitted else []),
-                    complete=result.complete and not omitted,
-                    completeness=pb.COMPLETE if result.complete and not omitted else pb.INCOMPLETE,
-                    incomplete_rules=[
-                        pb.RuleIssue(
-                            rule_id=e.rule_id,
-                            rule_version=e.rule_version,
-                            reason=e.reason,
-                            insufficient_data=e.insufficient_data,
-                        )
-                        for e in result.rule_errors
-                    ],
-                    ruleset_version=result.ruleset_version,
-                    knowledge_version=result.knowledge_version,
-                    evaluated_at=_ts(evaluated_at),
-                    unresolved_items=[_unresolved_pb(u) for u in result.unresolved],
-                    vocabulary_version=result.vocabulary_version,
-                )
-                canonical = canonical_result(response, patient_id)
-                response.signature.CopyFrom(
-                    pb.ResultSignature(
-                        algorithm=self.signer.algorithm,
-                        key_id=self.signer.key_id,
-                        canonical=canonical,
-                        signature=self.signer.sign(canonical),
-                    )
-                )
-                size = response.ByteSize()
-                if size > self.max_response_bytes:
-                    # Before the commit: the rollback takes this row with it, and the failure's own
-                    # audit row (RESOURCE_EXHAUSTED) says what the caller got. Sizes, never content.
-                    raise RpcFailure(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the answer is {size} bytes, over the {self.max_response_bytes}-byte limit"
-                        " (PRANEYA_MAX_MESSAGE_BYTES); nothing was returned",
-                    )
-                service_repo.write_audit(
-                    conn,
-                    audit_id=evaluation_id,
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    action="EVALUATE_SAFETY",
-                    outcome="TRUNCATED" if omitted else "SUCCESS",
-                    patient_id=patient_id,
-                    resource_type="healthcare.health_profiles",
-                    resource_id=record.profile_id,
-                    phi_accessed=True,
-                    risk_score=0.6 if principal.role == "EMERGENCY_RESPONDER" else 0.1,
-                    flags=["PHI_READ"]
-                    + (["EMERGENCY_ACCESS"] if principal.role == "EMERGENCY_RESPONDER" else [])
-                    + (["DELEGATED_ACCESS"] if via_grant else [])
-                    + ([] if result.complete and not omitted else ["INCOMPLETE"])
-                    + (["TRUNCATED"] if omitted else [])
-                    + (["UNRESOLVED_ITEMS"] if result.unresolved else []),
-                    details=_evaluation_details(
-                        result,
-                        shown,
-                        alert_ids,
-                        len(omitted),
-                        meta,
-                        started,
-                        len(proposed),
-                        len(foods),
-                        seal=lambda doc: self.keys.keyring(conn, principal.tenant_id).encrypt(
-                            service_repo.AUDIT_TABLE, service_repo.SEALED_RULES, evaluation_id, doc
-                        ),
-                        cap=self.max_alerts,
-                    ),
-                )
-            metrics.observe_evaluation(time.perf_counter() - started, result)
-            logged["evaluation_id"] = evaluation_id  # its audit row is committed: the id names a real row
-            return response
+            return Proposal(
+                medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)),
+                foods=tuple(
+                    f
+                    for i, raw in enumerate(request.proposed_foods)
+                    if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
+                ),
+                recipe_id=request.recipe_id or None,
+            )
 
-        logged: dict[str, str] = {}
-        return self._call(
-            "EvaluateSafety",
-            context,
-            run,
-            on_failure=self._audit_failure("EVALUATE_SAFETY", patient_id or None),
-            log_fields=logged,
-        )
+        try:
+            return self.evaluations.stored(
+                "EvaluateSafety",
+                current_principal.get(),
+                self._meta(context),
+                request.patient_id,
+                Proposal(),
+                self._render,
+                prepare=prepare,
+            )
+        except Failure as failure:
+            abort(context, failure)
+
+    def _render(self, evaluation: Evaluation) -> pb.EvaluateSafetyResponse:
+        response = evaluation_pb(evaluation)
+        size = response.ByteSize()
+        if size > self.max_response_bytes:
+            # Before the commit: the rollback takes the audit row with it, and the failure's own
+            # audit row (RESOURCE_EXHAUSTED) says what the caller got. Sizes, never content.
+            raise Failure(
+                Code.RESOURCE_EXHAUSTED,
+                f"the answer is {size} bytes, over the {self.max_response_bytes}-byte limit"
+                " (PRANEYA_MAX_MESSAGE_BYTES); nothing was returned",
+            )
+        return response
 
     # -- break the glass ----------------------------------------------------------------------------
 
@@ -783,7 +382,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             context,
             run,
             roles=_BREAK_GLASS_ROLES,
-            on_failure=self._audit_failure("EMERGENCY_ACCESS", request.patient_id or None),
+            on_failure=audit_failure("EMERGENCY_ACCESS", request.patient_id or None),
         )
 
     def ListEmergencyAccessEvents(
@@ -868,7 +467,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             context,
             run,
             roles=(*_BREAK_GLASS_ROLES, "SUPER_ADMIN"),
-            on_failure=self._audit_failure("END_EMERGENCY_ACCESS", None),
+            on_failure=audit_failure("END_EMERGENCY_ACCESS", None),
         )
 
     # -- patient records ----------------------------------------------------------------------------
@@ -1083,7 +682,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             "GetHealthProfile",
             context,
             run,
-            on_failure=self._audit_failure("READ_HEALTH_PROFILE", request.patient_id or None),
+            on_failure=audit_failure("READ_HEALTH_PROFILE", request.patient_id or None),
         )
 
     def GrantConsent(self, request: pb.GrantConsentRequest, context: grpc.ServicerContext) -> pb.GrantConsentResponse:
@@ -1196,60 +795,6 @@ def _required(field: str, value: str) -> str:
     text = _check_text(field, value, required=True)
     assert text is not None
     return text
-
-
-def _evaluation_details(
-    result: EvaluationResult,
-    shown: Sequence[Alert],
-    alert_ids: list[str],
-    omitted: int,
-    meta: RequestMeta,
-    started: float,
-    proposed: int,
-    foods: int,
-    *,
-    seal: Callable[[str], str],
-    cap: int,
-) -> dict[str, Any]:
-    # Ids, codes and counts only: no drug names, no allergens, no free text. Rule ids are authored names
-    # ("ddi-warfarin-nsaid", "allergy-food-peanut"): next to a patient id they disclose the patient's
-    # medications and allergies, so which rules fired is sealed with the tenant's data key.
-    counts = {s.name: 0 for s in Severity}
-    for a in result.alerts:
-        counts[a.severity.name] += 1
-    rules = {
-        "alerts": [
-            {"alert_id": aid, "rule_id": a.rule_id, "rule_version": a.rule_version, "severity": a.severity.name}
-            for a, aid in zip(shown, alert_ids, strict=True)
-        ],
-        # Bounded like the answer: the row lists what was shown and counts the rest.
-        "shadow_alerts": [{"rule_id": a.rule_id, "severity": a.severity.name} for a in result.shadow_alerts[:cap]],
-        "incomplete_rules": [
-            {"rule_id": e.rule_id, "insufficient_data": e.insufficient_data} for e in result.rule_errors
-        ],
-    }
-    # What could not be resolved is counted, never named: a drug's name or code next to a patient
-    # id is PHI.
-    unresolved_medications = sum(1 for u in result.unresolved if u.kind == "medication")
-    return {
-        "request_id": meta.request_id,
-        "ruleset_version": result.ruleset_version,
-        "knowledge_version": result.knowledge_version,
-        "vocabulary_version": result.vocabulary_version,
-        "complete": result.complete,
-        "unresolved_medications": unresolved_medications,
-        "unresolved_allergies": len(result.unresolved) - unresolved_medications,
-        "alert_counts": counts,
-        "alert_ids": alert_ids,
-        "alerts_omitted": omitted,  # past PRANEYA_MAX_ALERTS: counted, not listed
-        "incomplete_rule_count": len(result.rule_errors),
-        "shadow_alert_count": len(result.shadow_alerts),
-        service_repo.SEALED_RULES: seal(json.dumps(rules, sort_keys=True, separators=(",", ":"))),
-        "rules_evaluated": result.rules_evaluated,
-        "proposed_medications": proposed,
-        "proposed_foods": foods,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
 
 
 def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
