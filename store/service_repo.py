@@ -27,6 +27,8 @@ __all__ = [
     "GrantReview",
     "break_the_glass",
     "end_grant",
+    "feedback_id",
+    "latest_evaluation_showing",
     "list_grants",
     "override_rates",
     "recipe_ingredients",
@@ -342,7 +344,10 @@ def record_feedback(
 ) -> str:
     """Feedback on an alert of an evaluation the caller can see in the audit trail (their own)."""
     details = conn.execute(
-        text("SELECT details FROM audit.audit_logs WHERE id = :id AND action = 'EVALUATE_SAFETY'"),
+        text(
+            "SELECT details FROM audit.audit_logs"
+            " WHERE id = :id AND action IN ('EVALUATE_SAFETY', 'EVALUATE_SUPPLIED')"
+        ),
         {"id": evaluation_id},
     ).scalar_one_or_none()
     if details is None:
@@ -373,6 +378,30 @@ def record_feedback(
         },
     )
     return fid
+
+
+def latest_evaluation_showing(conn: Connection, *, user_id: str, alert_id: str) -> str | None:
+    """The id of the caller's most recent successful evaluation that showed `alert_id` (its audit row
+    lists the ids it showed), or None."""
+    return conn.execute(
+        text("""
+        SELECT id FROM audit.audit_logs
+        WHERE user_id = :u AND action IN ('EVALUATE_SAFETY', 'EVALUATE_SUPPLIED')
+          AND outcome IN ('SUCCESS', 'TRUNCATED') AND details -> 'alert_ids' ? :a
+        ORDER BY "timestamp" DESC LIMIT 1
+    """),
+        {"u": user_id, "a": alert_id},
+    ).scalar_one_or_none()
+
+
+def feedback_id(conn: Connection, *, evaluation_id: str, alert_id: str, user_id: str) -> str | None:
+    """The id of the answer already recorded for this alert of this evaluation by this user, if any."""
+    return conn.execute(
+        text(
+            "SELECT id FROM clinical.alert_feedback WHERE evaluation_id = :e AND alert_id = :a AND user_id = :u"
+        ),
+        {"e": evaluation_id, "a": alert_id, "u": user_id},
+    ).scalar_one_or_none()
 
 
 def override_rates(

@@ -24,6 +24,7 @@ from engine.app.calls import Calls, OnFailure, audit_failure
 from engine.app.engine_cache import EngineCache
 from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Evaluations, Proposal
 from engine.app.failures import Code, Failure, invalid
+from engine.app.feedback import Feedback, FeedbackService
 from engine.app.validation import ID as _ID
 from engine.app.validation import MAX_CODE, MAX_DISPLAY, MAX_REASON, MAX_TEXT  # noqa: F401 - re-exported limits
 from engine.app.validation import check_id as _check_id
@@ -225,6 +226,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self.max_alerts = max_alerts
         self.max_response_bytes = max_response_bytes
         self.calls = Calls(db)
+        self.feedback = FeedbackService(db, keys, self.calls)
         self.evaluations = Evaluations(
             db, keys, signer, engines, self.calls, max_active_items=max_active_items, max_alerts=max_alerts
         )
@@ -723,37 +725,28 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
     def RecordAlertFeedback(
         self, request: pb.RecordAlertFeedbackRequest, context: grpc.ServicerContext
     ) -> pb.RecordAlertFeedbackResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.RecordAlertFeedbackResponse:
-            _check_id("evaluation_id", request.evaluation_id)
-            _check_id("alert_id", request.alert_id)
-            if request.outcome == pb.FEEDBACK_OUTCOME_UNSPECIFIED:
-                raise invalid("outcome", "is required (ACCEPTED or OVERRIDDEN)")
-            if request.outcome not in (pb.ACCEPTED, pb.OVERRIDDEN):  # enums are open: any number can arrive
-                raise invalid("outcome", "must be ACCEPTED or OVERRIDDEN")
-            if request.reason not in pb.OverrideReason.values():
-                raise invalid("reason", "is not a known override reason")
-            outcome = pb.FeedbackOutcome.Name(request.outcome)
-            reason = (
-                pb.OverrideReason.Name(request.reason) if request.reason != pb.OVERRIDE_REASON_UNSPECIFIED else None
-            )
-            if outcome == "OVERRIDDEN" and reason is None:
-                raise invalid("reason", "is required when the alert is overridden")
-            comment = _check_text("comment", request.comment, limit=MAX_REASON) or ""
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                fid = service_repo.record_feedback(
-                    conn,
-                    self.keys,
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    evaluation_id=request.evaluation_id,
-                    alert_id=request.alert_id,
-                    outcome=outcome,
-                    reason=reason,
-                    comment=comment,
-                )
-            return pb.RecordAlertFeedbackResponse(feedback_id=fid)
-
-        return self._call("RecordAlertFeedback", context, run)
+        # Enums are open: any number can arrive; an unknown one is named, not taken for "unspecified".
+        if request.outcome == pb.FEEDBACK_OUTCOME_UNSPECIFIED:
+            outcome = ""
+        else:
+            known = request.outcome in pb.FeedbackOutcome.values()
+            outcome = pb.FeedbackOutcome.Name(request.outcome) if known else "?"
+        if request.reason == pb.OVERRIDE_REASON_UNSPECIFIED:
+            reason = None
+        else:
+            reason = pb.OverrideReason.Name(request.reason) if request.reason in pb.OverrideReason.values() else "?"
+        feedback = Feedback(
+            alert_id=request.alert_id,
+            outcome=outcome,
+            reason=reason,
+            comment=request.comment,
+            evaluation_id=request.evaluation_id,
+        )
+        try:
+            fid = self.feedback.record("RecordAlertFeedback", current_principal.get(), self._meta(context), feedback)
+        except Failure as failure:
+            abort(context, failure)
+        return pb.RecordAlertFeedbackResponse(feedback_id=fid)
 
     def GetOverrideRates(
         self, request: pb.GetOverrideRatesRequest, context: grpc.ServicerContext
