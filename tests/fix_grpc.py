@@ -163,6 +163,7 @@ def service_env(folder: Path, paths: Mapping[str, Path], master_key_file: Path, 
         "PRANEYA_HOST": "127.0.0.1",
         "PORT": "0",
         "PRANEYA_WORKERS": "1",
+        "PRANEYA_HTTP_PORT": "off",  # the CDS Hooks door has its own fixture (tests/fix_cdshooks.py)
         "PRANEYA_THREADS": "8",
         "PRANEYA_TLS_CERT_FILE": str(paths["server.pem"]),
         "PRANEYA_TLS_KEY_FILE": str(paths["server-key.pem"]),

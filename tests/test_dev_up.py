@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.doors.grpc.server
+import engine.doors.serve
 import engine.ops.content
 import engine.ops.dev
 import store.migrate
@@ -48,7 +48,7 @@ def test_dev_up_prints_the_database_before_it_serves(
         served.append(capsys.readouterr().out)
         return 0
 
-    monkeypatch.setattr(engine.doors.grpc.server, "serve", serve)
+    monkeypatch.setattr(engine.doors.serve, "serve", serve)
     assert commands._dev_up(argparse.Namespace()) == 0
     assert steps == ["migrate", "content"]
     (before_serving,) = served

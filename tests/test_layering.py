@@ -98,7 +98,7 @@ ALLOWED = {
     "engine.fhir": {"engine.core"},
     "store": {"engine.core"},
     "engine.app": {"engine.core", "engine.fhir", "store"},
-    "engine.doors": set(),
+    "engine.doors": {"engine.app", "engine.core", "store", "engine.doors.grpc", "engine.doors.cdshooks"},
     "engine.doors.grpc": {"engine.app", "engine.core", "engine.fhir", "store", "engine.doors"},
     "engine.doors.cdshooks": {"engine.app", "engine.core", "engine.fhir", "store", "engine.doors"},
     "engine.doors.cli": {"engine.app", "engine.core", "engine.fhir", "store", "engine.doors", "engine.doors.grpc",

@@ -37,10 +37,13 @@ class Code(enum.Enum):
 class Failure(Exception):
     """A call's documented failure: `code` and a message safe to show the caller."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # (element path, problem) for input that failed validation in several places (FHIR): a door
+        # that can say them all (an OperationOutcome) does.
+        self.problems = problems
 
 
 def invalid(field: str, problem: str) -> Failure:

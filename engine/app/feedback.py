@@ -4,6 +4,7 @@ the alert id, so the caller's latest evaluation that showed it is the one answer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.app.calls import Calls
@@ -63,40 +64,46 @@ class FeedbackService:
         name: str,
         principal: Principal,
         meta: RequestMeta,
-        feedback: Feedback,
+        feedback: Sequence[Feedback],
         *,
         idempotent: bool = False,
         door: str = "grpc",
-    ) -> str:
-        """The feedback's id. `idempotent`: an answer already recorded for the same alert of the same
-        evaluation by the same caller returns its id instead of ALREADY_EXISTS (CDS Hooks retries)."""
+    ) -> list[str]:
+        """The feedback ids, all recorded in one transaction or none. `idempotent`: an answer already
+        recorded for the same alert of the same evaluation by the same caller gives its id instead of
+        ALREADY_EXISTS (CDS Hooks clients retry)."""
 
-        def run(principal: Principal, meta: RequestMeta) -> str:
-            f = feedback.checked()
+        def run(principal: Principal, meta: RequestMeta) -> list[str]:
+            checked = [f.checked() for f in feedback]
+            ids = []
             with self.db.scoped(principal, meta, verify=True) as conn:
-                evaluation_id = f.evaluation_id or service_repo.latest_evaluation_showing(
-                    conn, user_id=principal.user_id, alert_id=f.alert_id
-                )
-                if evaluation_id is None:
-                    raise Failure(Code.NOT_FOUND, "no evaluation of this caller showed that card")
-                if idempotent:
-                    existing = service_repo.feedback_id(
-                        conn, evaluation_id=evaluation_id, alert_id=f.alert_id, user_id=principal.user_id
+                for f in checked:
+                    evaluation_id = f.evaluation_id or service_repo.latest_evaluation_showing(
+                        conn, user_id=principal.user_id, alert_id=f.alert_id
                     )
-                    if existing is not None:
-                        return existing
-                return service_repo.record_feedback(
-                    conn,
-                    self.keys,
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    evaluation_id=evaluation_id,
-                    alert_id=f.alert_id,
-                    outcome=f.outcome,
-                    reason=f.reason,
-                    comment=f.comment,
-                )
+                    if evaluation_id is None:
+                        raise Failure(Code.NOT_FOUND, "no evaluation of this caller showed that card")
+                    existing = (
+                        service_repo.feedback_id(
+                            conn, evaluation_id=evaluation_id, alert_id=f.alert_id, user_id=principal.user_id
+                        )
+                        if idempotent
+                        else None
+                    )
+                    ids.append(
+                        existing
+                        or service_repo.record_feedback(
+                            conn,
+                            self.keys,
+                            tenant_id=principal.tenant_id,
+                            user_id=principal.user_id,
+                            evaluation_id=evaluation_id,
+                            alert_id=f.alert_id,
+                            outcome=f.outcome,
+                            reason=f.reason,
+                            comment=f.comment,
+                        )
+                    )
+            return ids
 
-        return self.calls.run(
-            name, principal, meta, run, scopes=("evaluate.stored", "evaluate.supplied"), door=door
-        )
+        return self.calls.run(name, principal, meta, run, scopes=("evaluate.stored", "evaluate.supplied"), door=door)

@@ -41,6 +41,14 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _http_port(env: Mapping[str, str]) -> int | None:
+    # Off when asked, and by default in plaintext development (CDS Hooks is HTTPS only).
+    raw = env.get("PRANEYA_HTTP_PORT", "").strip().lower()
+    if raw == "off" or (not raw and _flag(env, "PRANEYA_INSECURE_PLAINTEXT")):
+        return None
+    return _int(env, "PRANEYA_HTTP_PORT", 8443, 0, 65535)
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     host: str
@@ -69,6 +77,17 @@ class ServiceSettings:
     engine_refresh_seconds: float
     max_connection_idle_seconds: int
     handshake_timeout_seconds: int
+    # The CDS Hooks door (HTTPS): its port (None: not served), the URL clients call it by (the `aud`
+    # of their tokens and the base of card sources; default https://host:port), extra CORS origins
+    # beside the registered clients' own, and plain-http FHIR servers (development only).
+    http_port: int | None = 8443
+    http_public_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    fhir_allow_http: bool = False
+
+    @property
+    def http_url(self) -> str:
+        return self.http_public_url or f"https://{self.host}:{self.http_port}"
 
     @property
     def max_send_bytes(self) -> int:
@@ -115,7 +134,21 @@ class ServiceSettings:
             engine_refresh_seconds=_int(e, "PRANEYA_ENGINE_REFRESH_SECONDS", 5, 0, 3600),
             max_connection_idle_seconds=_int(e, "PRANEYA_MAX_CONNECTION_IDLE_SECONDS", 300, 1, 86400),
             handshake_timeout_seconds=_int(e, "PRANEYA_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
+            http_port=_http_port(e),
+            http_public_url=e.get("PRANEYA_HTTP_PUBLIC_URL", "").strip().rstrip("/"),
+            cors_origins=tuple(
+                o.strip().rstrip("/") for o in e.get("PRANEYA_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            fhir_allow_http=_flag(e, "PRANEYA_FHIR_ALLOW_HTTP"),
         )
+        if "*" in settings.cors_origins:
+            raise SettingsError("PRANEYA_CORS_ORIGINS: name each origin; '*' is not accepted")
+        if settings.http_port is not None and settings.insecure_plaintext:
+            raise SettingsError(
+                "PRANEYA_INSECURE_PLAINTEXT with PRANEYA_HTTP_PORT: CDS Hooks is served over HTTPS only"
+            )
+        if settings.http_public_url and not settings.http_public_url.startswith("https://"):
+            raise SettingsError("PRANEYA_HTTP_PUBLIC_URL must be an https:// URL")
         if not settings.jwt_public_keys:
             raise SettingsError(
                 "PRANEYA_JWT_PUBLIC_KEY_FILES is not set: name the PEM public keys tokens are "

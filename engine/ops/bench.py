@@ -527,6 +527,7 @@ def run_bench(
         "PRANEYA_BENCH": "1",
         "PRANEYA_ENGINE_REFRESH_SECONDS": "1",
         "PRANEYA_WORKERS": os.environ.get("PRANEYA_WORKERS", "2"),
+        "PRANEYA_HTTP_PORT": "off",
         "PORT": str(free_port()),
     }
     os.environ.update({k: env[k] for k in ("PRANEYA_MASTER_KEY_FILE", "PRANEYA_APP_DATABASE_URL", "DATABASE_URL")})

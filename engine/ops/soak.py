@@ -152,6 +152,7 @@ def run_soak(
             "PRANEYA_TLS_CERT_FILE": str(paths["server.pem"]),
             "PRANEYA_TLS_KEY_FILE": str(paths["server-key.pem"]),
             "PRANEYA_WORKERS": "2",
+            "PRANEYA_HTTP_PORT": "off",
             "PRANEYA_DB_POOL_SIZE": "8",
             "PRANEYA_DB_POOL_TIMEOUT_MS": "500",
             "PORT": str(free_port()),

@@ -610,7 +610,7 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from engine.app.settings import ServiceSettings, SettingsError
-    from engine.doors.grpc.server import serve
+    from engine.doors.serve import serve
 
     env = dict(os.environ)
     for flag, var in (
@@ -657,7 +657,7 @@ def _dev_up(args: argparse.Namespace) -> int:
     import os
 
     from engine.app.settings import ServiceSettings, SettingsError
-    from engine.doors.grpc.server import serve
+    from engine.doors.serve import serve
     from engine.ops.content import install_shipped_content
     from engine.ops.dev import database_summary, dev_environment, ensure_dev_keys
     from store import migrate

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import threading
-import time
 from concurrent import futures
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -26,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 
-from engine.app.engine_cache import EngineCache
+from engine.app.service import Services
 from engine.app.settings import ServiceSettings
 from engine.app.tokens import TokenVerifier
 from engine.doors.grpc.auth import AuthInterceptor
@@ -35,13 +31,9 @@ from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.doors.grpc.request_ids import RequestIdInterceptor, current_request_id
 from engine.doors.grpc.servicer import ClinicalSafetyServicer
-from engine.doors.port_claim import PortInUse, claim_port
-from store.crypto import key_provider_from_env
-from store.keys import KeyStore
 from store.session import Database
-from store.signing import signer_from_env
 
-__all__ = ["SERVICE_NAME", "build_server", "configure_logging", "serve"]
+__all__ = ["SERVICE_NAME", "HealthWatch", "build_server", "configure_logging"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ClinicalSafety"].full_name
 log = logging.getLogger("praneya.server")
@@ -52,6 +44,8 @@ class JsonFormatter(logging.Formatter):
 
     _FIELDS = (
         "rpc",
+        "door",
+        "client",
         "code",
         "duration_ms",
         "tenant",
@@ -145,9 +139,11 @@ class HealthWatch:
         self.health.enter_graceful_shutdown()
 
 
-def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, Database, int]:
-    provider = key_provider_from_env()
-    signer = signer_from_env()
+def build_server(
+    settings: ServiceSettings, services: Services | None = None
+) -> tuple[grpc.Server, HealthWatch, Database, int]:
+    services = services or Services.from_settings(settings)
+    db = services.db
     verifier = TokenVerifier(
         settings.jwt_public_keys,
         settings.jwt_issuer,
@@ -155,20 +151,11 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
         leeway_seconds=settings.jwt_leeway_seconds,
         max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
-    db = Database(
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout_s,
-        statement_timeout_ms=settings.statement_timeout_ms,
-    )
     servicer = ClinicalSafetyServicer(
-        db,
-        KeyStore(provider),
-        signer,
-        EngineCache(settings.engine_refresh_seconds),
+        services,
         emergency_grant_minutes=settings.emergency_grant_minutes,
         statement_timeout_ms=settings.statement_timeout_ms,
         max_active_items=settings.max_active_items,
-        max_alerts=settings.max_alerts,
         max_response_bytes=settings.max_send_bytes,
     )
 
@@ -242,84 +229,3 @@ def build_server(settings: ServiceSettings) -> tuple[grpc.Server, HealthWatch, D
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     return server, HealthWatch(db, health_servicer), db, port
-
-
-def _worker(settings: ServiceSettings, index: int, ready: Any = None) -> None:
-    configure_logging()
-    server, watch, db, port = build_server(settings)
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port + index, addr=settings.host)
-    server.start()
-    watch.start()
-    log.info("serving", extra={"worker": index, "address": f"{settings.host}:{port}"})
-    if ready is not None:
-        ready.put(port)
-    stopping = threading.Event()
-
-    def drain(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, drain)
-    signal.signal(signal.SIGINT, drain)
-    stopping.wait()
-    log.info("draining", extra={"worker": index})
-    watch.stop()  # health says NOT_SERVING first, so balancers stop sending new calls
-    server.stop(settings.grace_seconds).wait()
-    db.dispose()
-    log.info("stopped", extra={"worker": index})
-
-
-def serve(settings: ServiceSettings) -> int:
-    configure_logging()
-    if settings.insecure_plaintext:
-        log.warning(
-            "PLAINTEXT gRPC: PRANEYA_INSECURE_PLAINTEXT is set; never use this outside local development"
-        )
-    if settings.workers > 1 and settings.port == 0:
-        raise SystemExit("several workers need a fixed PORT to share")
-    # SO_REUSEPORT would let another instance share the port silently: claim it before any worker
-    # binds, and hold the claim until the last worker has stopped.
-    try:
-        claim = claim_port(settings.host, settings.port)
-    except PortInUse as exc:
-        raise SystemExit(f"praneya: {exc}") from None
-    with claim:
-        if settings.workers == 1:
-            _worker(settings, 0)
-            return 0
-        return _supervise(settings)
-
-
-def _supervise(settings: ServiceSettings) -> int:
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: gRPC does not survive fork
-    children: dict[int, Any] = {}
-    shutting_down = threading.Event()
-
-    def start(i: int) -> None:
-        p = ctx.Process(target=_worker, args=(settings, i), name=f"praneya-worker-{i}", daemon=False)
-        p.start()
-        children[i] = p
-
-    def stop_all(signum: int, frame: FrameType | None) -> None:
-        del frame
-        shutting_down.set()
-        for p in children.values():
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signum)
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    for i in range(settings.workers):
-        start(i)
-    while not shutting_down.is_set():
-        for i, p in list(children.items()):
-            if not p.is_alive() and not shutting_down.is_set():
-                log.error("worker died; restarting", extra={"worker": i, "code": str(p.exitcode)})
-                start(i)
-        time.sleep(0.5)
-    for p in children.values():
-        p.join(settings.grace_seconds + 5)
-    return 0

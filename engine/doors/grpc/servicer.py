@@ -20,11 +20,11 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from engine.app.calls import Calls, OnFailure, audit_failure
-from engine.app.engine_cache import EngineCache
-from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Evaluations, Proposal
+from engine.app.calls import OnFailure, audit_failure
+from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Proposal
 from engine.app.failures import Code, Failure, invalid
-from engine.app.feedback import Feedback, FeedbackService
+from engine.app.feedback import Feedback
+from engine.app.service import Services
 from engine.app.validation import ID as _ID
 from engine.app.validation import MAX_CODE, MAX_DISPLAY, MAX_REASON, MAX_TEXT  # noqa: F401 - re-exported limits
 from engine.app.validation import check_id as _check_id
@@ -38,9 +38,7 @@ from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from engine.model import Alert, MedicationFact, UnresolvedItem
 from store import patients, service_repo
 from store.admin import grant_consent, revoke_consent
-from store.keys import KeyStore
-from store.session import Database, Principal, RequestMeta
-from store.signing import Signer
+from store.session import Principal, RequestMeta
 
 __all__ = ["ClinicalSafetyServicer", "abort", "evaluation_pb"]
 
@@ -202,34 +200,27 @@ def evaluation_pb(e: Evaluation) -> pb.EvaluateSafetyResponse:
 class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[misc]
     def __init__(
         self,
-        db: Database,
-        keys: KeyStore,
-        signer: Signer,
-        engines: EngineCache,
+        services: Services,
         *,
         emergency_grant_minutes: int = 60,
         statement_timeout_ms: int = 5000,
         max_active_items: int = 100,
-        max_alerts: int = 200,
         max_response_bytes: int = 4 << 20,
     ) -> None:
-        self.db = db
-        self.keys = keys
-        self.signer = signer
-        self.engines = engines
+        self.services = services
+        self.db = services.db
+        self.keys = services.keys
+        self.signer = services.signer
+        self.calls = services.calls
+        self.evaluations = services.evaluations
+        self.feedback = services.feedback
         self.emergency_grant_minutes = emergency_grant_minutes
         self.statement_timeout_ms = statement_timeout_ms
         # The bounds on one call's work (issue 13, item 1): active items per patient and category
-        # (refused on write, refused on evaluation of a record that holds more), alerts per answer
-        # (the highest-ranked, then a summary), and the answer's size (checked before the commit).
+        # (refused on write; the evaluation use case refuses a record that holds more), alerts per
+        # answer (the use case), and the answer's size (checked here, before the commit).
         self.max_active_items = max_active_items
-        self.max_alerts = max_alerts
         self.max_response_bytes = max_response_bytes
-        self.calls = Calls(db)
-        self.feedback = FeedbackService(db, keys, self.calls)
-        self.evaluations = Evaluations(
-            db, keys, signer, engines, self.calls, max_active_items=max_active_items, max_alerts=max_alerts
-        )
 
     # -- the one place failures become statuses ---------------------------------------------------
 
@@ -743,7 +734,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             evaluation_id=request.evaluation_id,
         )
         try:
-            fid = self.feedback.record("RecordAlertFeedback", current_principal.get(), self._meta(context), feedback)
+            principal, meta = current_principal.get(), self._meta(context)
+            [fid] = self.feedback.record("RecordAlertFeedback", principal, meta, [feedback])
         except Failure as failure:
             abort(context, failure)
         return pb.RecordAlertFeedbackResponse(feedback_id=fid)
