@@ -222,6 +222,12 @@ def _md(text: str, limit: int | None = None) -> str:
     return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
 
 
+def _code(text: str) -> str:
+    """`text` as an inline code span. Backslash escapes do not work inside one, so backticks are
+    dropped instead (rule and knowledge ids are ours and carry none)."""
+    return "`" + shorten(text.replace("`", ""), 200) + "`"
+
+
 def _coding(system: str, code: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": OVERRIDE_REASONS[code]}
 
@@ -254,9 +260,9 @@ def _detail(alert: Alert, result: EvaluationResult) -> str:
     rid = alert.rule_id
     if rid.startswith("kb:"):
         version = result.vocabulary_version if rid == "kb:vocabulary" else result.knowledge_version
-        source = f"knowledge base entry `{_md(rid)}`" + (f", version {_md(version)}" if version else "")
+        source = f"knowledge base entry {_code(rid)}" + (f", version {_md(version)}" if version else "")
     else:
-        source = f"rule `{_md(rid)}` version {alert.rule_version}" + (
+        source = f"rule {_code(rid)} version {alert.rule_version}" + (
             f" of rule set {_md(result.ruleset_version)}" if result.ruleset_version else ""
         )
     parts.append(f"**Source:** {source}")
@@ -390,7 +396,7 @@ def _incomplete_card(
             # An insufficient-data reason names the missing datum ("insufficient data: egfr"); an
             # error's reason is for operators, not for the clinician's screen.
             why = _md(e.reason, 120) if e.insufficient_data else "could not be evaluated"
-            lines.append(f"- Rule `{_md(e.rule_id)}` (version {e.rule_version}): {why}.")
+            lines.append(f"- Rule {_code(e.rule_id)} (version {e.rule_version}): {why}.")
         parts.append("**Rules not evaluated**\n\n" + "\n".join(lines))
     if omitted > 0:
         parts.append(

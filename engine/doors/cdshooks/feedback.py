@@ -34,7 +34,9 @@ MAX_FEEDBACK = 100
 MAX_COMMENT = 1000
 _CARD_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    # [0-9], not \d: Python's \d also matches other scripts' digits, which int() would then read.
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 

@@ -265,7 +265,7 @@ def _fhir_server(problems: Problems, body: dict[str, Any], *, allow_http: bool) 
         problems.add("fhirServer", "is not a URL")
         return None
     schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in ("https", "http") or not parts.hostname or not port_ok or " " in url:
+    if parts.scheme not in ("https", "http") or not parts.hostname or not port_ok or any(c.isspace() for c in url):
         problems.add("fhirServer", "must be an absolute https URL")
     elif parts.scheme not in schemes:
         problems.add("fhirServer", "must use https")
@@ -443,6 +443,9 @@ def _prefetch(
     partial: set[str] = set()
     values = obj_member(problems, body, "prefetch", "", required=False)
     if values is None:
+        return out, frozenset(), frozenset()
+    if not values:
+        problems.add("prefetch", "must not be empty (omit it when nothing was prefetched)")
         return out, frozenset(), frozenset()
     unknown = sum(1 for k in values if k not in _TEMPLATES)
     if unknown:
