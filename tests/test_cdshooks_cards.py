@@ -642,6 +642,7 @@ _DELETE = object()
         (SELECT, "prefetch", {}, [("prefetch", "must not be empty (omit it when nothing was prefetched)")]),
         (SELECT, "prefetch.patient", CANARY, [("prefetch.patient", "must be a FHIR resource (JSON object) or null")]),
         (SELECT, "prefetch.patient.id", "pat-2", [("prefetch.patient.id", "is not context.patientId")]),
+        (SELECT, "prefetch.patient.id", _DELETE, [("prefetch.patient.id", "is required")]),
         (
             SELECT,
             "prefetch.patient.resourceType",
@@ -1142,3 +1143,65 @@ def test_fuzz_mutated_feedback_parses_only_when_the_schema_agrees(data: st.DataO
     body = data.draw(_mutated(base))
     if _parse_or_refuse(lambda: parse_feedback(body, source_url=BASE)) is not None:
         assert _errors(FEEDBACK, body) == []
+
+
+# -- the real engine behind the cards, and the package's purity --------------------------------------------
+
+
+def test_cards_from_a_real_evaluation() -> None:
+    from engine.evaluate import evaluate
+    from engine.knowledge import load_knowledge_files
+    from engine.model import AllergyFact, EvaluationRequest, MedicationFact, PatientSnapshot
+    from engine.rules import RuleSet, load_rule_files
+
+    data = ROOT / "tests" / "data"
+    knowledge = load_knowledge_files(data / "knowledge")
+    rules = RuleSet.build([x.rule for x in load_rule_files([data / "rules"]) if x.rule is not None], "fixture-1")
+    snapshot = PatientSnapshot(
+        "pat-1",
+        "t",
+        age=80,
+        medications=(MedicationFact("MedicationRequest/cur-1", "warfarin"),),
+        allergies=(AllergyFact("AllergyIntolerance/a1", "penicillin", category="DRUG", severity="SEVERE"),),
+    )
+    drafts = ("ibuprofen", "amoxicillin", "Zyxofen 5 mg")
+    proposed = tuple(MedicationFact(f"MedicationRequest/d{i}", n, proposed=True) for i, n in enumerate(drafts, 1))
+    result = evaluate(snapshot, EvaluationRequest(proposed_medications=proposed), rules, knowledge)
+    pairs = [(f"al_{i:024x}", a) for i, a in enumerate(result.alerts)]
+    draft_orders = {m.id: m.id for m in proposed}
+    cards = cards_for(pairs, result, omitted=0, draft_orders=draft_orders, source_url=BASE)
+    assert _errors(RESPONSE, {"cards": cards}) == []
+
+    coverage, *alert_cards = cards
+    assert coverage["indicator"] == "critical"  # a draft medication could not be screened
+    assert coverage["summary"] == "Screening incomplete: 1 medication not screened"
+    assert "MedicationRequest/d3 (sent as “Zyxofen 5 mg”)" in coverage["detail"]
+    by_rule = {c["source"]["topic"]["code"]: c for c in alert_cards}
+    allergy = by_rule["test-penicillin-allergy"]
+    assert allergy["indicator"] == "critical"
+    assert [s["actions"][0]["resourceId"] for s in allergy["suggestions"]] == ["MedicationRequest/d2"]
+    (interaction,) = (c for code, c in by_rule.items() if code.startswith("kb:ix-"))
+    assert interaction["indicator"] == "critical"
+    assert [s["actions"][0]["resourceId"] for s in interaction["suggestions"]] == ["MedicationRequest/d1"]
+    assert "suggestions" not in by_rule["kb:vocabulary"]
+    assert by_rule["kb:vocabulary"]["indicator"] == "info"
+
+
+def test_the_cds_hooks_package_does_no_io_and_imports_no_transport() -> None:
+    import subprocess
+    import sys
+
+    modules = [
+        "engine.doors.cdshooks",
+        "engine.doors.cdshooks.discovery",
+        "engine.doors.cdshooks.requests",
+        "engine.doors.cdshooks.cards",
+        "engine.doors.cdshooks.feedback",
+    ]
+    forbidden = ["grpc", "sqlalchemy", "psycopg", "store", "engine.api", "http.client", "urllib.request", "ssl"]
+    code = (
+        f"import sys\nfor m in {modules!r}: __import__(m)\n"
+        f"print(sorted(m for m in {forbidden!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

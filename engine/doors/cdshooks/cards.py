@@ -385,7 +385,7 @@ def _incomplete_card(
 
     parts = [
         "This answer does not cover everything: the absence of a card is not a sign of safety for what"
-        " is listed here. Check these by hand, or enter them again by RxNorm code."
+        " is listed here. Check it by hand; a medication entered by its RxNorm code can be screened."
     ]
     if result.unresolved:
         lines = [_unresolved_line(u, draft_orders) for u in result.unresolved]

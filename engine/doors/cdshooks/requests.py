@@ -491,8 +491,11 @@ def _prefetch(
                 problems.add(at(path, "resourceType"), f"must be {template.resource_type}")
                 continue
             if rtype == "Patient":
-                rid = value.get("id")
-                if patient_id is not None and rid is not None and rid != patient_id:
+                # Without an id nothing says this is the patient in context.
+                if "id" not in value:
+                    problems.add(at(path, "id"), "is required")
+                    continue
+                if patient_id is not None and value["id"] != patient_id:
                     problems.add(at(path, "id"), "is not context.patientId")
                     continue
             _same_patient(problems, value, path, patient_id)
