@@ -21,8 +21,16 @@ MAX_RESOURCES = 20_000
 MAX_ISSUES = 10
 
 _MAPPED = frozenset(
-    {"Patient", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Condition", "Observation",
-     "NutritionOrder", "Medication"}
+    {
+        "Patient",
+        "MedicationRequest",
+        "MedicationStatement",
+        "AllergyIntolerance",
+        "Condition",
+        "Observation",
+        "NutritionOrder",
+        "Medication",
+    }
 )
 
 
@@ -231,8 +239,8 @@ def _known(coding: Node, system: str | None, code: str | None, wanted: tuple[str
         return None
     try:
         return parse_coding(system, code)
-    except ValueError as exc:
-        raise coding.error("code", str(exc)) from None
+    except ValueError:
+        raise coding.error("code", f"not a valid {short} code") from None
 
 
 def _concept(cc: Node, wanted: tuple[str, ...]) -> tuple[str, Coding | None, tuple[Coding, ...]]:
@@ -326,9 +334,7 @@ class _Patients:
         raise ref.error("reference", "names another patient than the rest of the input (one patient per request)")
 
 
-def _medication_concept(
-    resource: Node, index: _Index, wanted: tuple[str, ...]
-) -> tuple[str, Coding | None]:
+def _medication_concept(resource: Node, index: _Index, wanted: tuple[str, ...]) -> tuple[str, Coding | None]:
     cc = resource.obj("medicationCodeableConcept")
     ref = resource.obj("medicationReference")
     if cc is not None and ref is not None:
@@ -398,9 +404,7 @@ def _medication_resource(medication: Node, index: _Index) -> tuple[str, Coding |
     return " / ".join(p[0] or (str(p[1]) if p[1] else "") for p in parts), None
 
 
-def _medication_fact(
-    resource: Node, ref: str, index: _Index, *, proposed: bool, dosage_key: str
-) -> MedicationFact:
+def _medication_fact(resource: Node, ref: str, index: _Index, *, proposed: bool, dosage_key: str) -> MedicationFact:
     name, coding = _medication_concept(resource, index, _DRUG)
     dosage = dosage_text(list(resource.objs(dosage_key)))
     return MedicationFact(
@@ -489,12 +493,8 @@ def _loinc(cc: Node) -> list[str]:
     return [code for _, system, code in _codings(cc) if system == C.LOINC and code is not None]
 
 
-def _reading(
-    holder: Node, ref: str, when: datetime | None, notes: list[str]
-) -> BiometricFact | None:
-    code = holder.obj("code", required=True)
-    assert code is not None
-    mapped = next((c for c in _loinc(code) if c in C.READINGS), None)
+def _reading(holder: Node, ref: str, when: datetime | None, notes: list[str], loinc: list[str]) -> BiometricFact | None:
+    mapped = next((c for c in loinc if c in C.READINGS), None)
     if mapped is None:
         return None
     spec = C.READINGS[mapped]
@@ -518,8 +518,8 @@ def _reading(
         return None
     if unit is None or unit not in spec.units:
         notes.append(
-            f"{ref}: loinc {mapped} unit {unit!r} is not one the rules use for {spec.reading_type}"
-            f" ({', '.join(sorted(spec.units))}); not used"
+            f"{ref}: loinc {mapped} {'has no unit code' if unit is None else 'has another unit'} than the rules"
+            f" use for {spec.reading_type} ({', '.join(sorted(spec.units))}); not used"
         )
         return None
     return BiometricFact(id=ref, reading_type=spec.reading_type, value=value, unit=unit, code=mapped, observed_at=when)
@@ -532,10 +532,15 @@ def _observation(resource: Node, ref: str, notes: list[str]) -> tuple[list[Biome
     status = resource.code("status", C.OBSERVATION_STATUS, required=True)
     code = resource.obj("code", required=True)
     assert code is not None
-    when = _effective(resource)
-    if status not in C.RESULT_STATUS:
+    loinc = _loinc(code)
+    components = list(resource.objs("component"))
+    pregnancy = C.PREGNANCY_STATUS in loinc
+    # Most observations (smoking status, scores, panels) are neither a reading nor a pregnancy
+    # status: checked for shape, not read further.
+    if status not in C.RESULT_STATUS or not (pregnancy or components or any(c in C.READINGS for c in loinc)):
         return [], None
-    if C.PREGNANCY_STATUS in _loinc(code):
+    when = _effective(resource)
+    if pregnancy:
         answer = resource.obj("valueCodeableConcept")
         pregnant: bool | None = None
         if answer is not None:
@@ -547,11 +552,13 @@ def _observation(resource: Node, ref: str, notes: list[str]) -> tuple[list[Biome
                 notes.append(f"{ref}: pregnancy status answer not recognised; taken as unknown")
         return [], (pregnant, when)
     readings: list[BiometricFact] = []
-    reading = _reading(resource, ref, when, notes)
+    reading = _reading(resource, ref, when, notes, loinc)
     if reading is not None:
         readings.append(reading)
-    for i, component in enumerate(resource.objs("component")):
-        reading = _reading(component, f"{ref}.component[{i}]", when, notes)
+    for i, component in enumerate(components):
+        component_code = component.obj("code", required=True)
+        assert component_code is not None
+        reading = _reading(component, f"{ref}.component[{i}]", when, notes, _loinc(component_code))
         if reading is not None:
             readings.append(reading)
     return readings, None
@@ -664,9 +671,9 @@ def parse_patient_data(doc: Any, *, patient: str | None = None) -> PatientData:
                 readings.extend(found)
                 if preg is not None:
                     floor = datetime.min
-                    if pregnancy is None or (preg[1] or floor).replace(tzinfo=None) >= (
-                        pregnancy[1] or floor
-                    ).replace(tzinfo=None):
+                    if pregnancy is None or (preg[1] or floor).replace(tzinfo=None) >= (pregnancy[1] or floor).replace(
+                        tzinfo=None
+                    ):
                         pregnancy = preg
             elif kind == "NutritionOrder":
                 status = node.code("status", C.REQUEST_STATUS, required=True)

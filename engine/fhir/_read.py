@@ -68,18 +68,30 @@ def _kind(value: Any) -> str:
 
 
 class Node:
-    """A JSON object at a path. `Node(obj, "Bundle.entry[0].resource")`."""
+    """A JSON object at a path. `Node(obj, "Bundle.entry[0].resource")`. The path of a child is
+    built only when an error names it: reading a valid resource allocates no path strings."""
 
-    __slots__ = ("path", "value")
+    __slots__ = ("_key", "_parent", "_root", "value")
 
-    def __init__(self, value: Any, path: str) -> None:
+    def __init__(self, value: Any, root: str, parent: Node | None = None, key: str = "") -> None:
+        self._root = root
+        self._parent = parent
+        self._key = key
         if not isinstance(value, Mapping):
-            raise FhirError(path, f"expected an object, got {_kind(value)}")
+            raise FhirError(self.path, f"expected an object, got {_kind(value)}")
         self.value: Mapping[str, Any] = value
-        self.path = path
+
+    @property
+    def path(self) -> str:
+        if self._parent is None:
+            return self._root
+        return f"{self._parent.path}{self._key}"
 
     def at(self, key: str) -> str:
         return f"{self.path}.{key}"
+
+    def _child(self, value: Any, key: str) -> Node:
+        return Node(value, "", self, key)
 
     def error(self, key: str | None, problem: str) -> FhirError:
         return FhirError(self.at(key) if key else self.path, problem)
@@ -97,7 +109,7 @@ class Node:
 
     def obj(self, key: str, *, required: bool = False) -> Node | None:
         value = self._present(key, required)
-        return None if value is None else Node(value, self.at(key))
+        return None if value is None else self._child(value, f".{key}")
 
     def objs(self, key: str) -> Iterator[Node]:
         """The objects of an array element (0..*); a lone object where an array belongs is refused,
@@ -108,7 +120,7 @@ class Node:
         if not isinstance(value, list):
             raise self.error(key, f"expected an array, got {_kind(value)}")
         for i, item in enumerate(value):
-            yield Node(item, f"{self.at(key)}[{i}]")
+            yield self._child(item, f".{key}[{i}]")
 
     def strings(self, key: str) -> list[str]:
         value = self.value.get(key)
@@ -120,11 +132,19 @@ class Node:
 
     def string(self, key: str, *, required: bool = False) -> str | None:
         value = self._present(key, required)
-        return None if value is None else _string(value, self.at(key))
+        if value is None:
+            return None
+        if type(value) is str and 0 < len(value) <= MAX_TEXT and value.strip() and "\x00" not in value:
+            return value  # the common case, checked without building the path
+        return _string(value, self.at(key))
 
     def code(self, key: str, allowed: frozenset[str] | None = None, *, required: bool = False) -> str | None:
         value = self._present(key, required)
-        return None if value is None else code_value(value, self.at(key), allowed)
+        if value is None:
+            return None
+        if type(value) is str and (allowed is None or value in allowed) and len(value) <= 256 and _CODE.match(value):
+            return value
+        return code_value(value, self.at(key), allowed)
 
     def codes(self, key: str, allowed: frozenset[str]) -> list[str]:
         value = self.value.get(key)
@@ -209,7 +229,7 @@ def code_value(value: Any, path: str, allowed: frozenset[str] | None = None) -> 
     if not _CODE.match(value) or len(value) > 256:
         raise FhirError(path, "not a FHIR code (no leading, trailing or double whitespace)")
     if allowed is not None and value not in allowed:
-        # Codes of a required binding are safe to name: they are the specification's, not a person's.
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise FhirError(path, f"{shown!r} is not in the required value set ({', '.join(sorted(allowed))})")
+        # The allowed codes are the specification's and safe to name; the value sent is not echoed,
+        # since a wrong value may be anything (a name typed into the wrong field).
+        raise FhirError(path, f"not in the required value set ({', '.join(sorted(allowed))})")
     return value

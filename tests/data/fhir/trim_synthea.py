@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 KEEP = {"MedicationRequest", "MedicationStatement", "Medication", "AllergyIntolerance", "Condition", "NutritionOrder"}
 PATIENT_DROP = ("text", "extension", "identifier", "address", "telecom", "communication", "maritalStatus")
 
 
-def trim(bundle: dict) -> dict:
+def trim(bundle: dict[str, Any]) -> dict[str, Any]:
     entries = []
-    latest: dict[str, dict] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for entry in bundle["entry"]:
         resource = entry["resource"]
         kind = resource["resourceType"]
