@@ -30,7 +30,14 @@ CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-st
 WARFARIN_5MG = "855332"
 HCTZ_25MG = "316049"
 DIGOXIN = "197604"
-# ICD-10-CM and SNOMED codes: the shipped vocabulary's and the Synthea fixture's
+# Codes only from sources: RXCUIs of rules/knowledge/rxnorm.tsv (penicillin G, lisinopril,
+# hydrochlorothiazide), an NDC of rules/knowledge/rxnorm_ndc.tsv.gz, ICD-10 I10 of
+# rules/knowledge/vocabulary.yaml (hypertension), SNOMED CT hypertension of the Synthea fixture.
+PENICILLIN_G = "7980"
+LISINOPRIL = "29046"
+HCTZ = "5487"
+NDC_ZEPBOUND = "00002-0152-01"  # rxnorm_ndc.tsv.gz row 00002015201
+HYPERTENSION_ICD10 = "I10"
 HYPERTENSION_SNOMED = "38341003"
 
 
@@ -254,7 +261,7 @@ def allergy(
         "resourceType": "AllergyIntolerance",
         "id": rid,
         "patient": {"reference": "Patient/p1"},
-        "code": {"coding": [{"system": RXNORM, "code": "7980", "display": "Penicillin G"}]},
+        "code": {"coding": [{"system": RXNORM, "code": PENICILLIN_G, "display": "Penicillin G"}]},
     }
     if clinical:
         resource["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": clinical}]}
@@ -289,13 +296,17 @@ def test_allergy_semantics_category_severity_reactions() -> None:
         reaction=[
             {
                 "severity": "moderate",
-                "manifestation": [{"coding": [{"system": SNOMED, "code": "247472004", "display": "Hives"}]}],
+                "manifestation": [{"text": "Hives"}],
             },
             {"severity": "severe", "manifestation": [{"text": "Anaphylaxis"}]},
         ],
     )
     fact = parse_patient_data(bundle(patient(), resource)).allergies[0]
-    assert (fact.id, fact.allergen, fact.coding) == ("AllergyIntolerance/a1", "Penicillin G", Coding("rxnorm", "7980"))
+    assert (fact.id, fact.allergen, fact.coding) == (
+        "AllergyIntolerance/a1",
+        "Penicillin G",
+        Coding("rxnorm", PENICILLIN_G),
+    )
     assert (fact.category, fact.type, fact.criticality, fact.severity) == ("DRUG", "allergy", "high", "SEVERE")
     assert fact.reactions == ("Hives", "Anaphylaxis")
     for category, engine in (
@@ -358,12 +369,12 @@ def test_condition_icd10cm_is_the_code_snomed_kept_beside_it() -> None:
         "c1",
         [
             {"system": SNOMED, "code": HYPERTENSION_SNOMED, "display": "Hypertension"},
-            {"system": ICD10CM, "code": "i10"},
+            {"system": ICD10CM, "code": HYPERTENSION_ICD10.lower()},
         ],
     )
     fact = parse_patient_data(resource).conditions[0]
     assert (fact.id, fact.name, fact.code) == ("Condition/c1", "Hypertension", "I10")
-    assert fact.codings == (Coding("icd10", "I10"), Coding("snomed", HYPERTENSION_SNOMED))
+    assert fact.codings == (Coding("icd10", HYPERTENSION_ICD10), Coding("snomed", HYPERTENSION_SNOMED))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,17 +448,17 @@ def ingredient(code: str | None, name: str | None) -> dict[str, Any]:
 
 def test_combination_product_by_ingredients() -> None:
     combo = medication(
-        "combo", ingredient=[ingredient("29046", "lisinopril"), ingredient("5487", "hydrochlorothiazide")]
+        "combo", ingredient=[ingredient(LISINOPRIL, "lisinopril"), ingredient(HCTZ, "hydrochlorothiazide")]
     )
     fact = parse_patient_data(by_reference("#combo", contained=[combo])).medications[0]
     # The engine takes one code per medication: the ingredients go by name, split there by its grammar.
     assert (fact.name, fact.coding) == ("lisinopril / hydrochlorothiazide", None)
-    single = medication("one", ingredient=[ingredient("29046", "lisinopril")])
+    single = medication("one", ingredient=[ingredient(LISINOPRIL, "lisinopril")])
     assert parse_patient_data(by_reference("#one", contained=[single])).medications[0].coding == Coding(
-        "rxnorm", "29046"
+        "rxnorm", LISINOPRIL
     )
     # A product code covers every ingredient and wins
-    both = medication("both", code=CODE_HCTZ, ingredient=[ingredient("29046", "lisinopril"), ingredient("5487", None)])
+    both = medication("both", code=CODE_HCTZ, ingredient=[ingredient(LISINOPRIL, "lisinopril"), ingredient(HCTZ, None)])
     assert parse_patient_data(by_reference("#both", contained=[both])).medications[0].coding == Coding(
         "rxnorm", HCTZ_25MG
     )
@@ -475,9 +486,9 @@ def test_malformed_rxnorm_code_names_the_coding() -> None:
 
 def test_ndc_coding() -> None:
     request = med_request(
-        medicationCodeableConcept={"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0093-7146-01"}]}
+        medicationCodeableConcept={"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": NDC_ZEPBOUND}]}
     )
-    assert parse_patient_data(request).medications[0].coding == Coding("ndc", "00093714601")
+    assert parse_patient_data(request).medications[0].coding == Coding("ndc", "00002015201")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,7 +498,7 @@ def test_ndc_coding() -> None:
 def test_dosage_text() -> None:
     dosage = {
         "sequence": 1,
-        "route": {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}]},
+        "route": {"coding": [{"display": "Oral route"}]},
         "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
         "doseAndRate": [{"doseQuantity": {"value": 10, "unit": "mg", "system": UCUM, "code": "mg"}}],
     }
