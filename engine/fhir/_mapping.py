@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from engine.fhir import _codes as C
+import engine.fhir._codes as C
 from engine.fhir._dosage import dosage_text
 from engine.fhir._read import FhirError, FhirIssue, Node, code_value
 from engine.identity import CODE_SYSTEMS, Coding, parse_coding
