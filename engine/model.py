@@ -100,6 +100,7 @@ class ConditionFact:
     id: str
     name: str
     code: str | None = None  # ICD-10 or SNOMED code when known
+    codings: tuple[Coding, ...] = ()  # every known coding the source gave (FHIR: ICD-10-CM and SNOMED CT)
 
 
 @dataclass(frozen=True, slots=True)

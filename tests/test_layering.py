@@ -32,6 +32,7 @@ CORE = [
     "engine.ruletool",
     "engine.identity",
     "engine.adhoc",
+    "engine.fhir",
 ]
 FORBIDDEN = ["grpc", "sqlalchemy", "psycopg", "store"]
 

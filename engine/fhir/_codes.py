@@ -1,0 +1,138 @@
+"""FHIR R4 required value sets we check, and the LOINC codes we map to the engine's reading types.
+
+Value sets: the FHIR R4 (4.0.1) specification, hl7.org/fhir/R4/valueset-<name>.html (CC0). The
+LOINC rows come from source rows named beside each entry (never typed from memory); the LOINC codes
+themselves are LOINC (c) Regenstrief Institute, used under the LOINC licence (free of charge).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LOINC", "READINGS", "UCUM", "ReadingCode"]
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+
+# valueset-bundle-type
+BUNDLE_TYPE = frozenset(
+    "document message transaction transaction-response batch batch-response history searchset collection".split()
+)
+# valueset-administrative-gender
+GENDER = frozenset("male female other unknown".split())
+# valueset-medicationrequest-status / -intent
+MEDICATION_REQUEST_STATUS = frozenset(
+    "active on-hold cancelled completed entered-in-error stopped draft unknown".split()
+)
+MEDICATION_REQUEST_INTENT = frozenset(
+    "proposal plan order original-order reflex-order filler-order instance-order option".split()
+)
+# valueset-medication-statement-status
+MEDICATION_STATEMENT_STATUS = frozenset(
+    "active completed entered-in-error intended stopped on-hold unknown not-taken".split()
+)
+# valueset-allergyintolerance-clinical / -verification (CodeableConcept, required binding), and
+# the code elements type, category, criticality, reaction.severity
+ALLERGY_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_CLINICAL = frozenset("active inactive resolved".split())
+ALLERGY_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+ALLERGY_VERIFICATION = frozenset("unconfirmed confirmed refuted entered-in-error".split())
+ALLERGY_TYPE = frozenset("allergy intolerance".split())
+ALLERGY_CATEGORY = frozenset("food medication environment biologic".split())
+ALLERGY_CRITICALITY = frozenset("low high unable-to-assess".split())
+REACTION_SEVERITY = frozenset("mild moderate severe".split())
+# valueset-condition-clinical / condition-ver-status
+CONDITION_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_CLINICAL = frozenset("active recurrence relapse inactive remission resolved".split())
+CONDITION_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_VERIFICATION = frozenset("unconfirmed provisional differential confirmed refuted entered-in-error".split())
+# valueset-observation-status
+OBSERVATION_STATUS = frozenset(
+    "registered preliminary final amended corrected cancelled entered-in-error unknown".split()
+)
+# NutritionOrder.status: valueset-request-status; .intent: valueset-request-intent
+REQUEST_STATUS = frozenset("draft active on-hold revoked completed entered-in-error unknown".split())
+REQUEST_INTENT = frozenset(
+    "proposal plan directive order original-order reflex-order filler-order instance-order option".split()
+)
+
+# Judgement calls (what counts as the patient's current list), with their reasons in README.md
+# ("FHIR R4 input"):
+# - MedicationRequest active, on-hold (held, not stopped: it may resume, so it is still screened) and
+#   unknown (the source does not know: screening it errs towards an alert, never towards silence);
+#   intents that are prescriptions or plans - not `proposal` or `option`, which nobody has decided.
+CURRENT_REQUEST_STATUS = frozenset({"active", "on-hold", "unknown"})
+CURRENT_REQUEST_INTENT = frozenset(
+    {"plan", "order", "original-order", "reflex-order", "filler-order", "instance-order"}
+)
+# - MedicationStatement active, intended (about to be taken), on-hold and unknown, as above.
+CURRENT_STATEMENT_STATUS = frozenset({"active", "intended", "on-hold", "unknown"})
+# - Draft orders (CDS Hooks draftOrders / selections): every order that is still being decided.
+DRAFT_ORDER_STATUS = frozenset({"draft", "active", "on-hold", "unknown"})
+# - Conditions: active, recurrence, relapse (or no clinical status: unknown is screened); not when
+#   verification says refuted or entered-in-error.
+CURRENT_CONDITION = frozenset({"active", "recurrence", "relapse"})
+EXCLUDED_CONDITION_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+# - Allergies: all but clinicalStatus inactive / resolved; verification passed through to the engine.
+EXCLUDED_ALLERGY_CLINICAL = frozenset({"inactive", "resolved"})
+# - Observations with a result: preliminary results are used (a value to act on), registered,
+#   cancelled, entered-in-error and unknown are not.
+RESULT_STATUS = frozenset({"preliminary", "final", "amended", "corrected"})
+NUTRITION_ORDER_CURRENT = frozenset({"active", "on-hold", "draft", "unknown"})
+
+# AllergyIntolerance.category -> the engine's allergen_category.
+ALLERGY_CATEGORY_TO_ENGINE = {"medication": "DRUG", "food": "FOOD", "environment": "ENVIRONMENTAL", "biologic": "OTHER"}
+REACTION_SEVERITY_TO_ENGINE = {"mild": "MILD", "moderate": "MODERATE", "severe": "SEVERE"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingCode:
+    reading_type: str  # the fact model's labs.<type> (rules/README.md)
+    units: frozenset[str]  # UCUM codes the rules' thresholds are written in
+    source: str
+
+
+_SYNTHEA = "Synthea R4 rows, smart-on-fhir/generated-sample-data@25ac808 R4/SYNTHEA (Apache-2.0)"
+_SYNTHEA_DW = _SYNTHEA + ", e.g. Douglas_Walsh_aa28eaec"
+
+# LOINC code -> reading type. Only codes seen in a source row; units as those rows give them.
+# eGFR 33914-3 is "Glomerular filtration rate/1.73 sq M.predicted": already per 1.73 m2 whatever
+# the unit string, so Synthea's "mL/min" is accepted beside "mL/min/{1.73_m2}".
+READINGS: dict[str, ReadingCode] = {
+    "33914-3": ReadingCode("egfr", frozenset({"mL/min/{1.73_m2}", "mL/min"}), _SYNTHEA_DW),
+    "38483-4": ReadingCode("creatinine", frozenset({"mg/dL"}), _SYNTHEA_DW),
+    "2160-0": ReadingCode("creatinine", frozenset({"mg/dL"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2160-0"),
+    "6298-4": ReadingCode("potassium", frozenset({"mmol/L"}), _SYNTHEA_DW),
+    "2823-3": ReadingCode("potassium", frozenset({"mmol/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2823-3"),
+    "2947-0": ReadingCode("sodium", frozenset({"mmol/L"}), _SYNTHEA_DW),
+    "2951-2": ReadingCode("sodium", frozenset({"mmol/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2951-2"),
+    "2339-0": ReadingCode("glucose", frozenset({"mg/dL"}), _SYNTHEA_DW),
+    "2345-7": ReadingCode("glucose", frozenset({"mg/dL"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2345-7"),
+    "4548-4": ReadingCode("hba1c", frozenset({"%"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-4548-4"),
+    "29463-7": ReadingCode("weight_kg", frozenset({"kg"}), _SYNTHEA_DW),
+    "8480-6": ReadingCode("systolic_bp", frozenset({"mm[Hg]"}), _SYNTHEA_DW + " (component of 55284-4)"),
+    "8462-4": ReadingCode("diastolic_bp", frozenset({"mm[Hg]"}), _SYNTHEA_DW + " (component of 55284-4)"),
+    "777-3": ReadingCode("platelets", frozenset({"10*3/uL"}), _SYNTHEA_DW + "; hl7ch/ch-epreg UC1-Platelets"),
+    "1742-6": ReadingCode("alt", frozenset({"U/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-1742-6"),
+    "8867-4": ReadingCode(
+        "heart_rate",
+        frozenset({"/min"}),
+        "HL7/fhir-health-care-surveys-reporting-ig input/fsh/instances/observation-heartrate-example.fsh (CC0)",
+    ),
+}
+
+# Pregnancy status (an Observation whose value is a coded answer).
+# Code: cqframework/cpg-example-anthrax input/fsh/test-cases/observations/observation-31.fsh
+# ($loinc#82810-3 "Pregnancy status"); answers: WorldHealthOrganization/smart-example-immz
+# input/fsh/valuesets/pregnancystatus-values.fsh (its LOINC and SNOMED CT answers). Licences of
+# these rows: tests/data/fhir/SOURCE.md.
+PREGNANCY_STATUS = "82810-3"
+PREGNANCY_ANSWERS: dict[tuple[str, str], bool | None] = {
+    (LOINC, "LA15173-0"): True,  # Pregnant
+    (LOINC, "LA26683-5"): False,  # Not pregnant
+    (LOINC, "LA4489-6"): None,  # Unknown
+    (SNOMED, "77386006"): True,  # Pregnant
+    (SNOMED, "60001007"): False,  # Not pregnant
+    (SNOMED, "261665006"): None,  # Unknown
+}
