@@ -21,10 +21,11 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine.app.calls import OnFailure, audit_failure
-from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Proposal
+from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Proposal, SuppliedPatient
 from engine.app.failures import Code, Failure, invalid
 from engine.app.feedback import Feedback
 from engine.app.service import Services
+from engine.app.supplied import supplied_from_fhir
 from engine.app.validation import ID as _ID
 from engine.app.validation import MAX_CODE, MAX_DISPLAY, MAX_REASON, MAX_TEXT  # noqa: F401 - re-exported limits
 from engine.app.validation import check_id as _check_id
@@ -34,6 +35,7 @@ from engine.doors.grpc.auth import current_principal
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.doors.grpc.request_ids import current_request_id
+from engine.fhir import FhirError, parse_draft_orders
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from engine.model import Alert, MedicationFact, UnresolvedItem
 from store import patients, service_repo
@@ -93,6 +95,23 @@ def _proposed(i: int, m: pb.ProposedMedication) -> MedicationFact:
         proposed=True,
         coding=coded.coding if coded is not None else None,
     )
+
+
+def _json(field: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise invalid(field, "is not JSON (UTF-8)") from None
+
+
+def _draft_orders(field: str, data: bytes) -> tuple[MedicationFact, ...]:
+    """FHIR draft orders (JSON bytes) → proposed medications; errors name the element path."""
+    if not data:
+        return ()
+    try:
+        return parse_draft_orders(_json(field, data))
+    except FhirError as exc:
+        raise invalid(field, str(exc)) from None
 
 
 def _coding_pb(stored: dict[str, Any] | None) -> pb.Coding | None:
@@ -271,8 +290,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
             if len(request.proposed_foods) > MAX_FOODS:
                 raise invalid("proposed_foods", f"at most {MAX_FOODS}")
+            drafts = _draft_orders("draft_orders", request.draft_orders)
             return Proposal(
-                medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)),
+                medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)) + drafts,
                 foods=tuple(
                     f
                     for i, raw in enumerate(request.proposed_foods)
@@ -291,6 +311,41 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 self._render,
                 prepare=prepare,
             )
+        except Failure as failure:
+            abort(context, failure)
+
+    def EvaluateSuppliedData(
+        self, request: pb.EvaluateSuppliedDataRequest, context: grpc.ServicerContext
+    ) -> pb.EvaluateSafetyResponse:
+        principal = current_principal.get()
+
+        def build() -> tuple[SuppliedPatient, Proposal]:
+            if not request.patient_data:
+                raise invalid("patient_data", "is required (a FHIR R4 Bundle or array of resources, as JSON)")
+            if len(request.proposed_medications) > MAX_PROPOSED_MEDICATIONS:
+                raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
+            if len(request.proposed_foods) > MAX_FOODS:
+                raise invalid("proposed_foods", f"at most {MAX_FOODS}")
+            reference = _check_text("patient_reference", request.patient_reference)
+            return supplied_from_fhir(
+                _json("patient_data", request.patient_data),
+                tenant_id=principal.tenant_id,
+                on=datetime.now(UTC).date(),
+                draft_orders=_json("draft_orders", request.draft_orders) if request.draft_orders else None,
+                reference=reference,
+                data_label="patient_data: ",
+                orders_label="draft_orders: ",
+                extra_medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)),
+                foods=tuple(
+                    f
+                    for i, raw in enumerate(request.proposed_foods)
+                    if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
+                ),
+            )
+
+        try:
+            meta = self._meta(context)
+            return self.evaluations.supplied("EvaluateSuppliedData", principal, meta, build, self._render)
         except Failure as failure:
             abort(context, failure)
 

@@ -164,16 +164,32 @@ class ProposedMedication(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dose: _Optional[str] = ..., route: _Optional[str] = ..., frequency: _Optional[str] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
 
 class EvaluateSafetyRequest(_message.Message):
-    __slots__ = ("patient_id", "proposed_medications", "proposed_foods", "recipe_id")
+    __slots__ = ("patient_id", "proposed_medications", "proposed_foods", "recipe_id", "draft_orders")
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_MEDICATIONS_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_FOODS_FIELD_NUMBER: _ClassVar[int]
     RECIPE_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_ORDERS_FIELD_NUMBER: _ClassVar[int]
     patient_id: str
     proposed_medications: _containers.RepeatedCompositeFieldContainer[ProposedMedication]
     proposed_foods: _containers.RepeatedScalarFieldContainer[str]
     recipe_id: str
-    def __init__(self, patient_id: _Optional[str] = ..., proposed_medications: _Optional[_Iterable[_Union[ProposedMedication, _Mapping]]] = ..., proposed_foods: _Optional[_Iterable[str]] = ..., recipe_id: _Optional[str] = ...) -> None: ...
+    draft_orders: bytes
+    def __init__(self, patient_id: _Optional[str] = ..., proposed_medications: _Optional[_Iterable[_Union[ProposedMedication, _Mapping]]] = ..., proposed_foods: _Optional[_Iterable[str]] = ..., recipe_id: _Optional[str] = ..., draft_orders: _Optional[bytes] = ...) -> None: ...
+
+class EvaluateSuppliedDataRequest(_message.Message):
+    __slots__ = ("patient_data", "draft_orders", "proposed_medications", "proposed_foods", "patient_reference")
+    PATIENT_DATA_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_MEDICATIONS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_FOODS_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    patient_data: bytes
+    draft_orders: bytes
+    proposed_medications: _containers.RepeatedCompositeFieldContainer[ProposedMedication]
+    proposed_foods: _containers.RepeatedScalarFieldContainer[str]
+    patient_reference: str
+    def __init__(self, patient_data: _Optional[bytes] = ..., draft_orders: _Optional[bytes] = ..., proposed_medications: _Optional[_Iterable[_Union[ProposedMedication, _Mapping]]] = ..., proposed_foods: _Optional[_Iterable[str]] = ..., patient_reference: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "kind", "severity", "summary", "detail", "recommendation", "evidence", "involved_item_ids", "rule_id", "rule_version", "interruptive", "references")

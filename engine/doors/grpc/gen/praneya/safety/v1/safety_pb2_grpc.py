@@ -39,6 +39,11 @@ class ClinicalSafetyStub:
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyRequest.SerializeToString,
                 response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.FromString,
                 _registered_method=True)
+        self.EvaluateSuppliedData = channel.unary_unary(
+                '/praneya.safety.v1.ClinicalSafety/EvaluateSuppliedData',
+                request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSuppliedDataRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.FromString,
+                _registered_method=True)
         self.EmergencyAccess = channel.unary_unary(
                 '/praneya.safety.v1.ClinicalSafety/EmergencyAccess',
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EmergencyAccessRequest.SerializeToString,
@@ -120,6 +125,12 @@ class ClinicalSafetyServicer:
     """Missing associated documentation comment in .proto file."""
 
     def EvaluateSafety(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateSuppliedData(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -221,6 +232,11 @@ def add_ClinicalSafetyServicer_to_server(servicer, server):
             'EvaluateSafety': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateSafety,
                     request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.SerializeToString,
+            ),
+            'EvaluateSuppliedData': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateSuppliedData,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSuppliedDataRequest.FromString,
                     response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.SerializeToString,
             ),
             'EmergencyAccess': grpc.unary_unary_rpc_method_handler(
@@ -325,6 +341,33 @@ class ClinicalSafety:
             target,
             '/praneya.safety.v1.ClinicalSafety/EvaluateSafety',
             praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateSuppliedData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.ClinicalSafety/EvaluateSuppliedData',
+            praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSuppliedDataRequest.SerializeToString,
             praneya_dot_safety_dot_v1_dot_safety__pb2.EvaluateSafetyResponse.FromString,
             options,
             channel_credentials,
