@@ -65,3 +65,78 @@ def test_cases_one_json_line_per_patient(tmp_path: Path, capsys: pytest.CaptureF
     assert any(a["kind"] == "DRUG_ALLERGY" for a in by_id["c"]["alerts"])
     assert "unknown field 'medication'" in by_id["line4"]["error"]
     assert "not JSON" in by_id["line5"]["error"]
+
+
+# --- `--fhir`: the patient from FHIR R4 files (tests/data/fhir: Synthea, Apache-2.0) ------------------
+
+FHIR = PROJECT_ROOT / "tests" / "data" / "fhir"
+
+
+def test_a_fhir_bundle_is_the_patient_and_draft_orders_are_proposed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Cleo Friesen's record holds warfarin; proposing an NSAID gives the bleeding interaction.
+    result = _json(["--fhir", str(FHIR / "synthea-cleo-friesen.json"), "--propose", "ibuprofen"], capsys)
+    alerts = result["alerts"]
+    assert isinstance(alerts, list)
+    warfarin_nsaid = [a for a in alerts if a["rule_id"] == "ddi-warfarin-nsaid"]
+    assert len(warfarin_nsaid) == 1
+    assert "MedicationRequest/5e27078a-3ea4-4def-9062-7ed28709e683" in warfarin_nsaid[0]["involved"]
+    # Its grass-pollen allergy is coded in SNOMED CT, which the allergen vocabulary lacks: named, incomplete.
+    assert result["complete"] is False
+    # The same through a draft order file: the alert names the order.
+    orders = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-9",
+                    "status": "draft",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/f49a43d9-bb72-4b37-a4a6-70df40c40c92"},
+                    "medicationCodeableConcept": {"text": "naproxen"},
+                }
+            }
+        ],
+    }
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(orders))
+    result = _json(["--fhir", str(FHIR / "synthea-cleo-friesen.json"), "--draft-orders", str(path)], capsys)
+    assert isinstance(result["alerts"], list)
+    assert any(
+        a["rule_id"] == "ddi-warfarin-nsaid" and "MedicationRequest/draft-9" in a["involved"]
+        for a in result["alerts"]
+    )
+
+
+def test_bulk_ndjson_files_take_the_patient_named(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in (FHIR / "bulk").glob("*.ndjson"))
+    patients = [
+        json.loads(line)["id"] for line in (FHIR / "bulk" / "Patient.000.ndjson").read_text().splitlines() if line
+    ]
+    assert len(patients) >= 2
+    args = [a for f in files for a in ("--fhir", f)]
+    # Several patients without --patient: refused, naming the problem.
+    assert praneya(["check", "--json", *FILES, *args]) == 1
+    assert "patient" in capsys.readouterr().err.lower()
+    for pid in patients:
+        result = _json([*args, "--patient", pid], capsys)
+        assert "alerts" in result and "complete" in result
+
+
+def test_malformed_fhir_names_the_element_and_no_value(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    doc = json.loads((FHIR / "synthea-cleo-friesen.json").read_text())
+    index = next(i for i, e in enumerate(doc["entry"]) if e["resource"]["resourceType"] == "MedicationRequest")
+    doc["entry"][index]["resource"]["status"] = "Friesen-status"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert praneya(["check", *FILES, "--fhir", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"Bundle.entry[{index}].resource.status" in err and "Friesen-status" not in err
+    (tmp_path / "nojson.json").write_text("{")
+    assert praneya(["check", *FILES, "--fhir", str(tmp_path / "nojson.json")]) == 1
+    assert "is not JSON" in capsys.readouterr().err
+    assert praneya(["check", *FILES, "--fhir", str(bad), "--med", "warfarin"]) == 1
+    assert "do not mix" in capsys.readouterr().err

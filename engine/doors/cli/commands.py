@@ -530,6 +530,12 @@ def _check(args: argparse.Namespace) -> int:
     from engine.adhoc import CaseError, case_from_json, flags_case, result_json
     from engine.evaluate import evaluate
 
+    if args.fhir and (args.med or args.allergy or args.condition or args.lab or args.cases):
+        raise CommandError(
+            "--fhir gives the whole patient: --med, --allergy, --condition, --lab and --cases do not mix with it"
+        )
+    if (args.patient or args.draft_orders) and not args.fhir:
+        raise CommandError("--patient and --draft-orders go with --fhir")
     knowledge, ruleset = _check_sources(args)
     if args.cases:
         return _check_cases(args, knowledge, ruleset)
@@ -556,6 +562,8 @@ def _check(args: argparse.Namespace) -> int:
         _, snapshot, request = case_from_json(case)
     except CaseError as exc:
         raise CommandError(str(exc)) from None
+    if args.fhir:
+        snapshot, request = _fhir_case(args, request)
     if args.tenant:
         snapshot = replace(snapshot, tenant_id=args.tenant)
     result = evaluate(snapshot, request, ruleset, knowledge)
@@ -573,6 +581,59 @@ def _check(args: argparse.Namespace) -> int:
         print(f"INCOMPLETE {e.rule_id}: {e.reason}")
     print(f"{len(result.alerts)} alert(s); complete={str(result.complete).lower()}")
     return 0
+
+
+def _fhir_case(args: argparse.Namespace, flags_request: Any) -> tuple[Any, Any]:
+    """The patient of `--fhir` files (and `--draft-orders`) as the engine's snapshot and request;
+    `--propose` and `--food` are added to what the files propose."""
+    import json
+    from datetime import date
+
+    from engine.fhir import FhirError, iter_ndjson, parse_draft_orders, parse_patient_data
+    from engine.model import EvaluationRequest
+
+    items: list[tuple[str, Any]] = []
+    single: Any = None
+    for name in args.fhir:
+        path = Path(name)
+        try:
+            if path.suffix == ".ndjson":
+                with path.open(encoding="utf-8") as f:
+                    items += list(iter_ndjson(f, source=path.name))
+                continue
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CommandError(f"{path}: cannot read ({exc.strerror})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise CommandError(f"{path}: is not JSON") from None
+        except FhirError as exc:
+            raise CommandError(str(exc)) from None
+        if len(args.fhir) == 1:
+            single = doc
+        elif isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+            items += [(f"{path.name} entry[{i}]", e.get("resource")) for i, e in enumerate(doc.get("entry") or [])]
+        else:
+            items.append((path.name, doc))
+    orders: Any = None
+    if args.draft_orders:
+        try:
+            orders = json.loads(Path(args.draft_orders).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CommandError(f"{args.draft_orders}: cannot read ({exc.strerror})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise CommandError(f"{args.draft_orders}: is not JSON") from None
+    try:
+        data = parse_patient_data(single if single is not None else items, patient=args.patient)
+        drafts = parse_draft_orders(orders) if orders is not None else ()
+    except FhirError as exc:
+        raise CommandError(str(exc)) from None
+    reference = data.patient_ref or "supplied"
+    snapshot = data.snapshot(reference, args.tenant or "cli", on=date.today())
+    request = EvaluationRequest(
+        proposed_medications=(*drafts, *flags_request.proposed_medications),
+        proposed_foods=(*data.foods, *flags_request.proposed_foods),
+    )
+    return snapshot, request
 
 
 def _check_cases(args: argparse.Namespace, knowledge: Any, ruleset: Any) -> int:
@@ -975,6 +1036,19 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--rules", metavar="DIR", help="read rules from DIR instead of the database (default rules/)")
     p.add_argument(
         "--cases", metavar="FILE", help="JSON lines, one patient each (- for stdin); one JSON result line per case"
+    )
+    p.add_argument(
+        "--fhir",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="the patient as FHIR R4: a Bundle or resource (.json), or NDJSON files (.ndjson), repeatable",
+    )
+    p.add_argument("--patient", metavar="ID", help="with --fhir: the patient of bulk NDJSON that holds several")
+    p.add_argument(
+        "--draft-orders",
+        metavar="FILE",
+        help="with --fhir: a Bundle of draft MedicationRequests, evaluated as proposed",
     )
     p.set_defaults(handler=_guarded(_check))
 
