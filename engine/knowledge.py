@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import yaml
 
@@ -35,6 +35,9 @@ from engine.identity import (
     strip_dose_text,
 )
 from engine.model import EvidenceLevel, Severity
+
+if TYPE_CHECKING:
+    from engine.dose_limits import DoseKnowledge
 
 __all__ = [
     "CONCEPT_COLUMNS",
@@ -1235,6 +1238,8 @@ class Knowledge:
     interactions: InteractionKnowledge
     allergens: Mapping[str, AllergenRecord]  # the allergen groups; normally vocabulary.allergens
     version: str
+    # Dose limits (engine.dose_limits); None: not loaded, and a dose given is then reported unchecked.
+    dose: DoseKnowledge | None = None
 
 
 class KnowledgeFileError(ValueError):
@@ -1400,9 +1405,15 @@ def load_knowledge_files(directory: Path) -> Knowledge:
             pairs = parse_interactions_csv(csv_text, default_source="rules/knowledge/interactions.csv")
         except CsvImportError as exc:
             raise KnowledgeFileError(f"{csv_path}: {exc}") from None
+    from engine.dose_limits import DOSE_FILE, load_dose_knowledge  # it imports this module
+
+    dose = load_dose_knowledge(directory)
+    if dose is not None:
+        digest.update((directory / DOSE_FILE).read_bytes())
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs),
         allergens=vocabulary.allergens,
         version=f"files:{digest.hexdigest()[:16]}",
+        dose=dose,
     )

@@ -35,6 +35,7 @@ from engine.knowledge import (
     Vocabulary,
     parse_concepts_tsv,
 )
+from engine.dose_limits import shipped_dose_knowledge
 from engine.model import EvidenceLevel, Severity
 from engine.rules import Rule, RuleSet
 from store.rxnorm_import import ReleaseResult, apply_concepts
@@ -541,11 +542,16 @@ def load_knowledge(
                 {"t": tenant_id},
             )
         ]
+    # Dose limits are shipped knowledge (rules/knowledge/dose_limits.yaml), read once per process; the
+    # answer's knowledge version names them beside the database's fingerprint.
+    dose = shipped_dose_knowledge()
+    version = knowledge_fingerprint(conn, tenant_id)
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs, overrides),
         allergens=vocabulary.allergens,
-        version=knowledge_fingerprint(conn, tenant_id),
+        version=f"{version}+{dose.version}" if dose is not None else version,
+        dose=dose,
     )
 
 
