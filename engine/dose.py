@@ -116,6 +116,7 @@ _ROUTE_RE = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(ROUTES, key=len, reverse=True)) + r")(?![\w])"
 )
 
+_NAKED_DECIMAL_RE = re.compile(r"(?<![\d.])\.(\d)")
 _NUM = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
 _WORD_NUMBERS = {
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
@@ -138,7 +139,7 @@ _MAX_AMOUNT_RE = re.compile(
 )
 _MAX_COUNT_RE = re.compile(
     rf"(?<![\w])(?:max(?:imum)?(?:\s+of)?|not to exceed|nte|no more than|do not exceed|up to)\s*({_NUM})\s*"
-    r"(?:doses?|tabs?|tablets?|caps?|capsules?|times|puffs?)\s*(?:/|per|in|a|each|every)\s*"
+    r"(?:doses?|times)\s*(?:/|per|in|a|each|every)\s*"
     r"(?:24\s*h(?:ours?|rs?)?|d|day)(?![\w])"
 )
 _UNIT_TEXT = r"(?:[a-zµμ\[\]{}'%²^]+(?:\s*/\s*(?:[a-zµμ\[\]{}'%²^0-9]+|\([a-z.]+\)))*)"
@@ -239,7 +240,10 @@ def _frequency_from_timing(m: re.Match[str]) -> tuple[float, float] | None:
 
 def parse_dose(dose: str | None, route: str | None = None, frequency: str | None = None) -> Dose:
     """Read a dose from the three fields (any of them may hold the whole sig)."""
-    text = fold(" ".join(p for p in (dose, route, frequency) if p and p.strip()))
+    # A naked decimal point (".5 mg", an ISMP error-prone notation) is read as 0.5 before folding,
+    # which would strip the leading dot and leave a tenfold overdose.
+    raw = " ".join(p for p in (dose, route, frequency) if p and p.strip())
+    text = fold(_NAKED_DECIMAL_RE.sub(r"0.\1", raw))
     problems: list[str] = []
     work = " " + text.replace("½", " 0.5 ").replace("¼", " 0.25 ") + " "
     work = _FRACTION_RE.sub(lambda m: f"{int(m.group(1)) / int(m.group(2)):g}", work)
@@ -255,6 +259,10 @@ def parse_dose(dose: str | None, route: str | None = None, frequency: str | None
         prn = True
         cut(m)
 
+    max_per_day: float | None = None
+    if (m := _MAX_COUNT_RE.search(work)) is not None:
+        max_per_day = _float(m.group(1))
+        cut(m)
     max_daily: Amount | None = None
     if (m := _MAX_AMOUNT_RE.search(work)) is not None:
         try:
@@ -262,10 +270,6 @@ def parse_dose(dose: str | None, route: str | None = None, frequency: str | None
             cut(m)
         except UnitError:
             pass
-    max_per_day: float | None = None
-    if (m := _MAX_COUNT_RE.search(work)) is not None:
-        max_per_day = _float(m.group(1))
-        cut(m)
 
     duration: float | None = None
     if (m := _DURATION_RE.search(work)) is not None:

@@ -569,7 +569,7 @@ def _limit_checks(
                 problems.append(f"a weight-based {what} limit without the patient's weight")
                 continue
             allowed = maximum.value * weight
-            stated = f"{maximum.text()} ({_fmt(allowed)} {_unit_word(dose.kind)} at {weight:g} kg)"
+            stated = f"{maximum.text()} ({_fmt(allowed)} {_unit_word(dose.kind)} at {_fmt(weight)} kg)"
         if ordered is None:
             if what == "daily dose" and dose.single is not None:
                 problems.append(dose.problem or "no frequency")
@@ -766,7 +766,7 @@ def _check_cumulative(
                     if weight is None:
                         continue
                     allowed *= weight
-                    stated = f"{maximum.text()} ({_fmt(allowed)} {_unit_word(kind)} at {weight:g} kg)"
+                    stated = f"{maximum.text()} ({_fmt(allowed)} {_unit_word(kind)} at {_fmt(weight)} kg)"
                 if total > allowed * 1.005:
                     ratio = total / allowed
                     if worst is None or ratio > worst[0]:
