@@ -16,9 +16,9 @@ from engine.identity import fold
 from engine.units import DoseUnit, UnitError, dose_unit
 
 __all__ = [
+    "ROUTES",
     "Amount",
     "Dose",
-    "ROUTES",
     "Strength",
     "parse_dose",
     "parse_strengths",
@@ -123,7 +123,9 @@ _WORD_NUMBERS = {
     "nine": "9", "ten": "10", "half": "0.5", "a half": "0.5", "one half": "0.5", "½": "0.5", "¼": "0.25",
     "once": "1", "twice": "2", "thrice": "3",
 }  # fmt: skip
-_WORD_NUMBER_RE = re.compile(r"(?<![\w])(one half|a half|one|two|three|four|five|six|seven|eight|nine|ten|half)(?![\w])")
+_WORD_NUMBER_RE = re.compile(
+    r"(?<![\w])(one half|a half|one|two|three|four|five|six|seven|eight|nine|ten|half)(?![\w])"
+)
 _FRACTION_RE = re.compile(r"(?<![\d.])(\d+)\s*/\s*(\d+)(?=\s*(?:tab|tablet|cap|capsule|pill)s?\b)")
 
 _PRN_RE = re.compile(r"(?<![\w])(?:prn|p\.r\.n\.?|as needed|as required|when required|if needed|when needed)(?![\w])")
@@ -152,16 +154,20 @@ _FREQUENCIES: list[tuple[re.Pattern[str], float, float]] = [
     for p, per_day, days in [
         (r"(?<![\w])(?:every other day|qod|q\.o\.d\.|on alternate days|alternate days|alt days|q48h|q 48 h)(?![\w])",
          1, 3.5),
-        (r"(?<![\w])(?:twice (?:a |per |every )?week(?:ly)?|biw|2 times (?:a |per )?week(?:ly)?|2x (?:a |per )?week(?:ly)?)"
+        (r"(?<![\w])(?:twice (?:a |per |every )?week(?:ly)?|biw|2 times (?:a |per )?week(?:ly)?|"
+         r"2x (?:a |per )?week(?:ly)?)"
          r"(?![\w])", 1, 2),
-        (r"(?<![\w])(?:three times (?:a |per )?week(?:ly)?|tiw|3 times (?:a |per )?week(?:ly)?|3x (?:a |per )?week(?:ly)?)"
+        (r"(?<![\w])(?:three times (?:a |per )?week(?:ly)?|tiw|3 times (?:a |per )?week(?:ly)?|"
+         r"3x (?:a |per )?week(?:ly)?)"
          r"(?![\w])", 1, 3),
-        (r"(?<![\w])(?:once (?:a |per |every )?week(?:ly)?|weekly|every week|each week|q ?week|q ?wk|q1w|q ?7 ?d(?:ays)?|"
+        (r"(?<![\w])(?:once (?:a |per |every )?week(?:ly)?|weekly|every week|each week|q ?week|q ?wk|q1w|"
+         r"q ?7 ?d(?:ays)?|"
          r"every 7 days|1 time (?:a |per )?week|1x (?:a |per )?week(?:ly)?|one time (?:a |per )?week)(?![\w])", 1, 1),
         (r"(?<![\w])(?:once (?:a |per |every )?month(?:ly)?|monthly|every month|q ?month|q ?mo)(?![\w])", 1, 7 / 30),
         (r"(?<![\w])(?:four times (?:a |per )?day|four times daily|qid|q\.i\.d\.|qds|4 times (?:a |per )?day|"
          r"4 times daily|4x (?:a |per )?day|4x daily|4x/d)(?![\w])", 4, 7),
-        (r"(?<![\w])(?:five times (?:a |per )?day|five times daily|5 times (?:a |per )?day|5 times daily|5x daily)(?![\w])",
+        (r"(?<![\w])(?:five times (?:a |per )?day|five times daily|5 times (?:a |per )?day|5 times daily|"
+         r"5x daily)(?![\w])",
          5, 7),
         (r"(?<![\w])(?:six times (?:a |per )?day|six times daily|6 times (?:a |per )?day|6 times daily)(?![\w])", 6, 7),
         (r"(?<![\w])(?:three times (?:a |per )?day|three times daily|tid|t\.i\.d\.|tds|3 times (?:a |per )?day|"
@@ -443,7 +449,8 @@ def parse_strengths(text: str) -> tuple[Strength, ...] | None:
         volume: float | None = None
         while i < len(tokens) and _is_number(tokens[i]):
             number = _float(tokens[i])
-            unit = tokens[i + 1] if i + 1 < len(tokens) and not _is_number(tokens[i + 1]) and tokens[i + 1] != "/" else None
+            follows = tokens[i + 1] if i + 1 < len(tokens) else "/"
+            unit = None if _is_number(follows) or follows == "/" else follows
             if unit in _VOLUME_WORDS and items:
                 # "250 mg/5 ml": the number before ml is the volume the amount is in
                 volume = number * (1000 if unit == "l" else 1)

@@ -366,7 +366,11 @@ def _weight_kg(snapshot: PatientSnapshot) -> tuple[float | None, str | None, str
 
 
 def _product_strengths(
-    name: str, code: str | None, ingredients: Sequence[str], vocabulary: Vocabulary, ratio: Mapping[str, tuple[str, ...]]
+    name: str,
+    code: str | None,
+    ingredients: Sequence[str],
+    vocabulary: Vocabulary,
+    ratio: Mapping[str, tuple[str, ...]],
 ) -> Mapping[str, Strength] | str:
     """Per ingredient, how much one unit of the product holds; or why that is not known."""
     if code is not None and code.startswith("rxnorm:"):
@@ -420,7 +424,8 @@ def _amount_of(
             return None, "", "an amount of a combination product, not of one ingredient", False
         return value * unit.factor, unit.kind, None, unit.per_day
     if isinstance(strengths, str) and unit.kind == "volume" and concentration is not None and len(ingredients) == 1:
-        strengths = {ingredient: Strength(concentration.high * concentration.unit.factor, concentration.unit.kind, True)}
+        per_ml = concentration.high * concentration.unit.factor
+        strengths = {ingredient: Strength(per_ml, concentration.unit.kind, True)}
     if isinstance(strengths, str):
         return None, "", strengths, False
     strength = strengths.get(ingredient)
@@ -665,7 +670,9 @@ def _check_limits(
     # dose): CRITICAL whatever the row's own grade.
     severity = Severity.CRITICAL if ratio > 2 else limit.severity
     over_by = f"{ratio:.1f} times" if ratio >= 2 else f"{(ratio - 1) * 100:.0f}% over"
-    high_alert = f" {dosing.ingredient} is a high-alert medication (ISMP: {dosing.high_alert})." if dosing.high_alert else ""
+    high_alert = (
+        f" {dosing.ingredient} is a high-alert medication (ISMP: {dosing.high_alert})." if dosing.high_alert else ""
+    )
     findings.append(
         _Finding(
             ids=ids,
@@ -789,7 +796,8 @@ def _check_cumulative(
                 summary=f"{ingredient} from {len(group)} products: {_fmt(total)} {unit}/day is over the maximum "
                 f"{_fmt(allowed)} {unit}/day",
                 detail=(
-                    f"{ingredient} is in {len(group)} of the patient's medications ({parts}): {_fmt(total)} {unit} a day"
+                    f"{ingredient} is in {len(group)} of the patient's medications ({parts}): "
+                    f"{_fmt(total)} {unit} a day"
                     f" in all, over the maximum {_who(limit)} of {stated}."
                     + (f" Not counted, dose unknown: {', '.join(md.med_id for md in unknown)}." if unknown else "")
                 ),

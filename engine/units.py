@@ -144,7 +144,7 @@ def _library() -> tuple[Any, Any, Any]:
                 import ucumvert
                 from ucumvert import UcumToPintTransformer, get_ucum_parser
 
-                registry = pint.UnitRegistry()
+                registry: Any = pint.UnitRegistry()
                 registry.load_definitions(Path(ucumvert.__file__).parent / "pint_ucum_defs.txt")
                 _parser = get_ucum_parser()
                 _transformer = UcumToPintTransformer(ureg=registry)
@@ -190,7 +190,7 @@ def _analyse(code: str) -> DoseUnit:
         parse_code = "1" + rest if rest else "1"
     try:
         quantity = transformer.transform(parse_ucum(parse_code, parser))
-    except Exception as exc:  # noqa: BLE001 - lark and pint raise many kinds; all mean "not a unit"
+    except Exception as exc:
         raise UnitError(f"{code[:40]!r} is not a unit of dose (UCUM)") from exc
     if not hasattr(quantity, "unit_items"):
         raise UnitError(f"{code[:40]!r} is not a unit of dose (UCUM)")
@@ -250,12 +250,12 @@ def weight_in_kg(value: float, unit: str | None) -> float:
     UnitError for a unit that is not a mass."""
     if not unit:
         return value
-    registry, parser, transformer = _library()
+    _, parser, transformer = _library()
     from ucumvert import parse_ucum
 
     code = to_ucum(unit)
     try:
         quantity = transformer.transform(parse_ucum(code, parser))
         return float((value * quantity).to("kg").magnitude)
-    except Exception as exc:  # noqa: BLE001 - any failure means it is not a mass unit
+    except Exception as exc:
         raise UnitError(f"{unit[:40]!r} is not a unit of body weight") from exc

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from engine.dose_limits import shipped_dose_knowledge
 from engine.knowledge import (
     CONCEPT_COLUMNS,
     AliasRecord,
@@ -35,7 +36,6 @@ from engine.knowledge import (
     Vocabulary,
     parse_concepts_tsv,
 )
-from engine.dose_limits import shipped_dose_knowledge
 from engine.model import EvidenceLevel, Severity
 from engine.rules import Rule, RuleSet
 from store.rxnorm_import import ReleaseResult, apply_concepts

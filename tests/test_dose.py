@@ -110,7 +110,9 @@ PARSES: list[tuple[str, float | None, str | None, str | None, float | None, floa
 ]
 
 
-@pytest.mark.parametrize(("text", "amount", "unit", "route", "per_day", "days", "prn"), PARSES, ids=[p[0] for p in PARSES])
+@pytest.mark.parametrize(
+    ("text", "amount", "unit", "route", "per_day", "days", "prn"), PARSES, ids=[p[0] for p in PARSES]
+)
 def test_parse_table(
     text: str, amount: float | None, unit: str | None, route: str | None, per_day: float | None,
     days: float | None, prn: bool,
@@ -233,7 +235,9 @@ def _run(
         medications=tuple(MedicationFact(f"c{i}", n, d, r, f) for i, (n, d, r, f) in enumerate(current)),
     )  # fmt: skip
     request = EvaluationRequest(
-        proposed_medications=tuple(MedicationFact(f"m{i}", n, d, r, f, proposed=True) for i, (n, d, r, f) in enumerate(orders))
+        proposed_medications=tuple(
+            MedicationFact(f"m{i}", n, d, r, f, proposed=True) for i, (n, d, r, f) in enumerate(orders)
+        )
     )
     return evaluate(snapshot, request, rules, KNOWLEDGE)
 
@@ -376,7 +380,9 @@ def test_a_limit_without_a_source_is_refused() -> None:
     ],
     ids=lambda v: v if isinstance(v, str) else v[1],
 )
-def test_an_unreadable_dose_on_a_drug_with_a_limit_is_insufficient_data(order: tuple[str, str, str, str], reason: str) -> None:
+def test_an_unreadable_dose_on_a_drug_with_a_limit_is_insufficient_data(
+    order: tuple[str, str, str, str], reason: str
+) -> None:
     result = _run(order, age=4 if reason == "weight" else 50)
     assert not result.complete
     errors = [e for e in result.rule_errors if e.rule_id.startswith("kb:dose:")]
@@ -410,10 +416,13 @@ def _med(spec: dict[str, Any], med_id: str, proposed: bool) -> MedicationFact:
 
 def _order_result(case: dict[str, Any]) -> EvaluationResult:
     patient = case.get("patient") or {}
-    biometrics = (BiometricFact("r-weight", "weight", float(patient["weight_kg"]), "kg"),) if "weight_kg" in patient else ()
+    weight = patient.get("weight_kg")
+    biometrics = (BiometricFact("r-weight", "weight", float(weight), "kg"),) if weight is not None else ()
     snapshot = PatientSnapshot(
         "p-" + case["id"], "t", age=patient.get("age"), biometrics=biometrics,
-        conditions=tuple(ConditionFact(f"k{i}", c["name"], c.get("code")) for i, c in enumerate(patient.get("conditions") or ())),
+        conditions=tuple(
+            ConditionFact(f"k{i}", c["name"], c.get("code")) for i, c in enumerate(patient.get("conditions") or ())
+        ),
         medications=tuple(_med(m, f"c{i}", False) for i, m in enumerate(patient.get("current") or ())),
     )  # fmt: skip
     request = EvaluationRequest(proposed_medications=(_med(case["order"], "order", True),))
@@ -444,7 +453,8 @@ def test_order_set_is_large_enough_and_sourced() -> None:
 def test_order_set_case(case: dict[str, Any]) -> None:
     result = _order_result(case)
     ok, _ = _outcome(case, result)
-    assert ok, [(a.severity.name, a.kind.value, a.summary) for a in result.alerts] + [e.reason for e in result.rule_errors]
+    seen = [(a.severity.name, a.kind.value, a.summary) for a in result.alerts]
+    assert ok, [*seen, *(e.reason for e in result.rule_errors)]
 
 
 def test_order_set_catch_rate_and_quiet_orders() -> None:
