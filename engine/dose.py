@@ -8,6 +8,7 @@ in `Dose.problems`, never guessed: a dose check that needs it reports insufficie
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -244,8 +245,10 @@ def _frequency_from_timing(m: re.Match[str]) -> tuple[float, float] | None:
     return 1.0, min(days, 7.0)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_dose(dose: str | None, route: str | None = None, frequency: str | None = None) -> Dose:
-    """Read a dose from the three fields (any of them may hold the whole sig)."""
+    """Read a dose from the three fields (any of them may hold the whole sig). Cached: a service sees
+    the same few thousand sigs again and again, and a Dose is immutable."""
     # A naked decimal point (".5 mg", an ISMP error-prone notation) is read as 0.5 before folding,
     # which would strip the leading dot and leave a tenfold overdose.
     raw = " ".join(p for p in (dose, route, frequency) if p and p.strip())
@@ -431,6 +434,7 @@ def _strength(value: float, unit_text: str, per_ml_volume: float | None) -> Stre
     return Strength(value * unit.factor, unit.kind, False)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_strengths(text: str) -> tuple[Strength, ...] | None:
     """The strengths a product name or an RxNorm strength states, in the order written:
     "5 MG / 325 MG" and "5/325 mg" -> (5 mg, 325 mg); "250 mg/5 mL" -> (50 mg per mL);

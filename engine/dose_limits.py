@@ -372,7 +372,28 @@ def _product_strengths(
     vocabulary: Vocabulary,
     ratio: Mapping[str, tuple[str, ...]],
 ) -> Mapping[str, Strength] | str:
-    """Per ingredient, how much one unit of the product holds; or why that is not known."""
+    """Per ingredient, how much one unit of the product holds; or why that is not known. Cached per
+    vocabulary and product: a service sees the same products again and again."""
+    key = (id(vocabulary), id(ratio), name, code, tuple(ingredients))
+    cached = _STRENGTH_CACHE.get(key)
+    if cached is None:
+        cached = _find_product_strengths(name, code, ingredients, vocabulary, ratio)
+        if len(_STRENGTH_CACHE) >= 20_000:
+            _STRENGTH_CACHE.clear()
+        _STRENGTH_CACHE[key] = cached
+    return cached
+
+
+_STRENGTH_CACHE: dict[tuple[int, int, str, str | None, tuple[str, ...]], Mapping[str, Strength] | str] = {}
+
+
+def _find_product_strengths(
+    name: str,
+    code: str | None,
+    ingredients: Sequence[str],
+    vocabulary: Vocabulary,
+    ratio: Mapping[str, tuple[str, ...]],
+) -> Mapping[str, Strength] | str:
     if code is not None and code.startswith("rxnorm:"):
         concept = vocabulary.concepts.get(code.split(":", 1)[1])
         if concept is not None and concept.strength:
