@@ -21,19 +21,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from engine.dose import Amount, Dose, Strength, parse_dose, parse_strengths
 from engine.identity import fold, parse_drug_text
-from engine.knowledge import KnowledgeFileError, Vocabulary, severity_from_source
 from engine.model import Alert, AlertKind, EvidenceLevel, PatientSnapshot, RuleError, Severity
 from engine.units import DoseUnit, UnitError, dose_unit, warm, weight_in_kg
 
 __all__ = [
     "DOSE_FILE",
     "DoseKnowledge",
+    "DoseKnowledgeError",
     "DoseLimit",
     "IngredientDosing",
     "MedicationDose",
@@ -44,6 +44,30 @@ __all__ = [
 ]
 
 DOSE_FILE = "dose_limits.yaml"
+
+
+class DoseKnowledgeError(ValueError):
+    """The dose limits file is malformed; the message names the row."""
+
+
+KnowledgeFileError = DoseKnowledgeError  # the loader's own name for it below
+
+
+class Vocabulary(Protocol):
+    """What the checks need of engine.knowledge.Vocabulary (which imports this module's loader, so this
+    module names the shape rather than importing it)."""
+
+    @property
+    def concepts(self) -> Mapping[str, Any]: ...
+
+    def normalize_drug(self, name: str) -> Any: ...
+
+
+def severity_from_source(value: str) -> Severity:
+    try:
+        return Severity[value.strip().upper()]
+    except KeyError:
+        raise ValueError(f"{value!r} is not one of {', '.join(s.name for s in Severity)}") from None
 _SHIPPED = Path(__file__).resolve().parents[1] / "rules" / "knowledge"
 _EVIDENCE = {e.name: e for e in EvidenceLevel}
 _POPULATIONS = ("adult", "geriatric", "pediatric", "renal")

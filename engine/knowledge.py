@@ -20,10 +20,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import yaml
 
+from engine.dose_limits import DOSE_FILE, DoseKnowledge, DoseKnowledgeError, load_dose_knowledge
 from engine.identity import (
     FORM_WORDS,
     RELEASE_MODIFIERS,
@@ -35,9 +36,6 @@ from engine.identity import (
     strip_dose_text,
 )
 from engine.model import EvidenceLevel, Severity
-
-if TYPE_CHECKING:
-    from engine.dose_limits import DoseKnowledge
 
 __all__ = [
     "CONCEPT_COLUMNS",
@@ -1405,9 +1403,10 @@ def load_knowledge_files(directory: Path) -> Knowledge:
             pairs = parse_interactions_csv(csv_text, default_source="rules/knowledge/interactions.csv")
         except CsvImportError as exc:
             raise KnowledgeFileError(f"{csv_path}: {exc}") from None
-    from engine.dose_limits import DOSE_FILE, load_dose_knowledge  # it imports this module
-
-    dose = load_dose_knowledge(directory)
+    try:
+        dose = load_dose_knowledge(directory)
+    except DoseKnowledgeError as exc:
+        raise KnowledgeFileError(str(exc)) from None
     if dose is not None:
         digest.update((directory / DOSE_FILE).read_bytes())
     return Knowledge(

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from engine.dose import parse_dose, parse_strengths
-from engine.dose_limits import dose_knowledge_from_document
+from engine.dose_limits import DoseKnowledgeError, dose_knowledge_from_document
 from engine.evaluate import evaluate
-from engine.knowledge import Knowledge, KnowledgeFileError, load_knowledge_files
+from engine.knowledge import Knowledge, load_knowledge_files
 from engine.model import (
     AlertKind,
     BiometricFact,
@@ -357,9 +357,9 @@ def test_every_limit_names_its_source_and_resolves_in_the_vocabulary() -> None:
 
 
 def test_a_limit_without_a_source_is_refused() -> None:
-    with pytest.raises(KnowledgeFileError, match="source"):
+    with pytest.raises(DoseKnowledgeError, match="source"):
         dose_knowledge_from_document({"ingredients": {"x": {"limits": [{"max_daily": "10 mg"}]}}})
-    with pytest.raises(KnowledgeFileError, match="limit"):
+    with pytest.raises(DoseKnowledgeError, match="limit"):
         dose_knowledge_from_document({"ingredients": {"x": {"limits": [{"max_daily": "2 tabs", "source": "s"}]}}})
 
 
