@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from engine.dose_limits import check_doses
 from engine.facts import AllergyItem, Facts, FoodItem, MedicationItem, build_facts
 from engine.knowledge import EntityKey, InteractionPair, Knowledge
 from engine.logic import evaluate_condition
@@ -520,7 +521,11 @@ def evaluate(
     unresolved = facts.unresolved()
     found.extend(_unresolved_alerts(unresolved))
 
-    errors: list[RuleError] = []
+    # Dose limits (engine.dose_limits): their alerts, and the doses that could not be checked.
+    dose_alerts, errors = check_doses(
+        facts.medications, snapshot, knowledge.vocabulary, knowledge.dose, facts.data["labs"]
+    )
+    found.extend(dose_alerts)
     shadow: list[Alert] = []
     shadow_errors: list[str] = []
     outcomes = run_rules(facts, ruleset)

@@ -24,6 +24,7 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
+from engine.dose_limits import DOSE_FILE, DoseKnowledge, DoseKnowledgeError, load_dose_knowledge
 from engine.identity import (
     FORM_WORDS,
     RELEASE_MODIFIERS,
@@ -1235,6 +1236,8 @@ class Knowledge:
     interactions: InteractionKnowledge
     allergens: Mapping[str, AllergenRecord]  # the allergen groups; normally vocabulary.allergens
     version: str
+    # Dose limits (engine.dose_limits); None: not loaded, and a dose given is then reported unchecked.
+    dose: DoseKnowledge | None = None
 
 
 class KnowledgeFileError(ValueError):
@@ -1400,9 +1403,16 @@ def load_knowledge_files(directory: Path) -> Knowledge:
             pairs = parse_interactions_csv(csv_text, default_source="rules/knowledge/interactions.csv")
         except CsvImportError as exc:
             raise KnowledgeFileError(f"{csv_path}: {exc}") from None
+    try:
+        dose = load_dose_knowledge(directory)
+    except DoseKnowledgeError as exc:
+        raise KnowledgeFileError(str(exc)) from None
+    if dose is not None:
+        digest.update((directory / DOSE_FILE).read_bytes())
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs),
         allergens=vocabulary.allergens,
         version=f"files:{digest.hexdigest()[:16]}",
+        dose=dose,
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from engine.dose_limits import shipped_dose_knowledge
 from engine.knowledge import (
     CONCEPT_COLUMNS,
     AliasRecord,
@@ -541,11 +542,16 @@ def load_knowledge(
                 {"t": tenant_id},
             )
         ]
+    # Dose limits are shipped knowledge (rules/knowledge/dose_limits.yaml), read once per process; the
+    # answer's knowledge version names them beside the database's fingerprint.
+    dose = shipped_dose_knowledge()
+    version = knowledge_fingerprint(conn, tenant_id)
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs, overrides),
         allergens=vocabulary.allergens,
-        version=knowledge_fingerprint(conn, tenant_id),
+        version=f"{version}+{dose.version}" if dose is not None else version,
+        dose=dose,
     )
 
 

@@ -33,6 +33,9 @@ CORE = [
     "engine.identity",
     "engine.adhoc",
     "engine.fhir",
+    "engine.units",
+    "engine.dose",
+    "engine.dose_limits",
 ]
 FORBIDDEN = ["grpc", "sqlalchemy", "psycopg", "store"]
 
