@@ -404,7 +404,8 @@ def merge_alerts(alerts: Iterable[Alert]) -> list[Alert]:
     Whose words: a clinician's authored rule speaks for the finding whenever one fired for it (the
     most severe of them), even where the knowledge base grades the finding higher: the rule is the
     text the clinicians of this service wrote and reviewed. Without one, the most severe
-    knowledge-base alert does (the fullest text among equals). The alert is attributed (rule id, version) to whoever's text it shows.
+    knowledge-base alert does (the fullest text among equals). The alert is attributed (rule id,
+    version) to whoever's text it shows.
     """
     groups: dict[tuple[str, str], list[Alert]] = {}
     for alert in alerts:

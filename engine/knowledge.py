@@ -39,6 +39,7 @@ from engine.model import EvidenceLevel, Severity
 
 __all__ = [
     "CONCEPT_COLUMNS",
+    "INTERACTION_FILES",
     "AliasRecord",
     "AllergenRecord",
     "ConditionRecord",
@@ -47,7 +48,6 @@ __all__ = [
     "DrugClassRecord",
     "DrugConcept",
     "FoodRecord",
-    "INTERACTION_FILES",
     "IngredientRecord",
     "InteractionKnowledge",
     "InteractionPair",

@@ -52,7 +52,7 @@ def listed_pairs(name: str) -> Iterator[ListedPair]:
             yield ListedPair(row[0], row[5], row[6])
 
 
-def pair_grade(a: str, b: str) -> Severity | None | str:
+def pair_grade(a: str, b: str) -> Severity | str | None:
     """The highest grade the engine gives drug a (current) with drug b (proposed): an alert about both;
     None when nothing fires; "unknown" when the vocabulary does not resolve one of them."""
     knowledge, rules = shipped()

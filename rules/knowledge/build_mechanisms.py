@@ -110,7 +110,7 @@ def _citations(keys: Any, sources: Mapping[str, str], where: str) -> tuple[str, 
     return tuple(sources[k] for k in keys)
 
 
-def build(directory: Path = HERE, *, log: Any = None) -> tuple[str, dict[str, Any]]:
+def build(directory: Path = HERE) -> tuple[str, dict[str, Any]]:
     """The CSV text and the build's figures."""
     doc = yaml.safe_load((directory / SOURCE_FILE.name).read_text(encoding="utf-8"))
     if not isinstance(doc, dict):
