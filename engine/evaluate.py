@@ -404,8 +404,9 @@ def merge_alerts(alerts: Iterable[Alert]) -> list[Alert]:
 
     Whose words: a clinician's authored rule speaks for the finding whenever one fired for it (the
     most severe of them), even where the knowledge base grades the finding higher: the rule is the
-    text the clinicians of this service wrote and reviewed. Without one, the knowledge-base alert
-    with the richest text does. The alert is attributed (rule id, version) to whoever's text it shows.
+    text the clinicians of this service wrote and reviewed. Without one, the most severe
+    knowledge-base alert does (the fullest text among equals). The alert is attributed (rule id,
+    version) to whoever's text it shows.
     """
     groups: dict[tuple[str, str], list[Alert]] = {}
     for alert in alerts:
@@ -420,7 +421,9 @@ def merge_alerts(alerts: Iterable[Alert]) -> list[Alert]:
         if authored:
             voice = min(authored, key=lambda a: (-a.severity, -a.evidence, a.stable_id))
         else:
-            voice = max(members, key=lambda a: (_text_weight(a), -members.index(a)))
+            # The most severe source speaks, so the words match the grade shown; among equals the
+            # fullest text.
+            voice = max(members, key=lambda a: (a.severity, _text_weight(a), -members.index(a)))
         references = tuple(dict.fromkeys(r for a in [voice, *members] for r in a.references))
         merged.append(
             replace(

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import re
+import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict
@@ -39,6 +40,7 @@ from engine.model import EvidenceLevel, Severity
 
 __all__ = [
     "CONCEPT_COLUMNS",
+    "INTERACTION_FILES",
     "AliasRecord",
     "AllergenRecord",
     "ConditionRecord",
@@ -1214,11 +1216,12 @@ def parse_interactions_csv(
                     col(row, "interaction_type") or ("FOOD_DRUG" if food_side else "DRUG_DRUG")
                 ).upper(),
                 evidence=evidence,
-                description=col(row, "description"),
-                recommendation=col(row, "recommendation"),
+                # Interned: class-level knowledge expanded to pairs repeats its texts thousands of times.
+                description=sys.intern(col(row, "description")),
+                recommendation=sys.intern(col(row, "recommendation")),
                 # A contraindicated pair is one to avoid unless the source says otherwise.
                 avoid_combination=avoid_text in _TRUE or (severity is Severity.CRITICAL and avoid_text == ""),
-                source=src,
+                source=sys.intern(src),
             )
         )
     if errors:
@@ -1376,10 +1379,18 @@ def load_concept_files(directory: Path) -> tuple[list[DrugConcept], NdcIndex]:
     return concepts, ndc
 
 
+# The interaction files of a knowledge folder, each with the source its rows default to: the curated
+# pairs, and the class-level knowledge expanded to ingredient pairs by build_mechanisms.py.
+INTERACTION_FILES = (
+    ("interactions.csv", "rules/knowledge/interactions.csv"),
+    ("mechanism_pairs.csv", "rules/knowledge/mechanism_pairs.csv"),
+)
+
+
 def load_knowledge_files(directory: Path) -> Knowledge:
-    """Read `vocabulary.yaml` and `interactions.csv` from a knowledge folder (rules/knowledge)."""
+    """Read `vocabulary.yaml` and the interaction files (`interactions.csv`, `mechanism_pairs.csv`)
+    from a knowledge folder (rules/knowledge)."""
     vocab_path = directory / "vocabulary.yaml"
-    csv_path = directory / "interactions.csv"
     if not vocab_path.is_file():
         raise KnowledgeFileError(f"{vocab_path}: not found")
     vocab_text = vocab_path.read_text(encoding="utf-8")
@@ -1396,11 +1407,15 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     except KnowledgeFileError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     pairs: list[InteractionPair] = []
-    if csv_path.is_file():
+    for name, default_source in INTERACTION_FILES:
+        csv_path = directory / name
+        if not csv_path.is_file():
+            continue
         csv_text = csv_path.read_text(encoding="utf-8-sig")
+        # The version covers every file's bytes: a change to any of them is a new knowledge version.
         digest.update(csv_text.encode())
         try:
-            pairs = parse_interactions_csv(csv_text, default_source="rules/knowledge/interactions.csv")
+            pairs.extend(parse_interactions_csv(csv_text, default_source=default_source))
         except CsvImportError as exc:
             raise KnowledgeFileError(f"{csv_path}: {exc}") from None
     try:

@@ -583,8 +583,9 @@ def load_pairs(conn: Connection) -> tuple[InteractionPair, ...]:
             intern(r[6]),
             intern(r[7]),
             evidence[r[8]],
-            r[9],
-            r[10],
+            # Class-level knowledge expanded to pairs repeats its texts thousands of times: one copy each.
+            intern(r[9]),
+            intern(r[10]),
             r[11],
             intern(r[12]),
         )

@@ -1,5 +1,6 @@
 """The shipped content every environment starts from, as `praneya` subcommands: the vocabulary and
-its concept table, the starter interaction knowledge, the global rules and the demo tenants.
+its concept table, the starter interaction knowledge and the interactions by mechanism, the global
+rules and the demo tenants.
 
 One list for `praneya deploy --demo`, `praneya dev up` and the soak. The operations tools run the
 steps as `praneya` processes (they stand beside the CLI and never import it); `dev up` runs them in
@@ -21,6 +22,8 @@ _KNOWLEDGE = "rules/knowledge"
 SHIPPED_CONTENT_STEPS: tuple[tuple[str, ...], ...] = (
     ("knowledge", "vocabulary", "--dir", _KNOWLEDGE),
     ("knowledge", "import", f"{_KNOWLEDGE}/interactions.csv", "--source", "praneya-starter"),
+    # Interactions by mechanism, expanded to ingredient pairs (rules/knowledge/build_mechanisms.py).
+    ("knowledge", "import", f"{_KNOWLEDGE}/mechanism_pairs.csv", "--source", "praneya-mechanisms"),
     ("rules", "sync", "rules", "--global"),
     ("demo", "seed"),
 )
