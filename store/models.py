@@ -1281,3 +1281,48 @@ t_drug_concept_history = Table(
     Index("idx_drug_concept_history_release", "release_id"),
     schema="clinical",
 )
+
+t_clients = Table(
+    "clients",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("jwks", JSONB),
+    Column("jwks_url", Text),
+    Column("algorithms", ARRAY(Text()), nullable=False),
+    Column("scopes", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
+    Column("fhir_server_hosts", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
+    Column("cors_origins", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("rotated_at", DateTime(True)),
+    Column("deactivated_at", DateTime(True)),
+    CheckConstraint("jwks IS NOT NULL OR jwks_url IS NOT NULL", name="clients_has_keys"),
+    CheckConstraint("is_active = (deactivated_at IS NULL)", name="clients_deactivated"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="clients_tenant_id_fkey"),
+    PrimaryKeyConstraint("id", name="clients_pkey"),
+    UniqueConstraint("tenant_id", "id", name="clients_tenant_id_id_key"),
+    Index("clients_active_issuer_key", "issuer", unique=True, postgresql_where="is_active"),
+)
+
+t_client_token_uses = Table(
+    "client_token_uses",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("client_id", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", DateTime(True), nullable=False),
+    Column("used_at", DateTime(True), nullable=False, server_default=text("now()")),
+    CheckConstraint("length(jti) >= 1 AND length(jti) <= 255", name="client_token_uses_jti_check"),
+    ForeignKeyConstraint(
+        ["tenant_id", "client_id"],
+        ["clients.tenant_id", "clients.id"],
+        ondelete="CASCADE",
+        name="client_token_uses_client_fkey",
+    ),
+    PrimaryKeyConstraint("client_id", "jti", name="client_token_uses_pkey"),
+    Index("idx_client_token_uses_expiry", "expires_at"),
+)
