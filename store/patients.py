@@ -214,12 +214,11 @@ class PatientRecord:
 
 
 _SNAPSHOT = text("""
--- The caller first, as the database knows them: the token's user, if an active user of its tenant.
--- Always one row: a token whose user is not that, with the role it claims, is refused however well
--- signed, and the answer must not depend on whether the patient exists.
-SELECT (SELECT c.healthcare_role::text FROM public.users c
-        WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
-           AS caller_role,
+-- The caller first, as the database knows them: the token's user, if an active user of its tenant
+-- (or its client, if an active client of its tenant: CLIENT). Always one row: a token whose user is
+-- not that, with the role it claims, is refused however well signed, and the answer must not depend
+-- on whether the patient exists.
+SELECT public.current_caller_role() AS caller_role,
        s.*
 FROM (VALUES (true)) AS one (x)
 LEFT JOIN (
@@ -254,16 +253,15 @@ JOIN public.users u ON u.id = p.user_id AND u.tenant_id = p.tenant_id
 CROSS JOIN LATERAL (SELECT COALESCE(p.user_id = public.current_user_id()
                                  OR public.current_healthcare_role() IN ('CLINICAL_ADVISOR', 'SUPER_ADMIN')
                                  OR public.has_emergency_access(p.user_id)
+                                 -- a client that reads records (evaluate.stored, records.write)
+                                 OR public.current_client_scopes() && ARRAY['evaluate.stored', 'records.write']
                                  -- operators' connections bypass row-level security altogether
                                  OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
                                      WHERE r.rolname = current_user), false) AS sees_all) v
 WHERE p.user_id = :patient
   -- When the service passes the role the token claims, the same caller lookup gates the patient's:
   -- a one-time filter, so for a caller who does not match, no patient row is read at all.
-  AND (CAST(:caller_role AS text) IS NULL
-       OR (SELECT c.healthcare_role::text FROM public.users c
-           WHERE c.id = public.current_user_id() AND c.tenant_id = public.current_tenant_id() AND c.is_active)
-          = CAST(:caller_role AS text))
+  AND (CAST(:caller_role AS text) IS NULL OR public.current_caller_role() = CAST(:caller_role AS text))
 ) s ON true
 """)
 

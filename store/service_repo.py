@@ -49,7 +49,7 @@ def write_audit(
     *,
     audit_id: str,
     tenant_id: str,
-    user_id: str,
+    user_id: str | None,
     action: str,
     outcome: str,
     patient_id: str | None = None,
@@ -60,14 +60,23 @@ def write_audit(
     risk_score: float = 0.0,
     flags: Sequence[str] = (),
 ) -> None:
-    """One audit row in the caller's transaction; client address and user agent come from the context."""
+    """One audit row in the caller's transaction; client address and user agent come from the context.
+
+    So does a registered client: in a client's transaction the row has no user (a client is not a
+    user; `user_id` is ignored) and `details` name the client and the user it acts for, whatever
+    the caller passed, so no door can leave them out."""
     conn.execute(
         text("""
         INSERT INTO audit.audit_logs (id, tenant_id, user_id, action, resource_type, resource_id, patient_id,
             outcome, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
-        VALUES (:id, :t, :u, :action, :rt, :rid, :patient, :outcome, CAST(:details AS jsonb), :phi, :risk,
-            CAST(:flags AS text[]), NULLIF(current_setting('app.client_addr', true), ''),
-            NULLIF(current_setting('app.user_agent', true), ''))
+        VALUES (:id, :t, CASE WHEN public.current_client_id() IS NULL THEN CAST(:u AS text) END, :action, :rt,
+            :rid, :patient, :outcome,
+            CAST(:details AS jsonb) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::jsonb
+                ELSE jsonb_strip_nulls(jsonb_build_object('client_id', public.current_client_id(),
+                                                          'acting_for', public.current_acting_for())) END,
+            :phi, :risk, CAST(:flags AS text[]) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::text[]
+                ELSE ARRAY['CLIENT'] END,
+            NULLIF(current_setting('app.client_addr', true), ''), NULLIF(current_setting('app.user_agent', true), ''))
     """),
         {
             "id": audit_id,

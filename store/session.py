@@ -44,7 +44,11 @@ class Principal:
     acting_for: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role not in HEALTHCARE_ROLES and not (self.client_id and self.role == CLIENT_ROLE):
+        if self.client_id is not None:
+            # A client is never a user with a healthcare role: RLS would give it that role's rights.
+            if self.role != CLIENT_ROLE or not self.client_id:
+                raise ValueError(f"a client's principal has the role {CLIENT_ROLE}")
+        elif self.role not in HEALTHCARE_ROLES:
             raise ValueError(f"unknown healthcare role {self.role!r}")
         if not self.tenant_id or not self.user_id:
             raise ValueError("a principal needs a tenant and a user")
@@ -64,15 +68,17 @@ class PrincipalMismatch(PermissionError):
     """The token's user is not an active user of its tenant with the role it claims."""
 
 
-_CALLER = text(
-    "SELECT healthcare_role::text FROM public.users"
-    " WHERE id = public.current_user_id() AND tenant_id = public.current_tenant_id() AND is_active"
-)
+# The caller as the database knows them (migration 0011): an active user's healthcare role, or
+# CLIENT for an active registered client of the tenant; NULL for anyone else.
+_CALLER = text("SELECT public.current_caller_role()")
 
 
 def verify_caller(conn: Connection, principal: Principal) -> None:
-    """A well-signed token is not enough: its user must be an active user of its tenant, in its role."""
+    """A well-signed token is not enough: its user must be an active user of its tenant, in its role
+    (or its client an active client of its tenant)."""
     if conn.execute(_CALLER).scalar_one_or_none() != principal.role:
+        if principal.client_id is not None:
+            raise PrincipalMismatch("the caller is not an active client of this tenant")
         raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
 
 
@@ -81,7 +87,8 @@ _SET_CONTEXT = text(
     "SELECT set_config('app.tenant_id', :tenant, true), set_config('app.user_id', :user, true),"
     " set_config('app.role', :role, true), set_config('app.client_addr', :addr, true),"
     " set_config('app.user_agent', :ua, true), set_config('app.request_id', :rid, true),"
-    " set_config('statement_timeout', :timeout, true)"
+    " set_config('statement_timeout', :timeout, true), set_config('app.client_id', :client, true),"
+    " set_config('app.client_scopes', :scopes, true), set_config('app.acting_for', :acting_for, true)"
 )
 
 
@@ -125,8 +132,10 @@ class Database:
     ) -> Iterator[Connection]:
         """One transaction as praneya_app, RLS context first; commits on success, rolls back on error.
 
-        verify=True also checks the principal against the users table (one more round trip; the
-        evaluation path does the same check inside its snapshot statement instead).
+        verify=True also checks the principal against the users table, or a client against the client
+        registry (one more round trip; the evaluation path does the same check inside its snapshot
+        statement instead). A client's transaction has app.role CLIENT, app.client_id, its token's
+        scopes in app.client_scopes and the user it acts for in app.acting_for, and no app.user_id.
         """
         m = meta or RequestMeta()
         timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
@@ -135,8 +144,12 @@ class Database:
                 _SET_CONTEXT,
                 {
                     "tenant": principal.tenant_id,
-                    "user": principal.user_id,
+                    # A client is not a user: no app.user_id, so no "own record" branch can match it.
+                    "user": "" if principal.client_id else principal.user_id,
                     "role": principal.role,
+                    "client": principal.client_id or "",
+                    "scopes": " ".join(principal.scopes) if principal.client_id else "",
+                    "acting_for": (principal.acting_for or "")[:200] if principal.client_id else "",
                     "addr": m.client_addr[:200],
                     "ua": m.user_agent[:300],
                     "rid": m.request_id[:100],
