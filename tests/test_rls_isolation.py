@@ -57,6 +57,8 @@ TENANT_COLUMN: dict[str, str] = {
     "audit.audit_logs": "tenant_id",
     "audit.audit_logs_archive": "tenant_id",
     "audit.audit_seals": "tenant_id",
+    "public.clients": "tenant_id",
+    "public.client_token_uses": "tenant_id",
 }
 TABLES = tuple(TENANT_COLUMN)
 PHI_NAMES = tuple(t for t, _ in PHI_TABLES)
@@ -65,7 +67,8 @@ GLOBAL_ROWS_ALLOWED = {"clinical.clinical_rules", "clinical.clinical_rule_versio
 # Tables on which praneya_app holds no UPDATE privilege on tenant_id at all.
 NO_UPDATE = {"public.tenants", "public.tenant_data_keys", "healthcare.emergency_access_grants",
              "healthcare.emergency_access_reviews", "clinical.clinical_rule_versions", "clinical.alert_feedback",
-             "audit.audit_logs", "audit.audit_logs_archive", "audit.audit_seals"}
+             "audit.audit_logs", "audit.audit_logs_archive", "audit.audit_seals", "public.clients",
+             "public.client_token_uses"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class TenantWorld:
     recipe: str
     rule: str
     spare_pair: str  # an interaction pair this tenant has no override for yet
+    client: str  # a registered client of this tenant
     keys: dict[str, tuple[str, tuple[Any, ...]]]  # table -> (WHERE, params) of one row of this tenant
 
 
@@ -126,6 +130,8 @@ def build_tenant(w: World, admin: Conn) -> TenantWorld:
     insert(admin, "audit.audit_seals", _seal_row(t, 1))
     review = insert(admin, "healthcare.emergency_access_reviews",
                     _review_row(w, t, grant["grant_id"], patient.user, staff["SUPER_ADMIN"]))["id"]
+    client = insert(admin, "public.clients", _client_row(w, t))["id"]
+    insert(admin, "public.client_token_uses", _token_use_row(w, t, client))
     keys: dict[str, tuple[str, tuple[Any, ...]]] = {
         "public.tenants": ("id = %s", (t,)),
         "public.tenant_data_keys": ("tenant_id = %s AND key_version = 1", (t,)),
@@ -146,9 +152,11 @@ def build_tenant(w: World, admin: Conn) -> TenantWorld:
         "audit.audit_logs_archive": ("id = %s", (archived,)),
         "clinical.alert_feedback": ("id = %s", (feedback,)),
         "audit.audit_seals": ("tenant_id = %s AND seq = 1", (t,)),
+        "public.clients": ("id = %s", (client,)),
+        "public.client_token_uses": ("client_id = %s", (client,)),
     }
     return TenantWorld(tenant=t, patient=patient, staff=staff, lonely=lonely, family=family, recipe=recipe,
-                       rule=rule, spare_pair=spare, keys=keys)
+                       rule=rule, spare_pair=spare, client=client, keys=keys)
 
 
 def _rule_row(w: World, tenant: str) -> dict[str, Any]:
@@ -171,6 +179,16 @@ def _feedback_row(w: World, tenant: str, author: str) -> dict[str, Any]:
 def _review_row(w: World, tenant: str, grant: str, patient: str, reviewer: str) -> dict[str, Any]:
     return {"id": w.id("review"), "tenant_id": tenant, "grant_id": grant, "patient_user_id": patient,
             "reviewer_user_id": reviewer, "outcome": "APPROPRIATE", "encrypted_notes": ciphertext()}
+
+
+def _client_row(w: World, tenant: str) -> dict[str, Any]:
+    return {"id": w.id("client"), "tenant_id": tenant, "display_name": "EHR", "issuer": w.id("https://iss"),
+            "jwks": {"keys": []}, "algorithms": ["ES384"], "scopes": ["evaluate.supplied"]}
+
+
+def _token_use_row(w: World, tenant: str, client: str) -> dict[str, Any]:
+    return {"tenant_id": tenant, "client_id": client, "jti": w.id("jti"),
+            "expires_at": datetime.now().astimezone() + timedelta(minutes=5)}
 
 
 def _seal_row(tenant: str, seq: int) -> dict[str, Any]:
@@ -222,6 +240,8 @@ def attack_row(table: str, target: TenantWorld, actor: str, w: World) -> dict[st
         "clinical.alert_feedback": _feedback_row(
             w, t, actor if actor in target.staff.values() else target.lonely),
         "audit.audit_seals": _seal_row(t, 2),
+        "public.clients": _client_row(w, t),
+        "public.client_token_uses": _token_use_row(w, t, target.client),
         # A review of the target's grant, under the actor's name when the actor is of that tenant
         # (the reviewer is a user of the row's tenant: composite foreign key).
         "healthcare.emergency_access_reviews": _review_row(
