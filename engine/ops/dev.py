@@ -6,12 +6,15 @@ kept in the git-ignored .local/ folder.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine.app.clients import client_jwk, generate_client_key, mint_client_token
 from engine.app.tokens import generate_dev_keypair, mint_token
 from store.config import PROJECT_ROOT, admin_database_url, app_database_url, sqlalchemy_url
 from store.crypto import generate_master_key_file
 from store.signing import generate_signing_key
 
-__all__ = ["DEV", "database_summary", "dev_environment", "ensure_dev_keys", "free_port", "token_for"]
+__all__ = [
+    "DEV",
+    "DEV_CLIENT",
+    "DevClient",
+    "client_token_for",
+    "database_summary",
+    "dev_client_keys",
+    "dev_environment",
+    "ensure_dev_client",
+    "ensure_dev_keys",
+    "free_port",
+    "token_for",
+]
 
 DEV = PROJECT_ROOT / ".local" / "dev"
 
@@ -182,6 +198,115 @@ def token_for(
         mfa=mfa,
         ttl_seconds=ttl_seconds,
     )
+
+
+# --- the development client (an EHR that `make run` registers) ---------------------------------
+
+DEV_CLIENT = "dev-ehr"
+
+
+@dataclass(frozen=True)
+class DevClient:
+    id: str
+    tenant_id: str
+    issuer: str
+    kid: str
+    private_key: Path
+    jwks: Path
+
+
+def _dev_client_files(client_id: str, folder: Path) -> tuple[Path, Path]:
+    return folder / "clients" / f"{client_id}-private.pem", folder / "clients" / f"{client_id}-jwks.json"
+
+
+def _kid(jwk: dict[str, Any]) -> str:
+    # A JWK thumbprint (RFC 7638: the required members, sorted, no spaces) names the key.
+    required = {k: jwk[k] for k in ("crv", "kty", "x", "y") if k in jwk}
+    digest = hashlib.sha256(json.dumps(required, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def dev_client_keys(client_id: str = DEV_CLIENT, folder: Path = DEV) -> tuple[Path, Path, str]:
+    """The development client's ES384 key pair next to the other dev keys: (private PEM, JWKS, kid);
+    created when missing."""
+    private, jwks = _dev_client_files(client_id, folder)
+    if not private.exists():
+        generate_client_key(private, "ES384")
+    jwk = client_jwk(private, "pending")
+    kid = _kid(jwk)
+    jwk["kid"] = kid
+    doc = json.dumps({"keys": [jwk]}, indent=2) + "\n"
+    if not jwks.exists() or jwks.read_text() != doc:
+        jwks.write_text(doc)
+    return private, jwks, kid
+
+
+def ensure_dev_client(
+    conn: Any,
+    tenant_id: str,
+    *,
+    client_id: str = DEV_CLIENT,
+    folder: Path = DEV,
+    cors_origins: tuple[str, ...] = ("https://localhost:8443", "https://127.0.0.1:8443"),
+    fhir_server_hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> DevClient:
+    """Registers the development client on the admin connection `conn` (idempotent; the caller
+    commits): every scope, ES384, its key pair under .local/dev/clients, issuer
+    https://<client_id>.praneya.localhost/. When the key files were made again, the registration
+    takes the new key."""
+    from store.clients import SCOPES, register_client, rotate_client_keys
+
+    private, jwks_file, kid = dev_client_keys(client_id, folder)
+    issuer = f"https://{client_id}.praneya.localhost/"
+    jwks = json.loads(jwks_file.read_text())
+    created = register_client(
+        conn, client_id=client_id, tenant_id=tenant_id, display_name=f"Development EHR ({client_id})",
+        issuer=issuer, scopes=SCOPES, algorithms=("ES384",), jwks=jwks, cors_origins=cors_origins,
+        fhir_server_hosts=fhir_server_hosts,
+    )
+    if not created:
+        from sqlalchemy import text
+
+        row = conn.execute(
+            text("SELECT tenant_id, issuer, jwks, is_active FROM public.clients WHERE id = :c"), {"c": client_id}
+        ).one()
+        if row.tenant_id != tenant_id or row.issuer != issuer or not row.is_active:
+            raise LookupError(f"client {client_id!r} exists with another tenant or issuer, or is deactivated")
+        if row.jwks != jwks:
+            rotate_client_keys(conn, client_id, jwks=jwks)
+    return DevClient(client_id, tenant_id, issuer, kid, private, jwks_file)
+
+
+def client_token_for(
+    client_id: str,
+    audience: str,
+    *,
+    scopes: list[str] | None = None,
+    acting_for: str | None = None,
+    ttl_seconds: int = 300,
+    folder: Path = DEV,
+) -> str:
+    """A token of a development client (its key under .local/dev/clients), for `audience` (the URL the
+    service is called at; for CDS Hooks the service endpoint, e.g. https://localhost:8443/cds-services/x)."""
+    from sqlalchemy import create_engine, text
+
+    private = _dev_client_files(client_id, folder)[0]
+    if not private.exists():
+        raise LookupError(f"--client: no development key for {client_id!r} under {folder / 'clients'}"
+                          " (`praneya dev up` registers dev-ehr)")
+    _, _, kid = dev_client_keys(client_id, folder)
+    engine = create_engine(admin_database_url())
+    try:
+        with engine.connect() as conn:
+            issuer = conn.execute(
+                text("SELECT issuer FROM public.clients WHERE id = :c AND is_active"), {"c": client_id}
+            ).scalar_one_or_none()
+    finally:
+        engine.dispose()
+    if issuer is None:
+        raise LookupError(f"--client: no active client {client_id!r} (`praneya dev up` registers dev-ehr)")
+    return mint_client_token(private, issuer=issuer, audience=audience, kid=kid, scopes=scopes,
+                             acting_for_user=acting_for, ttl_seconds=ttl_seconds)
 
 
 def call_evaluate(

@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands that touch the database or the network live beside this module; the operations tools
     # they start (serve, deploy, dev) in engine/ops/.
-    from engine.doors.cli import audit_commands, backup_commands, commands
+    from engine.doors.cli import audit_commands, backup_commands, client_commands, commands
 
     commands.register(sub, rules)
     audit_commands.register(sub)
     backup_commands.register(sub)
+    client_commands.register(sub)
     return parser
 
 

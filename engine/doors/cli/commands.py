@@ -705,10 +705,19 @@ def _dev_keys(args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
-    from engine.ops.dev import token_for
+    from engine.ops.dev import client_token_for, token_for
 
+    if (args.user is None) == (args.client is None):
+        raise CommandError("give --user (a user's token) or --client (a registered client's token)")
     try:
-        print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa, ttl_seconds=args.ttl))
+        if args.client is not None:
+            if not args.audience:
+                raise CommandError("--client needs --audience URL (the URL the client calls)")
+            print(client_token_for(args.client, args.audience, scopes=args.scope, acting_for=args.acting_for,
+                                   ttl_seconds=min(args.ttl, 300)))
+        else:
+            print(token_for(args.user, tenant_id=args.tenant, role=args.role, mfa=not args.no_mfa,
+                            ttl_seconds=args.ttl))
     except LookupError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -1067,13 +1076,19 @@ def register(sub: Sub, rules: Sub) -> None:
     )
     p = dev.add_parser("keys", help="create development keys and certificates under .local/dev")
     p.set_defaults(handler=_guarded(_dev_keys))
-    p = dev.add_parser("token", help="mint a bearer token with the local development key")
-    p.add_argument("--user", required=True, help="user id the token is for")
+    p = dev.add_parser("token", help="mint a bearer token with the local development key (a user's or a client's)")
+    p.add_argument("--user", help="user id the token is for")
+    p.add_argument("--client", help="a development client (e.g. dev-ehr) whose signed token to print")
+    p.add_argument("--audience", help="with --client: the URL it calls (CDS Hooks: the service endpoint URL)")
+    p.add_argument("--scope", action="append",
+                   help="with --client: a scope the token asks for (repeatable; default all it is granted)")
+    p.add_argument("--acting-for", help="with --client: the user it acts for, e.g. Practitioner/123 (fhirUser)")
     p.add_argument("--tenant", help="default: the user's tenant")
     p.add_argument("--role", help="default: the user's role")
     p.add_argument("--no-mfa", action="store_true", help="a token without the MFA claim (to see it refused)")
     p.add_argument(
-        "--ttl", type=int, default=3600, help="seconds (the service refuses more than PRANEYA_JWT_MAX_LIFETIME_SECONDS)"
+        "--ttl", type=int, default=3600,
+        help="seconds (the service refuses more than PRANEYA_JWT_MAX_LIFETIME_SECONDS; a client's at most 300)"
     )
     p.set_defaults(handler=_guarded(_dev_token))
     p = dev.add_parser("up", help="migrate, load knowledge and rules, seed the demo, serve (what `make run` does)")
