@@ -381,10 +381,11 @@ class ClientTokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError("token is too large")
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # One unverified parse for what picks the key (header, iss); nothing of it is trusted yet.
+            parsed = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise AuthError("token is malformed") from None
+        header, unverified = parsed["header"], parsed["payload"]
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             # none, HS256/384/512 and anything else: refused before any key is looked at.
