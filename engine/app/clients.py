@@ -256,7 +256,9 @@ class ClientRegistry:
     def _current(self) -> _Snapshot:
         snap = self._snapshot
         now = self._clock()
-        if snap is not None and now - snap.loaded_at <= self.refresh_seconds:
+        # With the refresher running a call never reloads (twice its interval gives it room to be late).
+        fresh_for = self.refresh_seconds * (2 if self._thread is not None else 1)
+        if snap is not None and now - snap.loaded_at <= fresh_for:
             return snap
         try:
             with self._lock:
