@@ -132,11 +132,15 @@ class AllergyMatch:
             if self.relation == "class":
                 summary = f"{label}: same class ({self.via}) as the recorded {recorded}"
                 detail = f"{label} belongs to {self.via}, as does the drug of the recorded {recorded}."
-                recommendation = "Avoid the class unless an allergist has cleared it; choose an agent from another class."
+                recommendation = (
+                    "Avoid the class unless an allergist has cleared it; choose an agent from another class."
+                )
             elif self.relation == "side_chain":
                 summary = f"{label}: shares a beta-lactam R1 side chain with the recorded {recorded}"
                 detail = f"{label} and the drug of the recorded {recorded} share an R1 side chain."
-                recommendation = "Prefer a beta-lactam with a dissimilar side chain, or give after allergy review (test dose)."
+                recommendation = (
+                    "Prefer a beta-lactam with a dissimilar side chain, or give after allergy review (test dose)."
+                )
             else:
                 summary = f"{label}: possible cross-reactivity with the recorded {recorded}"
                 detail = f"{label} may cross-react with the recorded {recorded}."
@@ -154,7 +158,9 @@ class AllergyMatch:
             )
         verification = (fact.verification or "").lower()
         if verification == "unconfirmed":
-            detail += " The allergy is unconfirmed (suspected, not verified); it is screened as if true until it is ruled out."
+            detail += (
+                " The allergy is unconfirmed (suspected, not verified): screened as if true until it is ruled out."
+            )
         elif verification == "presumed":
             detail += " The allergy is presumed (likely, not verified); it is screened as if true."
         ids = (fact.id, self.item_id)
@@ -228,7 +234,6 @@ def allergy_matches(facts: Facts, vocabulary: Vocabulary | None = None) -> list[
         covered = set(allergen.foods) | set(allergen.food_groups)
         for food in facts.foods:
             if covered.intersection((food.food.name, *food.food.groups)):
-                matches.append(
-                    AllergyMatch(allergy, food.id, food.food.name, AlertKind.FOOD_ALLERGY, "direct", _direct_grade(fact))
-                )
+                grade = _direct_grade(fact)
+                matches.append(AllergyMatch(allergy, food.id, food.food.name, AlertKind.FOOD_ALLERGY, "direct", grade))
     return matches

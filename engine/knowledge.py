@@ -1485,7 +1485,8 @@ def _with_allergy_classes(directory: Path, doc: Mapping[str, Any], digest: Any) 
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
     try:
-        return merge_allergy_document(doc, _mapping(spec, "allergy"), parse_memberships(table_text, where=str(table_path)))
+        memberships = parse_memberships(table_text, where=str(table_path))
+        return merge_allergy_document(doc, _mapping(spec, "allergy"), memberships)
     except (AllergyFileError, KnowledgeFileError) as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
 

@@ -63,7 +63,8 @@ class Resolver:
         if target not in self.created:
             self.created[target] = name
             if drug.suggestions:
-                self.review.append(f"{name!r} -> new ingredient {target!r} (vocabulary suggests {', '.join(drug.suggestions)})")
+                offered = ", ".join(drug.suggestions)
+                self.review.append(f"{name!r} -> new ingredient {target!r} (vocabulary suggests {offered})")
         return target
 
 
@@ -140,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.dir / "allergy_classes.tsv"
     with out.open("w", encoding="utf-8", newline="") as handle:
         handle.write("class\tingredient\tsource\n")
-        for row in rows:
-            handle.write("\t".join(row) + "\n")
+        for membership in rows:
+            handle.write("\t".join(membership) + "\n")
     if args.test_set:
         with args.test_set.open("w", encoding="utf-8", newline="") as handle:
             handle.write("allergy\tmember\tatc_code\tsource\n")
-            for row in tests:
-                handle.write("\t".join(row) + "\n")
+            for case in tests:
+                handle.write("\t".join(case) + "\n")
     by_class: dict[str, int] = defaultdict(int)
     for cid, _, _ in rows:
         by_class[cid] += 1
