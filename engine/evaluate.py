@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from engine.allergy import AllergyMatch, allergy_matches
 from engine.dose_limits import check_doses
-from engine.facts import AllergyItem, Facts, FoodItem, MedicationItem, build_facts
+from engine.facts import Facts, FoodItem, MedicationItem, build_facts
 from engine.knowledge import EntityKey, InteractionPair, Knowledge
 from engine.logic import evaluate_condition
 from engine.model import (
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 _ALLERGY_KINDS = frozenset({AlertKind.DRUG_ALLERGY, AlertKind.FOOD_ALLERGY})
-_MILD_REACTIONS = frozenset({"MILD", "MODERATE"})
 
 
 def finding_key(kind: AlertKind, involved_ids: Iterable[str]) -> str:
@@ -220,104 +220,6 @@ def duplicate_ingredient_alerts(facts: Facts, knowledge: Knowledge) -> list[Aler
             )
         )
     return alerts
-
-
-# --------------------------------------------------------------------------------------------------
-# Allergies
-
-
-@dataclass(frozen=True, slots=True)
-class AllergyMatch:
-    allergy: AllergyItem
-    item_id: str  # the medication id or "food:<name>"
-    item_label: str
-    kind: AlertKind  # DRUG_ALLERGY or FOOD_ALLERGY
-    cross_reactive: bool
-    severity: Severity
-    note: str = ""
-
-    def alert(self) -> Alert:
-        name = self.allergy.allergen.name
-        if self.cross_reactive:
-            summary = f"{self.item_label}: possible cross-reactivity in a patient allergic to {name}"
-            detail = self.note or f"{self.item_label} may cross-react with a documented {name} allergy."
-            recommendation = "Check the reaction history; consider an alternative or a supervised first dose."
-            # Cross-reactivity rates come from population studies, not from this patient.
-            evidence = EvidenceLevel.OBSERVATIONAL
-        else:
-            summary = f"{self.item_label}: patient is allergic to {name}"
-            reaction = f" ({self.allergy.fact.severity.lower()})" if self.allergy.fact.severity else ""
-            detail = f"A documented {name} allergy{reaction} covers {self.item_label}."
-            recommendation = "Do not give; choose an agent outside this allergen group."
-            # The patient's own documented reaction: the strongest evidence the engine has about them.
-            evidence = EvidenceLevel.CLINICAL_TRIAL
-        ids = (self.allergy.fact.id, self.item_id)
-        return Alert(
-            kind=self.kind,
-            severity=self.severity,
-            summary=_summary(summary),
-            detail=detail,
-            recommendation=recommendation,
-            evidence=evidence,
-            involved_ids=tuple(sorted(ids)),
-            rule_id=f"kb:allergen:{name}" + (":cross" if self.cross_reactive else ""),
-            rule_version=0,
-            finding_key=finding_key(self.kind, ids),
-            # Named, so that a rule saying the same still lists this source once merged.
-            references=(
-                f"Praneya allergen knowledge: {name}" + (" (cross-reactivity)" if self.cross_reactive else ""),
-            ),
-        )
-
-
-def _direct_severity(allergy: AllergyItem) -> Severity:
-    # A documented allergy met head-on is a hard stop unless the recorded reaction was mild or
-    # moderate; an allergy of unknown severity is treated as severe.
-    severity = (allergy.fact.severity or "").upper()
-    return Severity.HIGH if severity in _MILD_REACTIONS else Severity.CRITICAL
-
-
-def allergy_matches(facts: Facts) -> list[AllergyMatch]:
-    matches: list[AllergyMatch] = []
-    for allergy in facts.allergies:
-        allergen = allergy.allergen
-        for med in facts.medications:
-            ingredients, classes = set(med.drug.ingredients), set(med.drug.classes)
-            label = _label(med)
-            if ingredients.intersection(allergen.ingredients) or classes.intersection(allergen.classes):
-                matches.append(
-                    AllergyMatch(
-                        allergy, med.fact.id, label, AlertKind.DRUG_ALLERGY, False, _direct_severity(allergy)
-                    )
-                )
-                continue
-            cross = [
-                c
-                for c in allergen.cross
-                if (c.target_kind == "class" and c.target in classes)
-                or (c.target_kind == "ingredient" and c.target in ingredients)
-            ]
-            if cross:
-                worst = max(cross, key=lambda c: c.severity)
-                matches.append(
-                    AllergyMatch(
-                        allergy, med.fact.id, label, AlertKind.DRUG_ALLERGY, True, worst.severity, worst.note
-                    )
-                )
-        covered = set(allergen.foods) | set(allergen.food_groups)
-        for food in facts.foods:
-            if covered.intersection((food.food.name, *food.food.groups)):
-                matches.append(
-                    AllergyMatch(
-                        allergy,
-                        food.id,
-                        food.food.name,
-                        AlertKind.FOOD_ALLERGY,
-                        False,
-                        _direct_severity(allergy),
-                    )
-                )
-    return matches
 
 
 # --------------------------------------------------------------------------------------------------
@@ -520,7 +422,7 @@ def evaluate(
     facts = facts if facts is not None else build_facts(snapshot, request, knowledge)
     found: list[Alert] = interaction_alerts(facts, knowledge)
     found.extend(duplicate_ingredient_alerts(facts, knowledge))
-    found.extend(m.alert() for m in allergy_matches(facts))
+    found.extend(m.alert() for m in allergy_matches(facts, knowledge.vocabulary))
     unresolved = facts.unresolved()
     found.extend(_unresolved_alerts(unresolved))
 
@@ -545,6 +447,9 @@ def evaluate(
                 errors.append(outcome.error)
 
     extra: dict[str, str] = {}
+    if facts.ignored_allergies:
+        # Said, not silently dropped: the caller sees which recorded allergies were not screened.
+        extra["ignored_allergies"] = "; ".join(f"{i} ({why})" for i, why in facts.ignored_allergies)
     if shadow_errors:
         extra["shadow_rule_errors"] = "; ".join(shadow_errors)
     alerts = merge_alerts(_keyed_by_ingredient(found, facts))

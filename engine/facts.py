@@ -120,6 +120,9 @@ class Facts:
     # the same for allergies, by what they cover: kept apart because only an allergy rule is about
     # the allergy itself (an interaction rule on penicillins is not about a penicillin allergy)
     allergy_ids: Mapping[tuple[str, str], tuple[str, ...]]
+    # Recorded allergies not screened because their verification status says they are not real
+    # (FHIR 'refuted', 'entered-in-error'): (allergy id, status).
+    ignored_allergies: tuple[tuple[str, str], ...] = ()
 
     def relevance_keys(self) -> Iterator[tuple[str, str]]:
         yield from self.item_ids
@@ -171,6 +174,7 @@ class Facts:
 
 
 _SCREENED_ALLERGEN_CATEGORIES = (None, "DRUG", "FOOD", "OTHER")
+_NOT_AN_ALLERGY = frozenset({"refuted", "entered-in-error"})
 
 
 def _sorted(values: Iterable[str]) -> list[str]:
@@ -196,7 +200,14 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
 
     allergies: list[AllergyItem] = []
     allergy_ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    ignored: list[tuple[str, str]] = []
     for allergy in snapshot.allergies:
+        verification = (allergy.verification or "").strip().lower().replace(" ", "-")
+        if verification in _NOT_AN_ALLERGY:
+            # A refuted allergy (ruled out, e.g. by a negative challenge) or one entered in error
+            # is no allergy: screening it would re-label a patient an allergist has de-labelled.
+            ignored.append((allergy.id, verification))
+            continue
         allergen = vocabulary.normalize_allergen(allergy.allergen, allergy.category, allergy.coding)
         allergies.append(AllergyItem(allergy, allergen))
         # An allergy is "about" the drugs and foods it covers, so an allergy rule names it.
@@ -273,6 +284,9 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
                 "category": a.allergen.category,
                 "severity": a.fact.severity,
                 "reactions": list(a.fact.reactions),
+                "type": a.fact.type,
+                "criticality": a.fact.criticality,
+                "verification": a.fact.verification,
             }
             for a in allergies
         ],
@@ -301,4 +315,5 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         foods=tuple(foods),
         item_ids={k: tuple(sorted(v)) for k, v in ids.items()},
         allergy_ids={k: tuple(sorted(v)) for k, v in allergy_ids.items()},
+        ignored_allergies=tuple(ignored),
     )

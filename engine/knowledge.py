@@ -25,6 +25,13 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
+from engine.allergy_knowledge import (
+    ALLERGY_FILE,
+    MEMBERSHIP_FILE,
+    AllergyFileError,
+    merge_allergy_document,
+    parse_memberships,
+)
 from engine.dose_limits import DOSE_FILE, DoseKnowledge, DoseKnowledgeError, load_dose_knowledge
 from engine.identity import (
     FORM_WORDS,
@@ -73,6 +80,8 @@ __all__ = [
 PairKind = Literal["ingredient", "class", "food", "food_group"]
 PAIR_KINDS: tuple[str, ...] = ("ingredient", "class", "food", "food_group")
 EntityKey = tuple[str, str]  # (kind, normalised name)
+# Classes whose id starts with this are beta-lactam R1 side-chain groups (rules/knowledge/allergy.yaml).
+SIDE_CHAIN_PREFIX = "r1_"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,12 +243,20 @@ class FoodRecord:
     groups: tuple[str, ...] = ()
 
 
+AllergyRelation = Literal["class", "side_chain", "cross"]
+
+
 @dataclass(frozen=True, slots=True)
 class CrossReactivity:
+    """How an allergy reaches a drug it does not name: `class`, another member of a class whose
+    members cross-react (lisinopril -> enalapril); `side_chain`, a beta-lactam with an identical R1
+    side chain (ampicillin -> cefaclor); `cross`, a related class (penicillins -> carbapenems)."""
+
     target_kind: Literal["class", "ingredient"]
     target: str
     severity: Severity
     note: str = ""
+    relation: AllergyRelation = "cross"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +269,11 @@ class AllergenRecord:
     match_food_groups: tuple[str, ...] = ()
     cross: tuple[CrossReactivity, ...] = ()
     synonyms: tuple[str, ...] = ()  # "pcn", "penicillins", "penicillin allergy"
+    # A class whose members cross-react: an allergy to one member meets the others at this grade
+    # (before the patient's reaction adjusts it). None: a reaction to one member says nothing of
+    # the others (the beta-lactam umbrella, the cephalosporin generations).
+    member_grade: Severity | None = None
+    note: str = ""  # what a clinician should know about the group (shown with its alerts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +447,7 @@ class NormalizedAllergen:
     status: str = "resolved"  # resolved | unrecognised | ambiguous | partial
     suggestions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    note: str = ""  # the allergen group's note (e.g. why non-antibiotic sulfonamides are not matched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +510,7 @@ class Vocabulary:
         }
         self._drug_cache: dict[tuple[str, Coding | None], NormalizedDrug] = {}
         self._build_drug_index(concepts)
+        self._build_allergy_index()
 
     # -- drugs ---------------------------------------------------------------------------------
 
@@ -815,7 +839,65 @@ class Vocabulary:
 
     # -- allergens -----------------------------------------------------------------------------
 
+    def _build_allergy_index(self) -> None:
+        members: dict[str, set[str]] = defaultdict(set)
+        for ingredient, classes in self._ingredient_classes.items():
+            for cls in classes:
+                members[cls].add(ingredient)
+        self.class_members: dict[str, frozenset[str]] = {c: frozenset(v) for c, v in members.items()}
+        self.side_chain_classes: frozenset[str] = frozenset(c for c in self.classes if c.startswith(SIDE_CHAIN_PREFIX))
+        by_class: dict[str, list[AllergenRecord]] = defaultdict(list)
+        for allergen in self.allergens.values():
+            if allergen.category == "DRUG":
+                for cls in allergen.match_classes:
+                    by_class[cls].append(allergen)
+        self._allergens_by_class: dict[str, tuple[AllergenRecord, ...]] = {c: tuple(v) for c, v in by_class.items()}
+
+    def _related(self, allergen: NormalizedAllergen) -> NormalizedAllergen:
+        """What else an allergy reaches besides the drugs it names: the other members of every
+        cross-reacting class its drugs belong to, beta-lactams sharing their R1 side chain, and the
+        related classes the groups list. The allergy's own classes and ingredients stay direct."""
+        if not allergen.ingredients and not allergen.classes:
+            return allergen
+        direct = set(allergen.classes)
+        members = set(allergen.ingredients)
+        for cls in allergen.classes:
+            members.update(self.class_members.get(cls, ()))
+        reached = sorted({c for i in members for c in self.classes_of(i)} | direct)
+        related: list[CrossReactivity] = list(allergen.cross)
+        note = allergen.note
+        for cls in reached:
+            for record in self._allergens_by_class.get(cls, ()):
+                if record.member_grade is not None and cls not in direct:
+                    related.append(CrossReactivity("class", cls, record.member_grade, record.note, "class"))
+                related.extend(record.cross)
+                note = note or record.note
+        for group in reached:
+            if group in self.side_chain_classes:
+                side = self.classes[group].name
+                related.append(
+                    CrossReactivity(
+                        "class",
+                        group,
+                        Severity.MODERATE,
+                        f"Shares its beta-lactam {side[0].lower()}{side[1:]}: beta-lactams with identical R1 side"
+                        " chains cross-react more often than the classes as a whole (Zagursky 2018; AAAAI 2022)."
+                        " Choose a beta-lactam with a dissimilar side chain, or test first.",
+                        "side_chain",
+                    )
+                )
+        unique: dict[tuple[str, str, str], CrossReactivity] = {}
+        for item in related:
+            unique.setdefault((item.target_kind, item.target, item.relation), item)
+        return replace(allergen, cross=tuple(unique.values()), note=note)
+
     def normalize_allergen(
+        self, name: str, category: str | None = None, coding: Coding | None = None
+    ) -> NormalizedAllergen:
+        allergen = self._normalize_allergen(name, category, coding)
+        return self._related(allergen) if allergen.category in (None, "DRUG", "OTHER") else allergen
+
+    def _normalize_allergen(
         self, name: str, category: str | None = None, coding: Coding | None = None
     ) -> NormalizedAllergen:
         category = category.upper() if category else None
@@ -846,6 +928,7 @@ class Vocabulary:
                     food_groups=rec.match_food_groups,
                     cross=rec.cross,
                     notes=notes,
+                    note=rec.note,
                 )
         drug: NormalizedDrug | None = None
         if category not in ("FOOD", "ENVIRONMENTAL"):
@@ -1265,6 +1348,15 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _grade(value: Any, where: str) -> Severity | None:
+    if value is None:
+        return None
+    try:
+        return severity_from_source(str(value))
+    except ValueError as exc:
+        raise KnowledgeFileError(f"{where}: {exc}") from None
+
+
 def vocabulary_from_document(
     doc: Mapping[str, Any],
     *,
@@ -1336,6 +1428,8 @@ def vocabulary_from_document(
                 match_food_groups=_tuple(spec.get("food_groups"), f"allergens.{name}.food_groups"),
                 cross=tuple(cross),
                 synonyms=_tuple(spec.get("synonyms"), f"allergens.{name}.synonyms"),
+                member_grade=_grade(spec.get("member_grade"), f"allergens.{name}.member_grade"),
+                note=str(spec.get("note") or ""),
             )
         )
     conditions = []
@@ -1387,6 +1481,30 @@ INTERACTION_FILES = (
 )
 
 
+def _with_allergy_classes(directory: Path, doc: Mapping[str, Any], digest: Any) -> Mapping[str, Any]:
+    """The vocabulary document with the folder's allergy classes folded in (engine.allergy_knowledge);
+    unchanged when the folder has none. Both files must be there together: a class table without
+    its definitions, or the reverse, is refused rather than half-loaded."""
+    spec_path, table_path = directory / ALLERGY_FILE, directory / MEMBERSHIP_FILE
+    if not spec_path.is_file() and not table_path.is_file():
+        return doc
+    for path in (spec_path, table_path):
+        if not path.is_file():
+            raise KnowledgeFileError(f"{path}: not found (allergy.yaml and allergy_classes.tsv go together)")
+    spec_text, table_text = spec_path.read_text(encoding="utf-8"), table_path.read_text(encoding="utf-8")
+    digest.update(spec_text.encode())
+    digest.update(table_text.encode())
+    try:
+        spec = yaml.safe_load(spec_text)
+    except yaml.YAMLError as exc:
+        raise KnowledgeFileError(f"{spec_path}: {exc}") from None
+    try:
+        memberships = parse_memberships(table_text, where=str(table_path))
+        return merge_allergy_document(doc, _mapping(spec, "allergy"), memberships)
+    except (AllergyFileError, KnowledgeFileError) as exc:
+        raise KnowledgeFileError(f"{spec_path}: {exc}") from None
+
+
 def load_knowledge_files(directory: Path) -> Knowledge:
     """Read `vocabulary.yaml` and the interaction files (`interactions.csv`, `mechanism_pairs.csv`)
     from a knowledge folder (rules/knowledge)."""
@@ -1401,9 +1519,10 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     concepts, ndc = load_concept_files(directory)
     rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
     digest = hashlib.sha256(vocab_text.encode())
+    doc = _with_allergy_classes(directory, _mapping(doc, "vocabulary"), digest)
     version = f"{rxnorm_version}+curated:{digest.hexdigest()[:12]}"
     try:
-        vocabulary = vocabulary_from_document(_mapping(doc, "vocabulary"), concepts=concepts, ndc=ndc, version=version)
+        vocabulary = vocabulary_from_document(doc, concepts=concepts, ndc=ndc, version=version)
     except KnowledgeFileError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     pairs: list[InteractionPair] = []

@@ -139,9 +139,17 @@ def _allergen_definition(a: AllergenRecord) -> dict[str, Any]:
         "food_groups": list(a.match_food_groups),
         "synonyms": list(getattr(a, "synonyms", ())),
         "cross": [
-            {"target_kind": c.target_kind, "target": c.target, "severity": c.severity.name, "note": c.note}
+            {
+                "target_kind": c.target_kind,
+                "target": c.target,
+                "severity": c.severity.name,
+                "note": c.note,
+                "relation": c.relation,
+            }
             for c in a.cross
         ],
+        "member_grade": a.member_grade.name if a.member_grade is not None else None,
+        "note": a.note,
     }
 
 
@@ -154,9 +162,15 @@ def _allergen_from_row(name: str, d: dict[str, Any]) -> AllergenRecord:
         match_foods=tuple(d["foods"]),
         match_food_groups=tuple(d["food_groups"]),
         cross=tuple(
-            CrossReactivity(c["target_kind"], c["target"], Severity[c["severity"]], c["note"]) for c in d["cross"]
+            CrossReactivity(
+                c["target_kind"], c["target"], Severity[c["severity"]], c["note"], c.get("relation", "cross")
+            )
+            for c in d["cross"]
         ),
         synonyms=tuple(d.get("synonyms", ())),
+        # Rows written before allergy classes carry neither: no class extension, no note.
+        member_grade=Severity[d["member_grade"]] if d.get("member_grade") else None,
+        note=d.get("note", ""),
     )
 
 

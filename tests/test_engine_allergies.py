@@ -55,9 +55,17 @@ def test_mild_documented_reaction_is_high_not_critical() -> None:
 
 
 def test_cross_reactivity_at_its_own_lower_severity() -> None:
-    (alert,) = _allergy_alerts((AllergyFact("a1", "penicillin", severity="SEVERE"),), ("Keflex",))
+    (alert,) = _allergy_alerts((AllergyFact("a1", "penicillin", severity="MILD"),), ("Keflex",))
     assert alert.severity is Severity.MODERATE
     assert "cross" in alert.summary and "cross-reactivity" in alert.detail
+
+
+def test_cross_reactivity_one_step_higher_after_a_severe_reaction() -> None:
+    # A severe or anaphylactic history makes a related drug more dangerous (AAAAI 2022: after
+    # anaphylaxis to a penicillin, avoid cephalosporins sharing its side chain).
+    (alert,) = _allergy_alerts((AllergyFact("a1", "penicillin", severity="SEVERE"),), ("Keflex",))
+    assert alert.severity is Severity.HIGH
+    assert "one step higher" in alert.detail
 
 
 def test_no_match_for_unrelated_drug() -> None:
