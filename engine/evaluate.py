@@ -25,6 +25,7 @@ from engine.model import (
     Severity,
     UnresolvedItem,
 )
+from engine.recipe import singular_forms
 from engine.rules import SUMMARY_MAX, CompiledRule, RuleSet, tier_allows
 
 __all__ = [
@@ -277,6 +278,18 @@ def _direct_severity(allergy: AllergyItem) -> Severity:
     return Severity.HIGH if severity in _MILD_REACTIONS else Severity.CRITICAL
 
 
+def _names_within(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """The phrase occurs in the words, word for word, either in the singular or the plural
+    ("walnut" in "toasted walnuts", "coconut" in "coconut milk"; not "nut" in "coconut")."""
+    if not phrase or len(phrase) > len(words):
+        return False
+    forms = [{w, *singular_forms(w)} for w in words]
+    wanted = [{w, *singular_forms(w)} for w in phrase]
+    return any(
+        all(wanted[k] & forms[start + k] for k in range(len(phrase))) for start in range(len(words) - len(phrase) + 1)
+    )
+
+
 def allergy_matches(facts: Facts) -> list[AllergyMatch]:
     matches: list[AllergyMatch] = []
     for allergy in facts.allergies:
@@ -305,8 +318,12 @@ def allergy_matches(facts: Facts) -> list[AllergyMatch]:
                     )
                 )
         covered = set(allergen.foods) | set(allergen.food_groups)
+        phrases = [tuple(p.split()) for p in allergen.food_phrases if p]
         for food in facts.foods:
-            if covered.intersection((food.food.name, *food.food.groups)):
+            if covered.intersection((food.food.name, *food.food.groups)) or any(
+                _names_within(phrase, tuple(food.food.name.split())) or _names_within(phrase, food.words)
+                for phrase in phrases
+            ):
                 matches.append(
                     AllergyMatch(
                         allergy,
@@ -483,9 +500,37 @@ _UNRESOLVED_SUMMARY = {
 }
 
 
+_UNRESOLVED_FOOD_SUMMARY = {
+    "unrecognised": "not a food in the vocabulary; not screened",
+    "partial": "only partly recognised; the rest was not screened",
+}
+
+
+def _unresolved_food_alert(item: UnresolvedItem) -> Alert:
+    hint = f" Did you mean {', '.join(item.suggestions)}?" if item.suggestions else ""
+    return Alert(
+        kind=AlertKind.OTHER,
+        severity=Severity.INFO,
+        summary=_summary(f"{item.text}: {_UNRESOLVED_FOOD_SUMMARY.get(item.reason, item.reason)}"),
+        detail=(
+            f"Not understood: {', '.join(item.parts)}. Food allergies and food-drug interactions could not be "
+            "checked for it; the evaluation is incomplete." + hint
+        ),
+        recommendation="Name the food plainly (for example 'cheddar', 'soy sauce'), or check it against the patient's "
+        "allergies and medications by hand.",
+        evidence=EvidenceLevel.UNKNOWN,
+        involved_ids=(item.item_id,),
+        rule_id="kb:vocabulary",
+        rule_version=0,
+        finding_key=f"{AlertKind.OTHER.value}:unrecognised:{item.item_id}",
+    )
+
+
 def _unresolved_alerts(unresolved: Iterable[UnresolvedItem]) -> list[Alert]:
     alerts = []
     for item in unresolved:
+        if item.kind == "food":
+            alerts.append(_unresolved_food_alert(item))
         if item.kind != "medication":
             continue
         hint = f" Did you mean {', '.join(item.suggestions)}?" if item.suggestions else ""
