@@ -841,15 +841,19 @@ class Vocabulary:
         found: list[str] = []
         unknown: list[str] = []
         i = 0
+        after_food = False
         while i < len(words):
             word = words[i]
-            if word in UNIT_OR_FOOD_WORDS and self._food_at(words, i + 1) is not None:
-                i += 1  # "3 cloves garlic": a unit here, not the spice
+            if word in UNIT_OR_FOOD_WORDS and (after_food or self._food_at(words, i + 1) is not None):
+                i += 1  # "3 cloves garlic", "2 garlic cloves": a unit here, not the spice
+                after_food = False
                 continue
+            after_food = False
             match = self._food_at(words, i)
             if match is not None:
                 found.append(match[0])
                 i = match[1]
+                after_food = True
                 continue
             if not (is_quantity(word) or word in IGNORABLE_WORDS or len(word) == 1):
                 unknown.append(word)
@@ -860,8 +864,17 @@ class Vocabulary:
         """Read a food or a recipe ingredient line ("200 g aged cheddar, grated") as the foods it names."""
         line = parse_ingredient_line(text)
         names, unknown = self._foods_in(line.primary)
-        for note in line.notes:
-            names.extend(self._foods_in(note)[0])
+        notes = line.notes
+        if not names and notes:
+            # "4 skinless, boneless chicken breasts": the food is after the first comma.
+            more, more_unknown = self._foods_in(notes[-1])
+            if more:
+                names, unknown = more, unknown + more_unknown
+                notes = notes[:-1]
+        for note in notes:
+            # A note's food counts when it carries something screened ("(chicken or vegetable
+            # broth)" adds nothing; "(or walnuts)" adds a tree nut).
+            names.extend(n for n in self._foods_in(note)[0] if self._food_groups(n))
         foods = tuple(
             NormalizedFood(name, self._food_groups(name) or (), True) for name in dict.fromkeys(names)
         )

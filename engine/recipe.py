@@ -55,7 +55,8 @@ _PREPARATION = """
     toasted roasted grilled broiled fried baked boiled steamed sauteed sautéed blanched poached
     cut into inch bite sized size thin thinly thick thickly long short fine finely coarse coarsely
     roughly chunks chunk cubes cube dice rings ring florets floret spears spear segments sections
-    shavings curls zest zested squeezed juiced torn snipped separated sifted
+    shavings curls zest zested squeezed juiced torn snipped separated sifted cracked fillet fillets
+    unbleached bleached powder
     optional divided plus more extra additional about approximately approx around to taste for garnish
     garnishing serve serving as needed desired needed or and & of the with without in on at each per such
     like if you your any other favorite favourite preferred leftover leftovers prepared ready store bought
@@ -69,14 +70,20 @@ _DESCRIPTORS = """
     whole low reduced fat free lowfat nonfat non skim sodium sugar salt-free no added lite light
     extra virgin organic natural pure ripe firm soft mild sharp aged mature boneless skinless bone skin
     lean ground kosher coarse granulated powdered seasoned flavored flavoured lactose dairy gluten egg nut
-    vegan vegetarian style type brand premium select choice grade fancy new
+    vegan vegetarian style type brand premium select choice grade fancy new bold hot sweet
     red green yellow orange white black brown golden purple pink
     """.split()
 # "gluten-free bread" is still screened as bread, and "dairy-free cheese" as cheese: a free-from
 # claim on a label is not verified here, and an allergy alert a clinician dismisses with the label in
 # hand is safer than one never shown.  So words like "free", "dairy", "gluten" and "egg" are only
 # descriptors when they do not start a food ("egg white" and "dairy" itself are matched first).
-IGNORABLE_WORDS = frozenset(_UNITS) | frozenset(_NUMBER_WORDS) | frozenset(_PREPARATION) | frozenset(_DESCRIPTORS)
+IGNORABLE_WORDS = (
+    frozenset(_UNITS)
+    | frozenset(_NUMBER_WORDS)
+    | frozenset(_PREPARATION)
+    | frozenset(_DESCRIPTORS)
+    | UNIT_OR_FOOD_WORDS  # a food only where the vocabulary knows it as one ("cloves" alone)
+)
 
 _QUANTITY = re.compile(r"^(?:\d+(?:[.,]\d+)?(?:/\d+)?|\d*[/]\d+|\d+(?:st|nd|rd|th)|[\d.,/]+%?|%)$")
 _PARENS = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]|\{([^{}]*)\}")
