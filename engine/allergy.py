@@ -25,6 +25,7 @@ from typing import Literal
 from engine.facts import AllergyItem, Facts, MedicationItem
 from engine.knowledge import CrossReactivity, Vocabulary
 from engine.model import Alert, AlertKind, AllergyFact, EvidenceLevel, Severity
+from engine.recipe import singular_forms
 from engine.rules import SUMMARY_MAX
 
 __all__ = ["AllergyMatch", "allergy_matches", "high_risk_history"]
@@ -232,8 +233,24 @@ def allergy_matches(facts: Facts, vocabulary: Vocabulary | None = None) -> list[
                     )
                 )
         covered = set(allergen.foods) | set(allergen.food_groups)
+        phrases = [tuple(p.split()) for p in allergen.food_phrases if p]
         for food in facts.foods:
-            if covered.intersection((food.food.name, *food.food.groups)):
+            if covered.intersection((food.food.name, *food.food.groups)) or any(
+                _names_within(phrase, tuple(food.food.name.split())) or _names_within(phrase, food.words)
+                for phrase in phrases
+            ):
                 grade = _direct_grade(fact)
                 matches.append(AllergyMatch(allergy, food.id, food.food.name, AlertKind.FOOD_ALLERGY, "direct", grade))
     return matches
+
+
+def _names_within(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """The phrase occurs in the words, word for word, either in the singular or the plural
+    ("walnut" in "toasted walnuts", "coconut" in "coconut milk"; not "nut" in "coconut")."""
+    if not phrase or len(phrase) > len(words):
+        return False
+    forms = [{w, *singular_forms(w)} for w in words]
+    wanted = [{w, *singular_forms(w)} for w in phrase]
+    return any(
+        all(wanted[k] & forms[start + k] for k in range(len(phrase))) for start in range(len(words) - len(phrase) + 1)
+    )

@@ -385,9 +385,37 @@ _UNRESOLVED_SUMMARY = {
 }
 
 
+_UNRESOLVED_FOOD_SUMMARY = {
+    "unrecognised": "not a food in the vocabulary; not screened",
+    "partial": "only partly recognised; the rest was not screened",
+}
+
+
+def _unresolved_food_alert(item: UnresolvedItem) -> Alert:
+    hint = f" Did you mean {', '.join(item.suggestions)}?" if item.suggestions else ""
+    return Alert(
+        kind=AlertKind.OTHER,
+        severity=Severity.INFO,
+        summary=_summary(f"{item.text}: {_UNRESOLVED_FOOD_SUMMARY.get(item.reason, item.reason)}"),
+        detail=(
+            f"Not understood: {', '.join(item.parts)}. Food allergies and food-drug interactions could not be "
+            "checked for it; the evaluation is incomplete." + hint
+        ),
+        recommendation="Name the food plainly (for example 'cheddar', 'soy sauce'), or check it against the patient's "
+        "allergies and medications by hand.",
+        evidence=EvidenceLevel.UNKNOWN,
+        involved_ids=(item.item_id,),
+        rule_id="kb:vocabulary",
+        rule_version=0,
+        finding_key=f"{AlertKind.OTHER.value}:unrecognised:{item.item_id}",
+    )
+
+
 def _unresolved_alerts(unresolved: Iterable[UnresolvedItem]) -> list[Alert]:
     alerts = []
     for item in unresolved:
+        if item.kind == "food":
+            alerts.append(_unresolved_food_alert(item))
         if item.kind != "medication":
             continue
         hint = f" Did you mean {', '.join(item.suggestions)}?" if item.suggestions else ""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.knowledge import (
+    FoodLine,
     Knowledge,
     NormalizedAllergen,
     NormalizedDrug,
@@ -26,6 +27,7 @@ __all__ = [
     "AllergyItem",
     "Facts",
     "FoodItem",
+    "FoodLineItem",
     "MedicationItem",
     "build_facts",
     "parse_dose_mg",
@@ -104,8 +106,20 @@ class AllergyItem:
 
 @dataclass(frozen=True, slots=True)
 class FoodItem:
-    id: str  # "food:<normalised name>"
+    id: str  # "food:<normalised name>"; for a line not fully understood, "food:<the line's words>"
     food: NormalizedFood
+    # The words of the line(s) it came from: an allergy named by a food or not recognised at all is
+    # also looked for in them ("lupin" in "2 cups lupin flour" even when lupin were unknown).
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FoodLineItem:
+    """A proposed food or recipe ingredient line as given, and how it was read."""
+
+    id: str  # "food:<the line's words>"
+    text: str  # as the caller gave it
+    line: FoodLine
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class Facts:
     # Recorded allergies not screened because their verification status says they are not real
     # (FHIR 'refuted', 'entered-in-error'): (allergy id, status).
     ignored_allergies: tuple[tuple[str, str], ...] = ()
+    food_lines: tuple[FoodLineItem, ...] = ()
 
     def relevance_keys(self) -> Iterator[tuple[str, str]]:
         yield from self.item_ids
@@ -141,9 +156,10 @@ class Facts:
         return tuple(sorted(ids))
 
     def unresolved(self) -> tuple[UnresolvedItem, ...]:
-        """Every medication and screenable allergen that did not resolve to ingredients. Allergens
-        recorded as environmental, insect or latex are not screened against drugs or foods, so an
-        unknown one leaves nothing unscreened."""
+        """Every medication and screenable allergen that did not resolve to ingredients, and every
+        proposed food or ingredient line not fully understood. Allergens recorded as environmental,
+        insect or latex are not screened against drugs or foods, so an unknown one leaves nothing
+        unscreened."""
         items = [
             UnresolvedItem(
                 item_id=m.fact.id,
@@ -169,6 +185,20 @@ class Facts:
             )
             for a in self.allergies
             if not a.allergen.recognised and a.allergen.category in _SCREENED_ALLERGEN_CATEGORIES
+        )
+        # A line that names a food we do not know was not screened for allergens or interactions:
+        # "no alert" about it would mean nothing, so the evaluation is incomplete and says which.
+        items.extend(
+            UnresolvedItem(
+                item_id=f.id,
+                kind="food",
+                text=f.text,
+                reason=f.line.status,
+                parts=f.line.unrecognised or (f.line.text,),
+                suggestions=f.line.suggestions,
+            )
+            for f in self.food_lines
+            if f.line.status != "resolved"
         )
         return tuple(items)
 
@@ -225,15 +255,26 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         conditions.append(normalized.id)
         ids[("condition", normalized.id)].add(condition.id)
 
-    foods: list[FoodItem] = []
-    for name in request.proposed_foods:
-        food = vocabulary.normalize_food(name)
-        item = FoodItem(f"food:{food.name}", food)
-        if item.id in {f.id for f in foods}:
+    foods: dict[str, FoodItem] = {}
+    food_lines: dict[str, FoodLineItem] = {}
+    for text in request.proposed_foods:
+        line = vocabulary.food_line(text)
+        line_id = f"food:{line.text}"
+        if line_id in food_lines:
             continue
-        foods.append(item)
-        for value in (food.name, *food.groups):
-            ids[("food_group", value)].add(item.id)
+        food_lines[line_id] = FoodLineItem(line_id, text, line)
+        found = list(line.foods)
+        if line.status != "resolved":
+            # What was not understood stays an item of its own, so that an allergy to the unknown
+            # word itself still meets it and the alert can name it.
+            found.append(NormalizedFood(line.text, (), False))
+        for food in found:
+            item_id = f"food:{food.name}"
+            if item_id in foods:
+                continue
+            foods[item_id] = FoodItem(item_id, food, line.words)
+            for value in (food.name, *food.groups):
+                ids[("food_group", value)].add(item_id)
 
     labs: dict[str, float] = {}
     for reading in snapshot.biometrics:
@@ -292,8 +333,8 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         ],
         "allergens": _sorted(a.allergen.name for a in allergies),
         "conditions": _sorted(conditions),
-        "foods": _sorted(f.food.name for f in foods),
-        "food_groups": _sorted(g for f in foods for g in f.food.groups),
+        "foods": _sorted(f.food.name for f in foods.values()),
+        "food_groups": _sorted(g for f in foods.values() for g in f.food.groups),
         "labs": labs,
         "counts": counts,
     }
@@ -312,8 +353,9 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         data=data,
         medications=tuple(medications),
         allergies=tuple(allergies),
-        foods=tuple(foods),
+        foods=tuple(foods.values()),
         item_ids={k: tuple(sorted(v)) for k, v in ids.items()},
         allergy_ids={k: tuple(sorted(v)) for k, v in allergy_ids.items()},
         ignored_allergies=tuple(ignored),
+        food_lines=tuple(food_lines.values()),
     )

@@ -44,6 +44,14 @@ from engine.identity import (
     strip_dose_text,
 )
 from engine.model import EvidenceLevel, Severity
+from engine.recipe import (
+    IGNORABLE_WORDS,
+    UNIT_OR_FOOD_WORDS,
+    food_key,
+    is_quantity,
+    parse_ingredient_line,
+    singular_forms,
+)
 
 __all__ = [
     "CONCEPT_COLUMNS",
@@ -55,6 +63,7 @@ __all__ = [
     "CsvImportError",
     "DrugClassRecord",
     "DrugConcept",
+    "FoodLine",
     "FoodRecord",
     "IngredientRecord",
     "InteractionKnowledge",
@@ -383,15 +392,8 @@ def evidence_from_source(value: str) -> EvidenceLevel:
 # --------------------------------------------------------------------------------------------------
 # Names
 
-_PARENS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _SPACES = re.compile(r"\s+")
-_STARTS_WITH_DIGIT = re.compile(r"^[\d.]")
 _ALLERGY_WORDS = re.compile(r"^(?:allergic to|allergy to)\s+|\s+(?:allergy|allergies|intolerance)$")
-_FOOD_QUANTITY_WORDS = frozenset(
-    """cup cups tbsp tablespoon tablespoons tsp teaspoon teaspoons g kg mg oz ounce ounces lb lbs pound
-    pounds ml l litre liter slice slices piece pieces pinch clove cloves can cans handful of a an
-    fresh chopped sliced diced large small medium""".split()
-)
 
 
 def clean_name(text: str) -> str:
@@ -435,6 +437,25 @@ class NormalizedFood:
 
 
 @dataclass(frozen=True, slots=True)
+class FoodLine:
+    """A food as written, or a recipe's ingredient line, read as the foods it names.
+
+    `status` is resolved (every word naming the food is understood), partial (some foods found,
+    and words that are neither a known food nor a quantity, unit or preparation word), or
+    unrecognised (no known food). Anything but resolved was not fully screened. Words in
+    parentheses or after the first comma are notes: a known food there is screened too ("broth
+    (chicken or vegetable)"); an unknown word there is commentary and ignored.
+    """
+
+    text: str  # the line, folded
+    foods: tuple[NormalizedFood, ...]
+    status: str  # resolved | partial | unrecognised
+    unrecognised: tuple[str, ...] = ()  # the words that matched nothing
+    suggestions: tuple[str, ...] = ()  # "did you mean" food names, never applied
+    words: tuple[str, ...] = ()  # every word of the line, for matching an allergen's own name
+
+
+@dataclass(frozen=True, slots=True)
 class NormalizedAllergen:
     name: str
     category: str | None
@@ -444,6 +465,11 @@ class NormalizedAllergen:
     food_groups: tuple[str, ...] = ()
     cross: tuple[CrossReactivity, ...] = ()
     recognised: bool = True
+    # Names that also match inside a longer food name or ingredient line, word for word: an allergy
+    # to one food ("walnut", "coconut") covers "walnut oil" and "coconut milk". Only for allergies
+    # named by a food or not recognised at all; an allergen group ("milk") matches by its groups,
+    # so that "coconut milk" is not called dairy.
+    food_phrases: tuple[str, ...] = ()
     status: str = "resolved"  # resolved | unrecognised | ambiguous | partial
     suggestions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -483,6 +509,12 @@ class Vocabulary:
         }
         self.foods: dict[str, FoodRecord] = {clean_name(f.name): f for f in foods}
         self.food_groups: frozenset[str] = frozenset(g for f in self.foods.values() for g in f.groups)
+        # Food names (and group ids) as word sequences -> the name they are known by.
+        self._food_index: dict[str, str] = {food_key(g.replace("_", " ")): g for g in self.food_groups}
+        self._food_index.update({food_key(name): name for name in self.foods})
+        self._food_index.pop("", None)
+        self._food_max_words = max((len(k.split()) for k in self._food_index), default=0)
+        self._food_suggestable = tuple(sorted(self._food_index))
         self.allergens: dict[str, AllergenRecord] = {clean_name(a.name): a for a in allergens}
         self._allergen_by_name: dict[str, AllergenRecord] = {}
         for allergen in self.allergens.values():
@@ -815,27 +847,80 @@ class Vocabulary:
             return (name,)
         return None
 
+    def _food_at(self, words: Sequence[str], start: int) -> tuple[str, int] | None:
+        """The longest known food starting at `start` (the last word may be plural): (name, end)."""
+        for end in range(min(len(words), start + self._food_max_words), start, -1):
+            phrase = words[start:end]
+            head = " ".join(phrase[:-1])
+            for last in (phrase[-1], *singular_forms(phrase[-1])):
+                key = f"{head} {last}" if head else last
+                name = self._food_index.get(key)
+                if name is not None:
+                    return name, end
+        return None
+
+    def _foods_in(self, words: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Known foods in a run of words, longest match first, and the words that are neither a
+        food nor a quantity, unit, preparation or descriptor word."""
+        found: list[str] = []
+        unknown: list[str] = []
+        i = 0
+        after_food = False
+        while i < len(words):
+            word = words[i]
+            if word in UNIT_OR_FOOD_WORDS and (after_food or self._food_at(words, i + 1) is not None):
+                i += 1  # "3 cloves garlic", "2 garlic cloves": a unit here, not the spice
+                after_food = False
+                continue
+            after_food = False
+            match = self._food_at(words, i)
+            if match is not None:
+                found.append(match[0])
+                i = match[1]
+                after_food = True
+                continue
+            if not (is_quantity(word) or word in IGNORABLE_WORDS or len(word) == 1):
+                unknown.append(word)
+            i += 1
+        return found, unknown
+
+    def food_line(self, text: str) -> FoodLine:
+        """Read a food or a recipe ingredient line ("200 g aged cheddar, grated") as the foods it names."""
+        line = parse_ingredient_line(text)
+        names, unknown = self._foods_in(line.primary)
+        notes = line.notes
+        if not names and notes:
+            # "4 skinless, boneless chicken breasts": the food is after the first comma.
+            more, more_unknown = self._foods_in(notes[-1])
+            if more:
+                names, unknown = more, unknown + more_unknown
+                notes = notes[:-1]
+        for note in notes:
+            # A note's food counts when it carries something screened ("(chicken or vegetable
+            # broth)" adds nothing; "(or walnuts)" adds a tree nut).
+            names.extend(n for n in self._foods_in(note)[0] if self._food_groups(n))
+        foods = tuple(
+            NormalizedFood(name, self._food_groups(name) or (), True) for name in dict.fromkeys(names)
+        )
+        status = "unrecognised" if not foods else "partial" if unknown else "resolved"
+        suggestions: tuple[str, ...] = ()
+        if status != "resolved":
+            close = [difflib.get_close_matches(w, self._food_suggestable, n=2, cutoff=0.8) for w in unknown]
+            suggestions = tuple(dict.fromkeys(m for matches in close for m in matches))[:3]
+            suggestions = tuple(self._food_index[s] for s in suggestions)
+        words = line.primary + tuple(w for note in line.notes for w in note)
+        return FoodLine(
+            " ".join(line.primary) or line.text, foods, status, tuple(dict.fromkeys(unknown)), suggestions, words
+        )
+
     def normalize_food(self, name: str) -> NormalizedFood:
-        text = clean_name(_PARENS.sub(" ", name))
-        words = [w for w in text.split(" ") if w and not _STARTS_WITH_DIGIT.match(w)]
-        words = [w for w in words if w not in _FOOD_QUANTITY_WORDS] or words
-        text = " ".join(words)
-        for candidate in (text, _singular(text)):
-            if candidate:
-                groups = self._food_groups(candidate)
-                if groups is not None:
-                    return NormalizedFood(candidate, groups, True)
-        # A recipe line names more than the food ("fresh grapefruit juice, chilled"): take the
-        # longest run of words that is a known food or group, so an allergen is not missed.
-        for size in range(len(words) - 1, 0, -1):
-            for start in range(len(words) - size + 1):
-                phrase = " ".join(words[start : start + size])
-                for candidate in (phrase, _singular(phrase)):
-                    if candidate:
-                        groups = self._food_groups(candidate)
-                        if groups is not None:
-                            return NormalizedFood(candidate, groups, True)
-        return NormalizedFood(text, (), False)
+        """One food as written: its first known food (recognised only when the whole text is
+        understood), or the text itself, unrecognised."""
+        line = self.food_line(name)
+        if line.foods:
+            first = line.foods[0]
+            return NormalizedFood(first.name, first.groups, line.status == "resolved")
+        return NormalizedFood(clean_name(line.text), (), False)
 
     # -- allergens -----------------------------------------------------------------------------
 
@@ -952,6 +1037,7 @@ class Vocabulary:
                     foods=(food.name,),
                     food_groups=(food.name,) if food.name in self.food_groups else (),
                     notes=notes,
+                    food_phrases=(food.name,),
                 )
         # Unknown allergen: keep it, matching its literal name against drugs and foods, so that an
         # allergy to something we have never heard of still meets a medication of the same name.
@@ -969,6 +1055,7 @@ class Vocabulary:
             foods=(cleaned,),
             recognised=False,
             status=status,
+            food_phrases=(cleaned,),
             suggestions=drug.suggestions if drug is not None else self.suggest(text),
             notes=notes,
         )
@@ -1396,7 +1483,10 @@ def vocabulary_from_document(
     foods = [
         FoodRecord(
             name=clean_name(str(name)),
-            groups=_tuple(_mapping(spec, f"foods.{name}").get("groups"), f"foods.{name}.groups"),
+            # `name: [group, ...]` (foods.yaml) or `name: {groups: [...]}` (vocabulary.yaml)
+            groups=_tuple(spec, f"foods.{name}")
+            if isinstance(spec, list)
+            else _tuple(_mapping(spec, f"foods.{name}").get("groups"), f"foods.{name}.groups"),
         )
         for name, spec in _mapping(doc.get("foods"), "foods").items()
     ]
@@ -1456,6 +1546,24 @@ def vocabulary_from_document(
     )
 
 
+FOODS_FILE = "foods.yaml"
+
+
+def merge_food_document(vocabulary: Mapping[str, Any], foods_doc: Any) -> dict[str, Any]:
+    """vocabulary.yaml with foods.yaml's foods and food allergens added; a name in both is an error
+    (one fact, one place)."""
+    foods_doc = _mapping(foods_doc, "foods.yaml")
+    merged = dict(vocabulary)
+    for section in ("foods", "allergens"):
+        mine = _mapping(vocabulary.get(section), section)
+        theirs = _mapping(foods_doc.get(section), f"foods.yaml {section}")
+        twice = sorted(set(map(str, mine)) & set(map(str, theirs)))
+        if twice:
+            raise KnowledgeFileError(f"{section}: {', '.join(twice)} also in vocabulary.yaml")
+        merged[section] = {**mine, **theirs}
+    return merged
+
+
 CONCEPT_FILE = "rxnorm.tsv"
 NDC_FILE = "rxnorm_ndc.tsv.gz"
 
@@ -1506,8 +1614,8 @@ def _with_allergy_classes(directory: Path, doc: Mapping[str, Any], digest: Any) 
 
 
 def load_knowledge_files(directory: Path) -> Knowledge:
-    """Read `vocabulary.yaml` and the interaction files (`interactions.csv`, `mechanism_pairs.csv`)
-    from a knowledge folder (rules/knowledge)."""
+    """Read `vocabulary.yaml` (with `foods.yaml`, when present) and the interaction files
+    (`interactions.csv`, `mechanism_pairs.csv`) from a knowledge folder (rules/knowledge)."""
     vocab_path = directory / "vocabulary.yaml"
     if not vocab_path.is_file():
         raise KnowledgeFileError(f"{vocab_path}: not found")
@@ -1519,6 +1627,14 @@ def load_knowledge_files(directory: Path) -> Knowledge:
     concepts, ndc = load_concept_files(directory)
     rxnorm_version = (directory / "rxnorm.version").read_text(encoding="utf-8").strip() if concepts else "none"
     digest = hashlib.sha256(vocab_text.encode())
+    foods_path = directory / FOODS_FILE
+    if foods_path.is_file():
+        foods_text = foods_path.read_text(encoding="utf-8")
+        digest.update(foods_text.encode())
+        try:
+            doc = merge_food_document(_mapping(doc, "vocabulary"), yaml.safe_load(foods_text))
+        except (yaml.YAMLError, KnowledgeFileError) as exc:
+            raise KnowledgeFileError(f"{foods_path}: {exc}") from None
     doc = _with_allergy_classes(directory, _mapping(doc, "vocabulary"), digest)
     version = f"{rxnorm_version}+curated:{digest.hexdigest()[:12]}"
     try:

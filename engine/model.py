@@ -171,11 +171,11 @@ class RuleError:
 
 @dataclass(frozen=True, slots=True)
 class UnresolvedItem:
-    """A medication or allergen that could not be resolved to ingredients: it was not (fully)
+    """A medication, allergen or food that could not be resolved to ingredients or foods: it was not (fully)
     screened, so the evaluation is incomplete, and the caller is told which item and why."""
 
     item_id: str
-    kind: str  # "medication" | "allergy"
+    kind: str  # "medication" | "allergy" | "food" (a proposed food or recipe ingredient line)
     text: str  # as the caller gave it (or its code)
     reason: str  # unrecognised | ambiguous | partial | mismatch
     parts: tuple[str, ...] = ()  # the parts that matched nothing, or several things

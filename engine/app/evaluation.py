@@ -547,6 +547,7 @@ def _evaluation_details(
     # What could not be resolved is counted, never named: a drug's name or code next to a patient
     # id is PHI.
     unresolved_medications = sum(1 for u in result.unresolved if u.kind == "medication")
+    unresolved_foods = sum(1 for u in result.unresolved if u.kind == "food")
     return {
         "request_id": meta.request_id,
         "ruleset_version": result.ruleset_version,
@@ -554,7 +555,8 @@ def _evaluation_details(
         "vocabulary_version": result.vocabulary_version,
         "complete": result.complete,
         "unresolved_medications": unresolved_medications,
-        "unresolved_allergies": len(result.unresolved) - unresolved_medications,
+        "unresolved_allergies": len(result.unresolved) - unresolved_medications - unresolved_foods,
+        "unresolved_foods": unresolved_foods,
         "alert_counts": counts,
         "alert_ids": alert_ids,
         "alerts_omitted": omitted,  # past PRANEYA_MAX_ALERTS: counted, not listed

@@ -350,7 +350,7 @@ def _plural(n: int, one: str, many: str) -> str:
 
 def _unresolved_line(item: UnresolvedItem, draft_orders: Mapping[str, str]) -> str:
     ref = draft_orders.get(item.item_id, item.item_id)
-    what = "Medication" if item.kind == "medication" else "Allergy" if item.kind == "allergy" else "Item"
+    what = {"medication": "Medication", "allergy": "Allergy", "food": "Food"}.get(item.kind, "Item")
     line = f"- {what} {_md(ref, _ITEM_TEXT_LIMIT)}"
     if item.text.strip():
         line += f" (sent as “{_md(item.text, _ITEM_TEXT_LIMIT)}”)"
