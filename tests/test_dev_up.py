@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,19 @@ def test_dev_up_prints_the_database_before_it_serves(
     steps: list[str] = []
     monkeypatch.setattr(store.migrate, "upgrade", lambda: steps.append("migrate"))
     monkeypatch.setattr(engine.ops.content, "install_shipped_content", lambda: steps.append("content"))
+
+    class _Admin:  # no database behind db.example: the client registration is recorded, not made
+        def begin(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(commands, "_admin_engine", lambda: contextlib.nullcontext(_Admin()))
+    monkeypatch.setattr(
+        engine.ops.dev,
+        "ensure_dev_client",
+        lambda conn, tenant: steps.append(f"client:{tenant}") or engine.ops.dev.DevClient(
+            "dev-ehr", tenant, "iss", "kid", tmp_path / "k", tmp_path / "j"
+        ),
+    )
     served: list[str] = []
 
     def serve(settings: ServiceSettings) -> int:
@@ -50,7 +64,7 @@ def test_dev_up_prints_the_database_before_it_serves(
 
     monkeypatch.setattr(engine.doors.serve, "serve", serve)
     assert commands._dev_up(argparse.Namespace()) == 0
-    assert steps == ["migrate", "content"]
+    assert steps == ["migrate", "content", "client:demo-clinic"]
     (before_serving,) = served
     assert "database clinic_dev on db.example:6543" in before_serving.splitlines()[0]
     assert "owner-s3cret" not in before_serving

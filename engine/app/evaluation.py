@@ -131,7 +131,7 @@ def json_time(value: datetime) -> str:
 
 
 _EVIDENCE_NAME = {EvidenceLevel.UNKNOWN: "EVIDENCE_UNKNOWN"}
-_UNRESOLVED_KINDS = {"medication": "MEDICATION", "allergy": "ALLERGY"}
+_UNRESOLVED_KINDS = {"medication": "MEDICATION", "allergy": "ALLERGY", "food": "FOOD"}
 _UNRESOLVED_REASONS = frozenset({"UNRECOGNISED", "AMBIGUOUS", "PARTIAL", "MISMATCH"})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.app.calls import Calls
+from engine.app.clients import ClientRegistry, JwksFetcher
 from engine.app.engine_cache import EngineCache
 from engine.app.evaluation import Evaluations
 from engine.app.feedback import FeedbackService
@@ -28,6 +29,7 @@ class Services:
     calls: Calls
     evaluations: Evaluations
     feedback: FeedbackService
+    clients: ClientRegistry  # the registered clients (EHRs, backends), cached and refreshed
 
     @classmethod
     def wire(
@@ -39,6 +41,7 @@ class Services:
         *,
         max_active_items: int = 100,
         max_alerts: int = 200,
+        allow_http_jwks: bool = False,
     ) -> Services:
         calls = Calls(db)
         return cls(
@@ -51,6 +54,7 @@ class Services:
                 db, keys, signer, engines, calls, max_active_items=max_active_items, max_alerts=max_alerts
             ),
             feedback=FeedbackService(db, keys, calls),
+            clients=ClientRegistry.from_database(db, fetch_jwks=JwksFetcher(allow_http=allow_http_jwks)),
         )
 
     @classmethod
@@ -67,4 +71,5 @@ class Services:
             EngineCache(settings.engine_refresh_seconds),
             max_active_items=settings.max_active_items,
             max_alerts=settings.max_alerts,
+            allow_http_jwks=settings.insecure_plaintext,
         )

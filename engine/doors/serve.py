@@ -38,11 +38,11 @@ class HttpDoor:
     def __init__(self, settings: ServiceSettings, services: Services) -> None:
         import uvicorn
 
-        from engine.app.clients import ClientRegistry, ClientTokenVerifier, DatabaseReplayGuard
+        from engine.app.clients import ClientTokenVerifier, DatabaseReplayGuard
         from engine.doors.cdshooks.server import CdsHooksApp
 
         assert settings.http_port is not None and settings.tls_cert and settings.tls_key
-        self.registry = ClientRegistry.from_database(services.db)
+        self.registry = services.clients
         verifier = ClientTokenVerifier(self.registry, DatabaseReplayGuard(services.db))
 
         def fhir_hosts(principal: Any) -> tuple[str, ...]:
@@ -91,7 +91,6 @@ class HttpDoor:
         self.server.run(sockets=[self.sock])
 
     def start(self) -> None:
-        self.registry.start()
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
@@ -102,7 +101,6 @@ class HttpDoor:
     def stop(self, grace: float) -> None:
         self.server.should_exit = True
         self.thread.join(grace + 5)
-        self.registry.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(OSError):
             self.sock.close()
@@ -117,6 +115,7 @@ def _worker(settings: ServiceSettings, index: int, ready: Any = None) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port + index, addr=settings.host)
+    services.clients.start()  # the registry refreshed in the background: a revoked client stops in seconds
     server.start()
     if http is not None:
         http.start()
@@ -140,6 +139,7 @@ def _worker(settings: ServiceSettings, index: int, ready: Any = None) -> None:
     if http is not None:
         http.stop(settings.grace_seconds)
     server.stop(settings.grace_seconds).wait()
+    services.clients.stop()
     db.dispose()
     log.info("stopped", extra={"worker": index})
 

@@ -20,7 +20,6 @@ timeouts, https only outside development, hosts allow-listed) and writes answers
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.app.clients import ClientAuthUnavailable, acting_for
 from engine.app.evaluation import Evaluation, SuppliedPatient
 from engine.app.failures import Code, Failure
 from engine.app.feedback import Feedback
@@ -256,6 +256,8 @@ class CdsHooksApp:
             return self.check_token(token.strip(), endpoint)
         except Failure as failure:
             raise _Answer(HTTP_STATUS[failure.code], _outcome(HTTP_STATUS[failure.code], failure.message)) from None
+        except ClientAuthUnavailable as exc:
+            raise _Answer(503, _outcome(503, str(exc) or "client authentication is unavailable")) from None
         except AuthError as exc:  # its messages are written to be shown
             log.warning("unauthenticated", extra={"door": "cds-hooks", "reason": str(exc)})
             raise _Answer(
@@ -305,7 +307,10 @@ class CdsHooksApp:
         except HookRequestError as exc:
             raise _Answer(400, operation_outcome(exc.problems)) from None
         # The user the client acts for is recorded beside it in the audit (never the patient).
-        principal = dataclasses.replace(principal, acting_for=request.context.user_id)
+        try:
+            principal = acting_for(principal, request.context.user_id)
+        except AuthError as exc:
+            raise _Answer(403, _outcome(403, str(exc))) from None
         prefetch = dict(request.prefetch)
         missing = missing_prefetch(request)
         if missing:

@@ -729,7 +729,7 @@ def _dev_up(args: argparse.Namespace) -> int:
     from engine.app.settings import ServiceSettings, SettingsError
     from engine.doors.serve import serve
     from engine.ops.content import install_shipped_content
-    from engine.ops.dev import database_summary, dev_environment, ensure_dev_keys
+    from engine.ops.dev import database_summary, dev_environment, ensure_dev_client, ensure_dev_keys
     from store import migrate
 
     os.environ.update(dev_environment(ensure_dev_keys()))
@@ -740,12 +740,23 @@ def _dev_up(args: argparse.Namespace) -> int:
     failed = install_shipped_content()
     if failed is not None:
         raise CommandError(f"`praneya {failed}` failed")
+    # The development EHR: a registered CDS client of the demo clinic (every scope, ES384).
+    with _admin_engine() as engine, engine.begin() as conn:
+        client = ensure_dev_client(conn, "demo-clinic")
     try:
         settings = ServiceSettings.from_env()
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     address = f"{settings.host}:{settings.port}"
     at = "" if address == "127.0.0.1:50051" else f" --address {address}"
+    cds = (
+        f"CDS Hooks on {settings.http_url}/cds-services (client {client.id}):\n"
+        f"    curl --cacert .local/dev/ca.pem {settings.http_url}/cds-services\n"
+        f"    .venv/bin/praneya dev token --client {client.id} --audience"
+        f" {settings.http_url}/cds-services/praneya-medication-safety-order-select\n"
+        if settings.http_port is not None
+        else "CDS Hooks: not served (PRANEYA_HTTP_PORT=off)\n"
+    )
     print(
         f"""
 Praneya Clinical Safety Engine: serving on {address} (TLS, dev CA .local/dev/ca.pem).
@@ -756,6 +767,7 @@ Try it in another terminal:
     .venv/bin/praneya dev call --user demo-advisor-01 --patient demo-patient-02 --propose phenelzine{at}
     .venv/bin/praneya dev token --user demo-advisor-01     # a bearer token for grpcurl and friends
 
+{cds}
 Ctrl-C drains in-flight calls and stops.
 """,
         flush=True,

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
-from engine.app.tokens import AuthError, TokenVerifier
+from engine.app.clients import ClientAuthUnavailable
+from engine.app.tokens import AuthError
 from store.session import Principal
 
 __all__ = ["AuthInterceptor", "current_principal"]
+
+class Verifier(Protocol):
+    """Users' tokens (TokenVerifier) or users' and registered clients' (engine.app.clients.CallerVerifier)."""
+
+    def verify(self, token: str) -> Principal: ...
+
 
 current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("praneya_principal")
 
@@ -44,7 +51,7 @@ def _abort_handler(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler
 class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Verifies the bearer token before any handler runs, and hands the principal to it."""
 
-    def __init__(self, verifier: TokenVerifier, on_reject: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, verifier: Verifier, on_reject: Callable[[str, str], None] | None = None) -> None:
         self.verifier = verifier
         self.on_reject = on_reject
 
@@ -65,6 +72,11 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             if self.on_reject:
                 self.on_reject(method, str(exc))
             return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except ClientAuthUnavailable as exc:
+            # The client registry could not be read: the token was not checked, so nothing is served.
+            if self.on_reject:
+                self.on_reject(method, str(exc))
+            return _abort_handler(grpc.StatusCode.UNAVAILABLE, str(exc) or "client authentication is unavailable")
         handler = continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler

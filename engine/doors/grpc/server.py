@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 
+from engine.app.clients import CallerVerifier, ClientTokenVerifier, DatabaseReplayGuard
 from engine.app.service import Services
 from engine.app.settings import ServiceSettings
 from engine.app.tokens import TokenVerifier
@@ -144,12 +145,19 @@ def build_server(
 ) -> tuple[grpc.Server, HealthWatch, Database, int]:
     services = services or Services.from_settings(settings)
     db = services.db
-    verifier = TokenVerifier(
+    users = TokenVerifier(
         settings.jwt_public_keys,
         settings.jwt_issuer,
         settings.jwt_audience,
         leeway_seconds=settings.jwt_leeway_seconds,
         max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+    )
+    # Registered clients (EHRs, backends) beside users: a token from another issuer than the users'
+    # must be a registered client's, for this service's gRPC audience.
+    verifier = CallerVerifier(
+        users,
+        ClientTokenVerifier(services.clients, DatabaseReplayGuard(db)),
+        client_audience=settings.jwt_audience,
     )
     servicer = ClinicalSafetyServicer(
         services,

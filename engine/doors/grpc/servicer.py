@@ -120,7 +120,7 @@ def _coding_pb(stored: dict[str, Any] | None) -> pb.Coding | None:
     return pb.Coding(system=SYSTEM_URIS[stored["system"]], code=stored["code"], display=stored.get("display") or "")
 
 
-_UNRESOLVED_KIND = {"medication": pb.MEDICATION, "allergy": pb.ALLERGY}
+_UNRESOLVED_KIND = {"medication": pb.MEDICATION, "allergy": pb.ALLERGY, "food": pb.FOOD}
 
 
 def _unresolved_pb(item: UnresolvedItem) -> pb.UnresolvedItem:

@@ -50,6 +50,7 @@ class UnresolvedKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNRESOLVED_KIND_UNSPECIFIED: _ClassVar[UnresolvedKind]
     MEDICATION: _ClassVar[UnresolvedKind]
     ALLERGY: _ClassVar[UnresolvedKind]
+    FOOD: _ClassVar[UnresolvedKind]
 
 class UnresolvedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -116,6 +117,7 @@ OTHER: AlertKind
 UNRESOLVED_KIND_UNSPECIFIED: UnresolvedKind
 MEDICATION: UnresolvedKind
 ALLERGY: UnresolvedKind
+FOOD: UnresolvedKind
 UNRESOLVED_REASON_UNSPECIFIED: UnresolvedReason
 UNRECOGNISED: UnresolvedReason
 AMBIGUOUS: UnresolvedReason
