@@ -1165,7 +1165,7 @@ t_alert_feedback = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("tenant_id", Text, nullable=False),
-    Column("user_id", Text, nullable=False),
+    Column("user_id", Text),
     Column("evaluation_id", Text, nullable=False),
     Column("alert_id", Text, nullable=False),
     Column("rule_id", Text, nullable=False),
@@ -1173,6 +1173,8 @@ t_alert_feedback = Table(
     Column("reason_code", Text),
     Column("encrypted_comment", Text),
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("client_id", Text),
+    CheckConstraint("(user_id IS NULL) <> (client_id IS NULL)", name="alert_feedback_one_author"),
     CheckConstraint(
         "outcome <> 'OVERRIDDEN'::text OR reason_code IS NOT NULL", name="alert_feedback_override_has_reason"
     ),
@@ -1190,7 +1192,15 @@ t_alert_feedback = Table(
     ),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="alert_feedback_tenant_id_fkey"),
     PrimaryKeyConstraint("id", name="alert_feedback_pkey"),
-    UniqueConstraint("evaluation_id", "alert_id", "user_id", name="alert_feedback_once"),
+    ForeignKeyConstraint(["client_id"], ["clients.id"], name="alert_feedback_client_id_fkey"),
+    Index(
+        "alert_feedback_once",
+        "evaluation_id",
+        "alert_id",
+        text("COALESCE(user_id, ''::text)"),
+        text("COALESCE(client_id, ''::text)"),
+        unique=True,
+    ),
     Index("idx_alert_feedback_rule", "tenant_id", "rule_id", "created_at"),
     schema="clinical",
 )

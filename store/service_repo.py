@@ -370,9 +370,10 @@ def record_feedback(
     fid = str(uuid.uuid4())
     conn.execute(
         text("""
-        INSERT INTO clinical.alert_feedback (id, tenant_id, user_id, evaluation_id, alert_id, rule_id, outcome,
-            reason_code, encrypted_comment)
-        VALUES (:id, :t, :u, :e, :a, :r, :o, :reason, :c)
+        INSERT INTO clinical.alert_feedback (id, tenant_id, user_id, client_id, evaluation_id, alert_id, rule_id,
+            outcome, reason_code, encrypted_comment)
+        VALUES (:id, :t, CASE WHEN public.current_client_id() IS NULL THEN CAST(:u AS text) END,
+            public.current_client_id(), :e, :a, :r, :o, :reason, :c)
     """),
         {
             "id": fid,
@@ -391,11 +392,13 @@ def record_feedback(
 
 def latest_evaluation_showing(conn: Connection, *, user_id: str, alert_id: str) -> str | None:
     """The id of the caller's most recent successful evaluation that showed `alert_id` (its audit row
-    lists the ids it showed), or None."""
+    lists the ids it showed), or None. A registered client's are the rows that name it."""
     return conn.execute(
         text("""
         SELECT id FROM audit.audit_logs
-        WHERE user_id = :u AND action IN ('EVALUATE_SAFETY', 'EVALUATE_SUPPLIED')
+        WHERE (CASE WHEN public.current_client_id() IS NULL THEN user_id = :u
+                    ELSE user_id IS NULL AND details ->> 'client_id' = public.current_client_id() END)
+          AND action IN ('EVALUATE_SAFETY', 'EVALUATE_SUPPLIED')
           AND outcome IN ('SUCCESS', 'TRUNCATED') AND details -> 'alert_ids' ? :a
         ORDER BY "timestamp" DESC LIMIT 1
     """),
@@ -407,7 +410,9 @@ def feedback_id(conn: Connection, *, evaluation_id: str, alert_id: str, user_id:
     """The id of the answer already recorded for this alert of this evaluation by this user, if any."""
     return conn.execute(
         text(
-            "SELECT id FROM clinical.alert_feedback WHERE evaluation_id = :e AND alert_id = :a AND user_id = :u"
+            "SELECT id FROM clinical.alert_feedback WHERE evaluation_id = :e AND alert_id = :a"
+            " AND user_id IS NOT DISTINCT FROM (CASE WHEN public.current_client_id() IS NULL THEN CAST(:u AS text) END)"
+            " AND client_id IS NOT DISTINCT FROM public.current_client_id()"
         ),
         {"e": evaluation_id, "a": alert_id, "u": user_id},
     ).scalar_one_or_none()

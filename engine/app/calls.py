@@ -171,15 +171,10 @@ def audit_failure(action: str, patient_id: str | None) -> OnFailure:
             action=action,
             outcome=failure.code.name,
             patient_id=recorded,
-            details={"request_id": meta.request_id, "status": failure.code.name, **_client(principal)},
+            details={"request_id": meta.request_id, "status": failure.code.name},
             phi_accessed=False,
             risk_score=0.5 if failure.code == Code.DATA_LOSS else 0.2,
             flags=flags + (["INTEGRITY_FAILURE"] if failure.code == Code.DATA_LOSS else []),
         )
 
     return write
-
-
-def _client(principal: Principal) -> dict[str, str]:
-    """A registered client's identity beside the user it acts for, in every audit row it causes."""
-    return {"client_id": principal.client_id} if principal.client_id else {}

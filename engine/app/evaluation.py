@@ -486,7 +486,6 @@ class Evaluations:
             flags=audit["flags"]
             + (["EMERGENCY_ACCESS"] if responder else [])
             + audit["after_role"]
-            + (["CLIENT"] if principal.client_id else [])
             + ([] if complete else ["INCOMPLETE"])
             + (["TRUNCATED"] if omitted else [])
             + (["UNRESOLVED_ITEMS"] if result.unresolved else []),
@@ -505,9 +504,7 @@ class Evaluations:
                     ),
                     cap=self.max_alerts,
                 ),
-                **audit["details"],
-                **({"client_id": principal.client_id} if principal.client_id else {}),
-                **({"acting_for": principal.acting_for} if principal.acting_for else {}),
+                **audit["details"],  # a client's id and whom it acts for: added by write_audit, from the context
             },
         )
         metrics.observe_evaluation(time.perf_counter() - started, result)

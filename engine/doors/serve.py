@@ -49,11 +49,19 @@ class HttpDoor:
             client = self.registry.by_id(principal.client_id) if principal.client_id else None
             return client.record.fhir_server_hosts if client is not None else ()
 
+        self.sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind((settings.host, settings.http_port))
+        self.sock.listen(1024)
+        self.port: int = self.sock.getsockname()[1]
+        # The URL clients call: configured, or this address (port 0 binds a free one: tests).
+        self.base_url = settings.http_public_url or f"https://{settings.host}:{self.port}"
         self.executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="http")
         self.app = CdsHooksApp(
             services,
             lambda token, audience: verifier.verify(token, audience=audience),
-            base_url=settings.http_url,
+            base_url=self.base_url,
             executor=self.executor,
             cors_origins=lambda: settings.cors_origins + tuple(self.registry.allowed_origins()),
             allow_http_fhir=settings.fhir_allow_http,
@@ -62,12 +70,6 @@ class HttpDoor:
             max_response_bytes=settings.max_send_bytes,
             statement_timeout_ms=settings.statement_timeout_ms,
         )
-        self.sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self.sock.bind((settings.host, settings.http_port))
-        self.sock.listen(1024)
-        self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
             ssl_certfile=str(settings.tls_cert),
