@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.app.calls import Calls
+from engine.app.emergency import EmergencyAccess
 from engine.app.engine_cache import EngineCache
 from engine.app.evaluation import Evaluations
 from engine.app.feedback import FeedbackService
+from engine.app.records import Records
 from engine.app.settings import ServiceSettings
 from store.crypto import key_provider_from_env
 from store.keys import KeyStore
@@ -28,6 +30,8 @@ class Services:
     calls: Calls
     evaluations: Evaluations
     feedback: FeedbackService
+    records: Records
+    emergency: EmergencyAccess
 
     @classmethod
     def wire(
@@ -39,6 +43,7 @@ class Services:
         *,
         max_active_items: int = 100,
         max_alerts: int = 200,
+        emergency_grant_minutes: int = 60,
     ) -> Services:
         calls = Calls(db)
         return cls(
@@ -51,6 +56,8 @@ class Services:
                 db, keys, signer, engines, calls, max_active_items=max_active_items, max_alerts=max_alerts
             ),
             feedback=FeedbackService(db, keys, calls),
+            records=Records(db, keys, calls, max_active_items=max_active_items),
+            emergency=EmergencyAccess(db, keys, calls, grant_minutes=emergency_grant_minutes),
         )
 
     @classmethod
@@ -67,4 +74,5 @@ class Services:
             EngineCache(settings.engine_refresh_seconds),
             max_active_items=settings.max_active_items,
             max_alerts=settings.max_alerts,
+            emergency_grant_minutes=settings.emergency_grant_minutes,
         )
