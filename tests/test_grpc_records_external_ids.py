@@ -424,14 +424,12 @@ def test_an_ehr_id_moved_or_removed_behind_the_service_fails_closed(
     a = put(stub, svc, patient, "metformin", external_id=x).id
     b = put(stub, svc, patient, "amlodipine", external_id=y).id
     # Someone with database access swaps the two indexes: x's index now finds b, whose id is y.
-    admin_exec(
-        svc,
-        "UPDATE healthcare.medications SET external_id_index = CASE id WHEN :a THEN"
-        " (SELECT external_id_index FROM healthcare.medications WHERE id = :b)"
-        " ELSE (SELECT external_id_index FROM healthcare.medications WHERE id = :a) END WHERE id IN (:a, :b)",
-        a=a,
-        b=b,
-    )
+    rows = admin_query(svc, "SELECT id, external_id_index FROM healthcare.medications WHERE user_id = :p", p=patient)
+    index = {r["id"]: r["external_id_index"] for r in rows}
+    move = "UPDATE healthcare.medications SET external_id_index = :x WHERE id = :id"
+    admin_exec(svc, move, x="moving", id=a)  # the unique key holds at every step
+    admin_exec(svc, move, x=index[a], id=b)
+    admin_exec(svc, move, x=index[b], id=a)
     fail(
         stub.PutMedication,
         pb.PutMedicationRequest(patient_id=patient, medication=pb.Medication(generic_name="metformin", external_id=x)),
