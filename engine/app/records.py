@@ -465,7 +465,7 @@ class Records:
                     resource_type="healthcare.medications",
                     phi_accessed=True,
                     risk_score=0.3,
-                    flags=["PHI_WRITE"],
+                    flags=["PHI_WRITE", *(["CLIENT"] if principal.client_id else [])],
                     details={
                         "request_id": meta.request_id,
                         "medication_ids": list(done.medication_ids),
@@ -473,7 +473,7 @@ class Records:
                         "created": done.created,
                         "updated": done.updated,
                         "unchanged": done.unchanged,
-                        **({"client_id": principal.client_id} if principal.client_id else {}),
+                        **_caller(principal),
                     },
                 )
             return MedicationsReplaced(
@@ -579,10 +579,10 @@ class Records:
                     resource_id=rec.profile_id,
                     phi_accessed=True,
                     risk_score=0.2,
-                    flags=["PHI_READ"],
+                    flags=["PHI_READ", *(["CLIENT"] if principal.client_id else [])],
                     details={
                         "request_id": meta.request_id,
-                        **({"client_id": principal.client_id} if principal.client_id else {}),
+                        **_caller(principal),
                     },
                 )
             return _profile_view(rec)
@@ -627,6 +627,14 @@ class Records:
                     raise LookupError("consent not found")
 
         self.calls.run("RevokeConsent", principal, meta, run, door=door)
+
+
+def _caller(principal: Principal) -> dict[str, str]:
+    """A registered client's identity, and the user it acts for, beside the audit row's user."""
+    return {
+        **({"client_id": principal.client_id} if principal.client_id else {}),
+        **({"acting_for": principal.acting_for} if principal.acting_for else {}),
+    }
 
 
 def _refuse_repeats(field: str, values: Sequence[str | None]) -> None:
