@@ -28,15 +28,14 @@ from engine.app.validation import MAX_CODE, MAX_DISPLAY, check_id, check_text
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from store import patients, service_repo
 from store.admin import grant_consent, revoke_consent
+from store.clients import EVALUATE_STORED, RECORDS_WRITE
 from store.keys import KeyStore
 from store.session import Database, Principal, RequestMeta
 
 __all__ = [
     "ALLERGEN_SYSTEMS",
-    "EVALUATE_STORED",
     "MAX_EXTERNAL_ID",
     "MEDICATION_SYSTEMS",
-    "RECORDS_WRITE",
     "AllergyEntry",
     "AllergyView",
     "CodingText",
@@ -54,10 +53,6 @@ __all__ = [
     "check_coding",
     "check_external_id",
 ]
-
-# Client scopes (store/clients.py names them on the branch that registers clients).
-RECORDS_WRITE = "records.write"
-EVALUATE_STORED = "evaluate.stored"
 
 # Which code systems identify what: a medication is a drug product or ingredient (RxNorm, NDC); an
 # allergen may also be a food or substance (SNOMED CT). A condition code on a drug is refused, not ignored.

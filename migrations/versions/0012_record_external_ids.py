@@ -1,7 +1,7 @@
 """Medications, allergies and conditions keep the EHR's own identifier of the record.
 
 Revision ID: 0012_record_external_ids
-Revises: 0010_break_glass_history
+Revises: 0011_client_identities
 Create Date: 2026-12-03
 
 An EHR names its records with its own ids ("MedicationRequest/123", "system|value"); writes accept
@@ -30,9 +30,6 @@ blocks writes to these tables for as long as a scan of each takes (seconds for m
 CREATE INDEX CONCURRENTLY cannot run inside the migration's transaction. The CHECK constraints are
 added NOT VALID and validated after, so their scan does not block writes.
 
-Merge note: written beside 0011_client_identities (another branch); the integrator re-points
-down_revision to "0011_client_identities" when both are on main.
-
 Downgrade refuses while any row holds an identifier: dropping the columns would lose them and fail
 those profiles' integrity checks.
 """
@@ -42,7 +39,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0012_record_external_ids"
-down_revision: str | None = "0010_break_glass_history"
+down_revision: str | None = "0011_client_identities"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
