@@ -229,3 +229,13 @@ class TenantKeyring:
         """Keyed, deterministic digest of a normalised identifier (email) for equality lookups."""
         key = self._derived(b"blind-index")
         return hmac.new(key, value.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def record_index(self, table: str, patient_id: str, external_id: str) -> str:
+        """Keyed, deterministic digest of an EHR's identifier of a record, for equality lookups.
+
+        Exact (an EHR's ids are case-sensitive, so nothing is folded) and bound to the table and the
+        patient: the same identifier on two patients, or on a medication and an allergy, gives
+        unrelated digests, so the column says nothing across patients. Stable across key rotation,
+        like the integrity MACs."""
+        key = self._derived(b"record-index")
+        return hmac.new(key, _field(table) + _field(patient_id) + _field(external_id), hashlib.sha256).hexdigest()

@@ -885,6 +885,13 @@ t_allergies = Table(
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("encrypted_coding", Text),  # migration 0006: {"system", "code"[, "display"]} as JSON
+    # migration 0012: the EHR's identifier of the record, encrypted, and its keyed index (store/crypto.py)
+    Column("encrypted_external_id", Text),
+    Column("external_id_index", Text),
+    CheckConstraint(
+        "(encrypted_external_id IS NULL) = (external_id_index IS NULL)", name="allergies_external_id_pair"
+    ),
+    UniqueConstraint("tenant_id", "user_id", "external_id_index", name="allergies_patient_external_id_key"),
     ForeignKeyConstraint(
         ["tenant_id", "health_profile_id"],
         ["healthcare.health_profiles.tenant_id", "healthcare.health_profiles.id"],
@@ -961,6 +968,13 @@ t_conditions = Table(
     Column("diagnosed_on", Date),
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    # migration 0012: the EHR's identifier of the record, encrypted, and its keyed index (store/crypto.py)
+    Column("encrypted_external_id", Text),
+    Column("external_id_index", Text),
+    CheckConstraint(
+        "(encrypted_external_id IS NULL) = (external_id_index IS NULL)", name="conditions_external_id_pair"
+    ),
+    UniqueConstraint("tenant_id", "user_id", "external_id_index", name="conditions_patient_external_id_key"),
     ForeignKeyConstraint(
         ["tenant_id", "health_profile_id"],
         ["healthcare.health_profiles.tenant_id", "healthcare.health_profiles.id"],
@@ -995,6 +1009,13 @@ t_medications = Table(
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("encrypted_coding", Text),  # migration 0006: {"system", "code"[, "display"]} as JSON
+    # migration 0012: the EHR's identifier of the record, encrypted, and its keyed index (store/crypto.py)
+    Column("encrypted_external_id", Text),
+    Column("external_id_index", Text),
+    CheckConstraint(
+        "(encrypted_external_id IS NULL) = (external_id_index IS NULL)", name="medications_external_id_pair"
+    ),
+    UniqueConstraint("tenant_id", "user_id", "external_id_index", name="medications_patient_external_id_key"),
     CheckConstraint(
         "ended_on IS NULL OR started_on IS NULL OR ended_on >= started_on", name="medications_dates"
     ),

@@ -33,12 +33,15 @@ __all__ = [
     "BiometricInput",
     "CodedAs",
     "ConditionInput",
+    "ExternalIdTaken",
     "IntegrityError",
     "MedicationInput",
     "PatientNotFound",
     "PatientRecord",
     "PrincipalMismatch",
     "ProfileInput",
+    "ReplacedMedications",
+    "SameRecordTwice",
     "TooManyItems",
     "create_profile",
     "deactivate_medication",
@@ -49,6 +52,7 @@ __all__ = [
     "put_medication",
     "read_patient",
     "refresh_integrity",
+    "replace_active_medications",
 ]
 
 
@@ -58,6 +62,22 @@ class PatientNotFound(LookupError):
 
 class IntegrityError(RuntimeError):
     """The stored integrity hash does not match the profile's content: refuse, never evaluate."""
+
+
+class ExternalIdTaken(RuntimeError):
+    """A write names a record by our id and by an EHR id that already names another of the patient's
+    records. Says which kind of record, never the identifier."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(f"external_id already names another {label} of this patient")
+
+
+class SameRecordTwice(ValueError):
+    """Two entries of one replacement list land on the same stored record."""
+
+    def __init__(self, field: str, first: int, second: int) -> None:
+        super().__init__(f"{field}[{second}] names the same record as {field}[{first}]")
+        self.field = field
 
 
 class TooManyItems(RuntimeError):
@@ -116,6 +136,9 @@ class MedicationInput:
     prescribed_by: str | None = None
     is_emergency_medication: bool = False
     coding: CodedAs | None = None
+    # The EHR's identifier of the record ("MedicationRequest/123", "system|value"); None keeps the
+    # one stored (an update that does not name it does not unlink the record).
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +149,7 @@ class AllergyInput:
     reactions: tuple[str, ...] = ()
     emergency_medication: str | None = None
     coding: CodedAs | None = None
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +158,7 @@ class ConditionInput:
     code: str | None = None
     notes: str | None = None
     is_critical: bool = False
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +174,8 @@ class BiometricInput:
 class PatientRecord:
     """A patient's decrypted, integrity-checked clinical content.
 
-    Medication and allergy rows carry `coding`: None, or {"system", "code"[, "display"]}.
+    Medication and allergy rows carry `coding`: None, or {"system", "code"[, "display"]}; medication,
+    allergy and condition rows carry `external_id`: the EHR's identifier of the record, or None.
     """
 
     patient_id: str
@@ -228,14 +254,14 @@ SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tie
        (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]')::text FROM (
             SELECT id, encrypted_generic_name, encrypted_brand_name, encrypted_dosage, encrypted_frequency,
                    encrypted_route, encrypted_indication, encrypted_prescribed_by, is_emergency_medication,
-                   encrypted_coding
+                   encrypted_coding, encrypted_external_id
             FROM healthcare.medications WHERE health_profile_id = p.id AND is_active) m) AS medications,
        (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]')::text FROM (
             SELECT id, encrypted_allergen, allergen_category, severity, encrypted_reactions,
-                   encrypted_emergency_medication, encrypted_coding
+                   encrypted_emergency_medication, encrypted_coding, encrypted_external_id
             FROM healthcare.allergies WHERE health_profile_id = p.id AND is_active) a) AS allergies,
        (SELECT COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]')::text FROM (
-            SELECT id, encrypted_name, encrypted_code, encrypted_notes, is_critical
+            SELECT id, encrypted_name, encrypted_code, encrypted_notes, is_critical, encrypted_external_id
             FROM healthcare.conditions WHERE health_profile_id = p.id AND is_active) c) AS conditions,
        (SELECT COALESCE(jsonb_agg(to_jsonb(b) ORDER BY b.reading_type), '[]')::text FROM (
             SELECT DISTINCT ON (reading_type) id, reading_type, encrypted_value, encrypted_unit, taken_at
@@ -309,7 +335,7 @@ def _section_content(
         ),
         "MEDICATIONS": _canonical([pid, sorted(map(_sealed_form, medications), key=lambda m: str(m["id"]))]),
         "ALLERGIES": _canonical([pid, sorted(map(_sealed_form, allergies), key=lambda a: str(a["id"]))]),
-        "CONDITIONS": _canonical([pid, sorted(conditions, key=lambda c: str(c["id"]))]),
+        "CONDITIONS": _canonical([pid, sorted(map(_sealed_form, conditions), key=lambda c: str(c["id"]))]),
         "BIOMETRICS": _canonical([pid, sorted(map(_sealed_reading, biometrics), key=lambda b: str(b["id"]))]),
     }
 
@@ -327,12 +353,16 @@ def _sealed_reading(row: Mapping[str, Any]) -> Mapping[str, Any]:
     }
 
 
+# Keys added to rows after rows were first sealed (codings: 0006; EHR identifiers: 0012).
+_LATER_KEYS = ("coding", "external_id")
+
+
 def _sealed_form(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    # Rows written before codings existed were sealed without the key: a row with no coding keeps
-    # that canonical form, so it still verifies. A coding removed from a row that had one changes
-    # the form all the same (the key disappears), and fails closed like any other edit.
-    if "coding" in row and row["coding"] is None:
-        return {k: v for k, v in row.items() if k != "coding"}
+    # Rows written before a key existed were sealed without it: a row where it is absent keeps that
+    # canonical form, so it still verifies. A value removed from a row that had one changes the form
+    # all the same (the key disappears), and fails closed like any other edit.
+    if any(k in row and row[k] is None for k in _LATER_KEYS):
+        return {k: v for k, v in row.items() if not (k in _LATER_KEYS and v is None)}
     return row
 
 
@@ -610,22 +640,110 @@ def create_profile(
     return pid
 
 
-def put_medication(
+_BY_EXTERNAL_ID = {
+    table: text(
+        f"SELECT id, encrypted_external_id FROM {table}"  # noqa: S608 - fixed table names
+        " WHERE tenant_id = :t AND user_id = :u AND external_id_index = :x"
+    )
+    for table in (_MED, _ALG, _CND)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    table: str
+    label: str
+    prefix: str  # of new ids
+
+
+_MEDICATION = _Kind(_MED, "medication", "med")
+_ALLERGY = _Kind(_ALG, "allergy", "alg")
+_CONDITION = _Kind(_CND, "condition", "cond")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    record_id: str
+    index: str | None  # the EHR identifier's index; None when the write names none
+    existed: bool
+
+
+def _target(
     conn: Connection,
     keys: KeyStore,
+    kind: _Kind,
+    tenant: str,
     patient_id: str,
-    med: MedicationInput,
-    medication_id: str | None = None,
+    profile_id: str,
+    record_id: str | None,
+    external_id: str | None,
     *,
-    must_exist: bool = False,
-    max_active: int | None = None,
-) -> str:
-    profile_id, tenant = _profile_of(conn, patient_id)
-    if must_exist and medication_id is not None:
-        _require_record(conn, "healthcare.medications", medication_id, patient_id, "medication")
+    must_exist: bool,
+) -> _Target:
+    """The row a write lands on: the patient's record the EHR identifier names, else the one our id
+    names (which must exist when `must_exist`), else a new one."""
+    table, label, prefix = kind.table, kind.label, kind.prefix
+    if must_exist and record_id is not None:
+        _require_record(conn, table, record_id, patient_id, label)
+    if external_id is None:
+        return _Target(record_id or new_id(prefix), None, must_exist and record_id is not None)
+    # Writers of one patient queue here, so two creating the same identifier cannot both miss it.
+    conn.execute(_LOCK_PROFILE, {"p": profile_id})
     ring = keys.keyring(conn, tenant)
-    mid = medication_id or new_id("med")
-    _require_room(conn, "medications", profile_id, mid, max_active)
+    index = ring.record_index(table, patient_id, external_id)
+    found = conn.execute(_BY_EXTERNAL_ID[table], {"t": tenant, "u": patient_id, "x": index}).one_or_none()
+    if found is None:
+        return _Target(record_id or new_id(prefix), index, must_exist and record_id is not None)
+    stored_id, ciphertext = str(found[0]), str(found[1])
+    if TenantKeyring.version_of(ciphertext) not in ring.keys:
+        ring = keys.keyring(conn, tenant, refresh=True)
+    # The index is a plain column: the row it finds must hold the identifier asked for (its
+    # ciphertext is bound to the row), or someone moved an index between rows. Fail closed.
+    if ring.decrypt(table, "encrypted_external_id", stored_id, ciphertext) != external_id:
+        raise IntegrityError(f"{label} {stored_id}: its EHR identifier does not match its index")
+    if record_id is not None and record_id != stored_id:
+        raise ExternalIdTaken(label)
+    return _Target(stored_id, index, True)
+
+
+def _external(ring: TenantKeyring, table: str, target: _Target, external_id: str | None) -> dict[str, str | None]:
+    return {
+        "xe": ring.encrypt_optional(table, "encrypted_external_id", target.record_id, external_id),
+        "xi": target.index,
+    }
+
+
+_UPSERT_MEDICATION = text("""
+    INSERT INTO healthcare.medications (id, tenant_id, health_profile_id, user_id, encrypted_generic_name,
+        encrypted_brand_name,
+        encrypted_dosage, encrypted_frequency, encrypted_route, encrypted_indication, encrypted_prescribed_by,
+        is_emergency_medication, encrypted_coding, encrypted_external_id, external_id_index)
+    VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em, :cd, :xe, :xi)
+    ON CONFLICT (id) DO UPDATE SET encrypted_generic_name = EXCLUDED.encrypted_generic_name,
+        encrypted_brand_name = EXCLUDED.encrypted_brand_name, encrypted_dosage = EXCLUDED.encrypted_dosage,
+        encrypted_frequency = EXCLUDED.encrypted_frequency, encrypted_route = EXCLUDED.encrypted_route,
+        encrypted_indication = EXCLUDED.encrypted_indication,
+        encrypted_prescribed_by = EXCLUDED.encrypted_prescribed_by,
+        is_emergency_medication = EXCLUDED.is_emergency_medication,
+        encrypted_coding = EXCLUDED.encrypted_coding,
+        -- A write that names no EHR identifier keeps the one stored.
+        encrypted_external_id = COALESCE(EXCLUDED.encrypted_external_id, healthcare.medications.encrypted_external_id),
+        external_id_index = COALESCE(EXCLUDED.external_id_index, healthcare.medications.external_id_index),
+        is_active = true, updated_at = now()
+    WHERE healthcare.medications.user_id = EXCLUDED.user_id
+""")
+
+
+def _write_medication(
+    conn: Connection,
+    ring: TenantKeyring,
+    tenant: str,
+    profile_id: str,
+    patient_id: str,
+    target: _Target,
+    med: MedicationInput,
+) -> None:
+    mid = target.record_id
 
     def enc(col: str, value: str | None) -> str | None:
         return ring.encrypt_optional(_MED, col, mid, value)
@@ -644,30 +762,128 @@ def put_medication(
         "pb": enc("encrypted_prescribed_by", med.prescribed_by),
         "em": med.is_emergency_medication,
         "cd": enc("encrypted_coding", med.coding.stored() if med.coding is not None else None),
+        **_external(ring, _MED, target, med.external_id),
     }
-    written = conn.execute(
-        text("""
-        INSERT INTO healthcare.medications (id, tenant_id, health_profile_id, user_id, encrypted_generic_name,
-            encrypted_brand_name,
-            encrypted_dosage, encrypted_frequency, encrypted_route, encrypted_indication, encrypted_prescribed_by,
-            is_emergency_medication, encrypted_coding)
-        VALUES (:id, :t, :p, :u, :g, :b, :d, :f, :r, :i, :pb, :em, :cd)
-        ON CONFLICT (id) DO UPDATE SET encrypted_generic_name = EXCLUDED.encrypted_generic_name,
-            encrypted_brand_name = EXCLUDED.encrypted_brand_name, encrypted_dosage = EXCLUDED.encrypted_dosage,
-            encrypted_frequency = EXCLUDED.encrypted_frequency, encrypted_route = EXCLUDED.encrypted_route,
-            encrypted_indication = EXCLUDED.encrypted_indication,
-            encrypted_prescribed_by = EXCLUDED.encrypted_prescribed_by,
-            is_emergency_medication = EXCLUDED.is_emergency_medication,
-            encrypted_coding = EXCLUDED.encrypted_coding, is_active = true, updated_at = now()
-        WHERE healthcare.medications.user_id = EXCLUDED.user_id
-    """),
-        params,
-    )
-    if written.rowcount == 0:
+    if conn.execute(_UPSERT_MEDICATION, params).rowcount == 0:
         # The id names a record of another patient: nothing was written, and the caller must know.
         raise PatientNotFound("medication not found for this patient")
+
+
+def put_medication(
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    med: MedicationInput,
+    medication_id: str | None = None,
+    *,
+    must_exist: bool = False,
+    max_active: int | None = None,
+) -> str:
+    """Creates or updates one medication; an EHR identifier the patient's records already hold names
+    the record updated (an upsert), whether or not it is active."""
+    profile_id, tenant = _profile_of(conn, patient_id)
+    target = _target(
+        conn, keys, _MEDICATION, tenant, patient_id, profile_id, medication_id, med.external_id, must_exist=must_exist
+    )
+    ring = keys.keyring(conn, tenant)
+    _require_room(conn, "medications", profile_id, target.record_id, max_active)
+    _write_medication(conn, ring, tenant, profile_id, patient_id, target, med)
     refresh_integrity(conn, keys, patient_id)
-    return mid
+    return target.record_id
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacedMedications:
+    medication_ids: tuple[str, ...]  # in the order given
+    created: int
+    updated: int  # reactivated ones included
+    unchanged: int
+    deactivated_ids: tuple[str, ...]
+    version: int
+
+
+def _same_medication(row: Mapping[str, Any] | None, med: MedicationInput) -> bool:
+    """Whether an active row already says what `med` says (then the replacement leaves it alone)."""
+    if row is None:
+        return False
+    coding = json.loads(med.coding.stored()) if med.coding is not None else None
+    return (
+        row["generic_name"] == med.generic_name
+        and row["brand_name"] == med.brand_name
+        and row["dosage"] == med.dosage
+        and row["frequency"] == med.frequency
+        and row["route"] == med.route
+        and row["indication"] == med.indication
+        and row["prescribed_by"] == med.prescribed_by
+        and bool(row["is_emergency_medication"]) == med.is_emergency_medication
+        and row["coding"] == coding
+        and (med.external_id is None or row["external_id"] == med.external_id)
+    )
+
+
+_DEACTIVATE_OTHERS = text(
+    "UPDATE healthcare.medications SET is_active = false, ended_on = COALESCE(ended_on, current_date),"
+    " updated_at = now()"
+    " WHERE health_profile_id = :p AND is_active AND NOT (id = ANY (CAST(:keep AS text[]))) RETURNING id"
+)
+
+
+def replace_active_medications(
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    entries: Sequence[tuple[str | None, MedicationInput]],
+) -> ReplacedMedications:
+    """The patient's active medications become exactly `entries` ((our id or None, medication)), in
+    the caller's transaction: each lands on the record its EHR identifier names, else on the one our
+    id names (which must be this patient's), else on a new one; active records not named are
+    deactivated. Rows that already say what their entry says are left as they are.
+
+    The record is verified before it is changed: a replacement decides what to keep by comparing with
+    what is stored, and resealing tampered rows would bless them.
+    """
+    profile_id, tenant = _profile_of(conn, patient_id)
+    conn.execute(_LOCK_PROFILE, {"p": profile_id})
+    record, stored, sections = _load(conn, keys, patient_id)
+    if record.withheld:
+        raise PermissionError("this principal may not rewrite the record's integrity seal")
+    ring = keys.keyring(conn, tenant)
+    if not _verify_sections(ring, stored, sections, frozenset()):
+        raise IntegrityError(f"health profile {record.profile_id} failed its integrity check")
+    active = {str(m["id"]): m for m in record.medications}
+    seen: dict[str, int] = {}
+    ids: list[str] = []
+    created = updated = 0
+    for i, (medication_id, med) in enumerate(entries):
+        target = _target(
+            conn,
+            keys,
+            _MEDICATION,
+            tenant,
+            patient_id,
+            profile_id,
+            medication_id,
+            med.external_id,
+            must_exist=medication_id is not None,
+        )
+        if target.record_id in seen:
+            raise SameRecordTwice("medications", seen[target.record_id], i)
+        seen[target.record_id] = i
+        ids.append(target.record_id)
+        if _same_medication(active.get(target.record_id), med):
+            continue
+        _write_medication(conn, ring, tenant, profile_id, patient_id, target, med)
+        created, updated = (created, updated + 1) if target.existed else (created + 1, updated)
+    deactivated = tuple(sorted(str(r[0]) for r in conn.execute(_DEACTIVATE_OTHERS, {"p": profile_id, "keep": ids})))
+    version = refresh_integrity(conn, keys, patient_id) if created or updated or deactivated else record.version
+    return ReplacedMedications(
+        medication_ids=tuple(ids),
+        created=created,
+        updated=updated,
+        unchanged=len(ids) - created - updated,
+        deactivated_ids=deactivated,
+        version=version,
+    )
 
 
 def deactivate_medication(conn: Connection, keys: KeyStore, patient_id: str, medication_id: str) -> None:
@@ -695,23 +911,29 @@ def put_allergy(
     max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
-    if must_exist and allergy_id is not None:
-        _require_record(conn, "healthcare.allergies", allergy_id, patient_id, "allergy")
+    target = _target(
+        conn, keys, _ALLERGY, tenant, patient_id, profile_id, allergy_id, allergy.external_id, must_exist=must_exist
+    )
     ring = keys.keyring(conn, tenant)
-    aid = allergy_id or new_id("alg")
+    aid = target.record_id
     _require_room(conn, "allergies", profile_id, aid, max_active)
     written = conn.execute(
         text("""
         INSERT INTO healthcare.allergies (id, tenant_id, health_profile_id, user_id, encrypted_allergen,
             allergen_category,
-            severity, encrypted_reactions, encrypted_emergency_medication, encrypted_coding)
+            severity, encrypted_reactions, encrypted_emergency_medication, encrypted_coding,
+            encrypted_external_id, external_id_index)
         VALUES (:id, :t, :p, :u, :a, CAST(:c AS public.allergen_category), CAST(:s AS public.allergy_severity),
-            :r, :em, :cd)
+            :r, :em, :cd, :xe, :xi)
         ON CONFLICT (id) DO UPDATE SET encrypted_allergen = EXCLUDED.encrypted_allergen,
             allergen_category = EXCLUDED.allergen_category, severity = EXCLUDED.severity,
             encrypted_reactions = EXCLUDED.encrypted_reactions,
             encrypted_emergency_medication = EXCLUDED.encrypted_emergency_medication,
-            encrypted_coding = EXCLUDED.encrypted_coding, is_active = true, updated_at = now()
+            encrypted_coding = EXCLUDED.encrypted_coding,
+            encrypted_external_id = COALESCE(EXCLUDED.encrypted_external_id,
+                healthcare.allergies.encrypted_external_id),
+            external_id_index = COALESCE(EXCLUDED.external_id_index, healthcare.allergies.external_id_index),
+            is_active = true, updated_at = now()
         WHERE healthcare.allergies.user_id = EXCLUDED.user_id
     """),
         {
@@ -727,6 +949,7 @@ def put_allergy(
             "cd": ring.encrypt_optional(
                 _ALG, "encrypted_coding", aid, allergy.coding.stored() if allergy.coding is not None else None
             ),
+            **_external(ring, _ALG, target, allergy.external_id),
         },
     )
     if written.rowcount == 0:
@@ -747,19 +970,25 @@ def put_condition(
     max_active: int | None = None,
 ) -> str:
     profile_id, tenant = _profile_of(conn, patient_id)
-    if must_exist and condition_id is not None:
-        _require_record(conn, "healthcare.conditions", condition_id, patient_id, "condition")
+    target = _target(
+        conn, keys, _CONDITION, tenant, patient_id, profile_id, condition_id, condition.external_id,
+        must_exist=must_exist,
+    )
     ring = keys.keyring(conn, tenant)
-    cid = condition_id or new_id("cond")
+    cid = target.record_id
     _require_room(conn, "conditions", profile_id, cid, max_active)
     written = conn.execute(
         text("""
         INSERT INTO healthcare.conditions (id, tenant_id, health_profile_id, user_id, encrypted_name, encrypted_code,
-            encrypted_notes, is_critical)
-        VALUES (:id, :t, :p, :u, :n, :c, :no, :crit)
+            encrypted_notes, is_critical, encrypted_external_id, external_id_index)
+        VALUES (:id, :t, :p, :u, :n, :c, :no, :crit, :xe, :xi)
         ON CONFLICT (id) DO UPDATE SET encrypted_name = EXCLUDED.encrypted_name,
             encrypted_code = EXCLUDED.encrypted_code, encrypted_notes = EXCLUDED.encrypted_notes,
-            is_critical = EXCLUDED.is_critical, is_active = true, updated_at = now()
+            is_critical = EXCLUDED.is_critical,
+            encrypted_external_id = COALESCE(EXCLUDED.encrypted_external_id,
+                healthcare.conditions.encrypted_external_id),
+            external_id_index = COALESCE(EXCLUDED.external_id_index, healthcare.conditions.external_id_index),
+            is_active = true, updated_at = now()
         WHERE healthcare.conditions.user_id = EXCLUDED.user_id
     """),
         {
@@ -771,6 +1000,7 @@ def put_condition(
             "c": ring.encrypt_optional(_CND, "encrypted_code", cid, condition.code),
             "no": ring.encrypt_optional(_CND, "encrypted_notes", cid, condition.notes),
             "crit": condition.is_critical,
+            **_external(ring, _CND, target, condition.external_id),
         },
     )
     if written.rowcount == 0:

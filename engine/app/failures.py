@@ -60,6 +60,10 @@ def classify(exc: BaseException) -> Failure:
         return Failure(Code.UNAUTHENTICATED, str(exc))
     if isinstance(exc, patients.TooManyItems):
         return Failure(Code.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, patients.ExternalIdTaken):
+        return Failure(Code.ALREADY_EXISTS, str(exc))
+    if isinstance(exc, patients.SameRecordTwice):
+        return Failure(Code.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, patients.IntegrityError):
         return Failure(
             Code.DATA_LOSS,

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from engine.app.calls import Calls
 from engine.app.clients import ClientRegistry, JwksFetcher
+from engine.app.emergency import EmergencyAccess
 from engine.app.engine_cache import EngineCache
 from engine.app.evaluation import Evaluations
 from engine.app.feedback import FeedbackService
+from engine.app.records import Records
 from engine.app.settings import ServiceSettings
 from store.crypto import key_provider_from_env
 from store.keys import KeyStore
@@ -30,6 +32,8 @@ class Services:
     evaluations: Evaluations
     feedback: FeedbackService
     clients: ClientRegistry  # the registered clients (EHRs, backends), cached and refreshed
+    records: Records
+    emergency: EmergencyAccess
 
     @classmethod
     def wire(
@@ -42,6 +46,7 @@ class Services:
         max_active_items: int = 100,
         max_alerts: int = 200,
         allow_http_jwks: bool = False,
+        emergency_grant_minutes: int = 60,
     ) -> Services:
         calls = Calls(db)
         return cls(
@@ -55,6 +60,8 @@ class Services:
             ),
             feedback=FeedbackService(db, keys, calls),
             clients=ClientRegistry.from_database(db, fetch_jwks=JwksFetcher(allow_http=allow_http_jwks)),
+            records=Records(db, keys, calls, max_active_items=max_active_items),
+            emergency=EmergencyAccess(db, keys, calls, grant_minutes=emergency_grant_minutes),
         )
 
     @classmethod
@@ -72,4 +79,5 @@ class Services:
             max_active_items=settings.max_active_items,
             max_alerts=settings.max_alerts,
             allow_http_jwks=settings.insecure_plaintext,
+            emergency_grant_minutes=settings.emergency_grant_minutes,
         )

@@ -160,11 +160,7 @@ def build_server(
         client_audience=settings.jwt_audience,
     )
     servicer = ClinicalSafetyServicer(
-        services,
-        emergency_grant_minutes=settings.emergency_grant_minutes,
-        statement_timeout_ms=settings.statement_timeout_ms,
-        max_active_items=settings.max_active_items,
-        max_response_bytes=settings.max_send_bytes,
+        services, statement_timeout_ms=settings.statement_timeout_ms, max_response_bytes=settings.max_send_bytes
     )
 
     def rejected(method: str, reason: str) -> None:

@@ -1,45 +1,51 @@
-"""The ClinicalSafety servicer: protobuf in, one RLS-scoped transaction, protobuf out.
+"""The ClinicalSafety servicer: protobuf in, a use case of engine/app, protobuf out.
 
-Every RPC runs through `_call`, which owns the mapping from failures to status codes, so handlers
-hold only their clinical logic. No handler turns an error into "no alerts": an evaluation either
-answers with its audit row written, or fails with a status the caller can act on.
+Each RPC converts its request into the use case's plain inputs, calls it (the use case runs the call
+through `Calls.run` and opens the one transaction), and converts the answer back; a `Failure` becomes
+the status (`abort`). No handler turns an error into "no alerts": an evaluation either answers with
+its audit row written, or fails with a status the caller can act on.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import math
-import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from engine.app.calls import OnFailure, audit_failure
+from engine.app.calls import OnFailure
+from engine.app.emergency import BreakGlass, EmergencyMedicationView
 from engine.app.evaluation import MAX_FOODS, MAX_PROPOSED_MEDICATIONS, Evaluation, Proposal, SuppliedPatient
 from engine.app.failures import Code, Failure, invalid
 from engine.app.feedback import Feedback
+from engine.app.records import (
+    MEDICATION_SYSTEMS,
+    AllergyEntry,
+    CodingText,
+    ConditionEntry,
+    ConsentGrant,
+    MedicationEntry,
+    MedicationView,
+    ReadingEntry,
+    RecordWritten,
+    check_coding,
+)
 from engine.app.service import Services
 from engine.app.supplied import supplied_from_fhir
-from engine.app.validation import ID as _ID
 from engine.app.validation import MAX_CODE, MAX_DISPLAY, MAX_REASON, MAX_TEXT  # noqa: F401 - re-exported limits
-from engine.app.validation import check_id as _check_id
-from engine.app.validation import check_reason as _check_reason
 from engine.app.validation import check_text as _check_text
 from engine.doors.grpc.auth import current_principal
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.doors.grpc.request_ids import current_request_id
 from engine.fhir import FhirError, parse_draft_orders
-from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from engine.model import Alert, MedicationFact, UnresolvedItem
-from store import patients, service_repo
-from store.admin import grant_consent, revoke_consent
+from store import service_repo
 from store.session import Principal, RequestMeta
 
 __all__ = ["ClinicalSafetyServicer", "abort", "evaluation_pb"]
@@ -47,42 +53,70 @@ __all__ = ["ClinicalSafetyServicer", "abort", "evaluation_pb"]
 log = logging.getLogger("praneya.api")
 T = TypeVar("T")
 
-_BREAK_GLASS_ROLES = ("EMERGENCY_RESPONDER", "CLINICAL_ADVISOR")
-# Which code systems identify what: a medication is a drug product or ingredient (RxNorm, NDC); an
-# allergen may also be a food or substance (SNOMED CT). A condition code on a drug is refused, not ignored.
-_MEDICATION_SYSTEMS = ("rxnorm", "ndc")
-_ALLERGEN_SYSTEMS = ("rxnorm", "ndc", "snomed")
 
-
-def _coding(field: str, parent: Any, systems: tuple[str, ...]) -> patients.CodedAs | None:
-    """`parent.coding` -> a coding of one of `systems`, or None when absent (unset, or all empty).
-
-    Errors name the field and never echo the code: a code names a drug, and error details reach
-    clients' logs."""
+def _coding_text(parent: Any) -> CodingText | None:
+    """`parent.coding` as the use cases take it; None when unset."""
     if not parent.HasField("coding"):
         return None
     c = parent.coding
-    if not (c.system.strip() or c.code.strip() or c.display.strip()):
-        return None
-    system = _check_text(f"{field}.system", c.system, required=True)
-    code = _check_text(f"{field}.code", c.code, required=True, limit=MAX_CODE)
-    display = _check_text(f"{field}.display", c.display, limit=MAX_DISPLAY)
-    assert system is not None and code is not None
-    # The same lookup parse_coding makes, so that a bad system and a bad code name different fields.
-    short = CODE_SYSTEMS.get(system.lower().rstrip("/"))
-    if short is None or short not in systems:
-        allowed = ", ".join(f"{s} ({SYSTEM_URIS[s]})" for s in systems)
-        raise invalid(f"{field}.system", f"must be one of {allowed}")
-    try:
-        coding = parse_coding(system, code)
-    except ValueError:
-        raise invalid(f"{field}.code", f"is not a valid {short} code") from None
-    return patients.CodedAs(coding, display)
+    return CodingText(c.system, c.code, c.display)
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    """An enum field as the use cases take it: "" when unspecified (0), "?" for a number this
+    version does not know (enums are open: any number can arrive), else its name."""
+    if number == 0:
+        return ""
+    return str(enum.Name(number)) if number in enum.values() else "?"
+
+
+def _medication_entry(m: pb.Medication) -> MedicationEntry:
+    return MedicationEntry(
+        generic_name=m.generic_name,
+        medication_id=m.medication_id,
+        external_id=m.external_id,
+        brand_name=m.brand_name,
+        dose=m.dose,
+        frequency=m.frequency,
+        route=m.route,
+        indication=m.indication,
+        prescribed_by=m.prescribed_by,
+        is_emergency_medication=m.is_emergency_medication,
+        coding=_coding_text(m),
+    )
+
+
+def _medication_pb(v: MedicationView) -> pb.Medication:
+    return pb.Medication(
+        medication_id=v.medication_id,
+        generic_name=v.generic_name,
+        brand_name=v.brand_name,
+        dose=v.dose,
+        frequency=v.frequency,
+        route=v.route,
+        indication=v.indication,
+        prescribed_by=v.prescribed_by,
+        is_emergency_medication=v.is_emergency_medication,
+        coding=_coding_pb(v.coding),
+        external_id=v.external_id,
+    )
+
+
+def _emergency_medication_pb(v: EmergencyMedicationView) -> pb.EmergencyMedication:
+    return pb.EmergencyMedication(
+        medication_id=v.medication_id,
+        name=v.name,
+        brand_name=v.brand_name,
+        dose=v.dose,
+        frequency=v.frequency,
+        route=v.route,
+        is_emergency_medication=v.is_emergency_medication,
+    )
 
 
 def _proposed(i: int, m: pb.ProposedMedication) -> MedicationFact:
     where = f"proposed_medications[{i}]"
-    coded = _coding(f"{where}.coding", m, _MEDICATION_SYSTEMS)
+    coded = check_coding(f"{where}.coding", _coding_text(m), MEDICATION_SYSTEMS)
     name = _check_text(f"{where}.name", m.name)
     if name is None and coded is None:
         raise invalid(f"{where}.name", "is required when there is no coding")
@@ -114,10 +148,10 @@ def _draft_orders(field: str, data: bytes) -> tuple[MedicationFact, ...]:
         raise invalid(field, str(exc)) from None
 
 
-def _coding_pb(stored: dict[str, Any] | None) -> pb.Coding | None:
-    if stored is None:
+def _coding_pb(coding: CodingText | None) -> pb.Coding | None:
+    if coding is None:
         return None
-    return pb.Coding(system=SYSTEM_URIS[stored["system"]], code=stored["code"], display=stored.get("display") or "")
+    return pb.Coding(system=coding.system, code=coding.code, display=coding.display)
 
 
 _UNRESOLVED_KIND = {"medication": pb.MEDICATION, "allergy": pb.ALLERGY, "food": pb.FOOD}
@@ -221,9 +255,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self,
         services: Services,
         *,
-        emergency_grant_minutes: int = 60,
         statement_timeout_ms: int = 5000,
-        max_active_items: int = 100,
         max_response_bytes: int = 4 << 20,
     ) -> None:
         self.services = services
@@ -233,12 +265,11 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self.calls = services.calls
         self.evaluations = services.evaluations
         self.feedback = services.feedback
-        self.emergency_grant_minutes = emergency_grant_minutes
         self.statement_timeout_ms = statement_timeout_ms
         # The bounds on one call's work (issue 13, item 1): active items per patient and category
-        # (refused on write; the evaluation use case refuses a record that holds more), alerts per
-        # answer (the use case), and the answer's size (checked here, before the commit).
-        self.max_active_items = max_active_items
+        # (the records use case refuses them on write, the evaluation use case refuses a record that
+        # holds more), alerts per answer (the evaluation use case), and the answer's size (checked
+        # here, before the commit).
         self.max_response_bytes = max_response_bytes
 
     # -- the one place failures become statuses ---------------------------------------------------
@@ -364,407 +395,215 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
 
     # -- break the glass ----------------------------------------------------------------------------
 
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[Principal, RequestMeta], T]) -> T:
+        """A use case's call with this request's principal and meta; its Failure becomes the status."""
+        try:
+            return fn(current_principal.get(), self._meta(context))
+        except Failure as failure:
+            abort(context, failure)
+
     def EmergencyAccess(
         self, request: pb.EmergencyAccessRequest, context: grpc.ServicerContext
     ) -> pb.EmergencyAccessResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.EmergencyAccessResponse:
-            _check_id("patient_id", request.patient_id)
-            if request.reason_code == pb.EMERGENCY_REASON_CODE_UNSPECIFIED:
-                raise invalid("reason_code", "is required (ETREAT or BTG)")
-            if request.reason_code not in (pb.ETREAT, pb.BTG):  # enums are open: any number can arrive
-                raise invalid("reason_code", "must be ETREAT or BTG")
-            reason = _check_reason("reason_text", request.reason_text)
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                grant = service_repo.break_the_glass(
-                    conn,
-                    self.keys,
-                    tenant_id=principal.tenant_id,
-                    requesting_user_id=principal.user_id,
-                    patient_id=request.patient_id,
-                    reason_code=pb.EmergencyReasonCode.Name(request.reason_code),
-                    reason_text=reason,
-                    grant_minutes=self.emergency_grant_minutes,
+        reason_code = _enum_name(pb.EmergencyReasonCode, request.reason_code)
+        ask = BreakGlass(request.patient_id, reason_code, request.reason_text)
+        s = self._run(context, lambda p, m: self.services.emergency.break_the_glass(p, m, ask))
+        meds = [_emergency_medication_pb(v) for v in s.active_medications]
+        return pb.EmergencyAccessResponse(
+            grant_id=s.grant_id,
+            expires_at=_ts(s.expires_at),
+            audit_id=s.audit_id,
+            critical_allergies=[
+                pb.EmergencyAllergy(
+                    allergy_id=a.allergy_id,
+                    allergen=a.allergen,
+                    category=a.category,
+                    severity=a.severity,
+                    reactions=list(a.reactions),
+                    emergency_medication=a.emergency_medication,
                 )
-            meds = [
-                pb.EmergencyMedication(
-                    medication_id=m["id"],
-                    name=m["generic_name"] or "",
-                    brand_name=m.get("brand_name") or "",
-                    dose=m.get("dosage") or "",
-                    frequency=m.get("frequency") or "",
-                    route=m.get("route") or "",
-                    is_emergency_medication=bool(m.get("is_emergency_medication")),
-                )
-                for m in grant.active_medications
-            ]
-            return pb.EmergencyAccessResponse(
-                grant_id=grant.grant_id,
-                expires_at=_ts(grant.expires_at),
-                audit_id=grant.audit_id,
-                critical_allergies=[
-                    pb.EmergencyAllergy(
-                        allergy_id=a["id"],
-                        allergen=a["allergen"] or "",
-                        category=a["allergen_category"],
-                        severity=a["severity"],
-                        reactions=a["reactions"],
-                        emergency_medication=a.get("emergency_medication") or "",
-                    )
-                    for a in grant.critical_allergies
-                ],
-                active_medications=meds,
-                active_conditions=[
-                    pb.EmergencyCondition(
-                        condition_id=c["id"],
-                        name=c["name"] or "",
-                        code=c.get("code") or "",
-                        is_critical=bool(c["is_critical"]),
-                    )
-                    for c in grant.active_conditions
-                ],
-                emergency_medications=[m for m in meds if m.is_emergency_medication],
-            )
-
-        return self._call(
-            "EmergencyAccess",
-            context,
-            run,
-            roles=_BREAK_GLASS_ROLES,
-            on_failure=audit_failure("EMERGENCY_ACCESS", request.patient_id or None),
+                for a in s.critical_allergies
+            ],
+            active_medications=meds,
+            active_conditions=[
+                pb.EmergencyCondition(condition_id=c.condition_id, name=c.name, code=c.code, is_critical=c.is_critical)
+                for c in s.active_conditions
+            ],
+            emergency_medications=[m for m in meds if m.is_emergency_medication],
         )
 
     def ListEmergencyAccessEvents(
         self, request: pb.ListEmergencyAccessEventsRequest, context: grpc.ServicerContext
     ) -> pb.ListEmergencyAccessEventsResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.ListEmergencyAccessEventsResponse:
-            size = request.page_size or 50
-            if not 1 <= size <= 500:
-                raise invalid("page_size", "must be between 1 and 500")
-            after = _decode_page_token(request.page_token) if request.page_token else None
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                events = service_repo.list_grants(
-                    conn, self.keys, unreviewed_only=request.unreviewed_only, limit=size + 1, after=after
-                )
-            page, more = events[:size], len(events) > size
-            token = _encode_page_token(page[-1].granted_at, page[-1].grant_id) if more else ""
-            return pb.ListEmergencyAccessEventsResponse(events=[_event_pb(e) for e in page], next_page_token=token)
-
-        return self._call("ListEmergencyAccessEvents", context, run, roles=("SUPER_ADMIN",))
+        page = self._run(
+            context,
+            lambda p, m: self.services.emergency.list_events(
+                p, m, page_size=request.page_size, page_token=request.page_token,
+                unreviewed_only=request.unreviewed_only,
+            ),
+        )
+        return pb.ListEmergencyAccessEventsResponse(
+            events=[_event_pb(e) for e in page.events], next_page_token=page.next_page_token
+        )
 
     def ReviewEmergencyAccessEvent(
         self, request: pb.ReviewEmergencyAccessEventRequest, context: grpc.ServicerContext
     ) -> pb.ReviewEmergencyAccessEventResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.ReviewEmergencyAccessEventResponse:
-            _check_id("grant_id", request.grant_id)
-            if request.outcome not in ("APPROPRIATE", "INAPPROPRIATE", "NEEDS_FOLLOW_UP"):
-                raise invalid("outcome", "must be APPROPRIATE, INAPPROPRIATE or NEEDS_FOLLOW_UP")
-            notes = _check_text("notes", request.notes, limit=MAX_REASON) or ""
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                event = service_repo.review_grant(
-                    conn,
-                    self.keys,
-                    tenant_id=principal.tenant_id,
-                    grant_id=request.grant_id,
-                    reviewer=principal.user_id,
-                    outcome=request.outcome,
-                    notes=notes,
-                )
-            return pb.ReviewEmergencyAccessEventResponse(event=_event_pb(event))
-
-        return self._call("ReviewEmergencyAccessEvent", context, run, roles=("SUPER_ADMIN",))
+        event = self._run(
+            context,
+            lambda p, m: self.services.emergency.review(p, m, request.grant_id, request.outcome, request.notes),
+        )
+        return pb.ReviewEmergencyAccessEventResponse(event=_event_pb(event))
 
     def EndEmergencyAccess(
         self, request: pb.EndEmergencyAccessRequest, context: grpc.ServicerContext
     ) -> pb.EndEmergencyAccessResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.EndEmergencyAccessResponse:
-            _check_id("grant_id", request.grant_id)
-            reason = _check_reason("reason", request.reason)
-            audit_id = str(uuid.uuid4())
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                event = service_repo.end_grant(
-                    conn, self.keys, tenant_id=principal.tenant_id, grant_id=request.grant_id, reason=reason
-                )
-                assert event.ended_at is not None
-                service_repo.write_audit(
-                    conn,
-                    audit_id=audit_id,
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    action="END_EMERGENCY_ACCESS",
-                    outcome="SUCCESS",
-                    patient_id=event.patient_id,
-                    resource_type="healthcare.emergency_access_grants",
-                    resource_id=event.grant_id,
-                    phi_accessed=False,
-                    risk_score=0.3,
-                    flags=["BREAK_GLASS_ENDED"]
-                    + ([] if event.grantee_user_id == principal.user_id else ["ENDED_BY_ADMIN"]),
-                    details={
-                        "request_id": meta.request_id,
-                        "grant_id": event.grant_id,
-                        "grantee_user_id": event.grantee_user_id,
-                        "expires_at": event.expires_at.isoformat(),
-                    },
-                )
-            return pb.EndEmergencyAccessResponse(
-                grant_id=event.grant_id, ended_at=_ts(event.ended_at), audit_id=audit_id
-            )
-
-        return self._call(
-            "EndEmergencyAccess",
-            context,
-            run,
-            roles=(*_BREAK_GLASS_ROLES, "SUPER_ADMIN"),
-            on_failure=audit_failure("END_EMERGENCY_ACCESS", None),
+        ended = self._run(context, lambda p, m: self.services.emergency.end(p, m, request.grant_id, request.reason))
+        return pb.EndEmergencyAccessResponse(
+            grant_id=ended.grant_id, ended_at=_ts(ended.ended_at), audit_id=ended.audit_id
         )
 
     # -- patient records ----------------------------------------------------------------------------
 
-    def _write(
-        self, name: str, context: grpc.ServicerContext, patient_id: str, write: Callable[[Any], str]
-    ) -> pb.RecordWriteResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.RecordWriteResponse:
-            _check_id("patient_id", patient_id)
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                row_id = write(conn)
-                version = patients.profile_version(conn, patient_id)
-            return pb.RecordWriteResponse(id=row_id, profile_version=version)
-
-        return self._call(name, context, run)
+    @staticmethod
+    def _written(w: RecordWritten) -> pb.RecordWriteResponse:
+        return pb.RecordWriteResponse(id=w.id, profile_version=w.profile_version)
 
     def PutMedication(self, request: pb.PutMedicationRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
-        m = request.medication
-
-        def write(conn: Any) -> str:
-            med = patients.MedicationInput(
-                generic_name=_required("medication.generic_name", m.generic_name),
-                brand_name=_check_text("medication.brand_name", m.brand_name),
-                dosage=_check_text("medication.dose", m.dose),
-                frequency=_check_text("medication.frequency", m.frequency),
-                route=_check_text("medication.route", m.route),
-                indication=_check_text("medication.indication", m.indication),
-                prescribed_by=_check_text("medication.prescribed_by", m.prescribed_by),
-                is_emergency_medication=m.is_emergency_medication,
-                coding=_coding("medication.coding", m, _MEDICATION_SYSTEMS),
-            )
-            mid = _check_id("medication.medication_id", m.medication_id) if m.medication_id else None
-            return patients.put_medication(
-                conn,
-                self.keys,
-                request.patient_id,
-                med,
-                medication_id=mid,
-                must_exist=mid is not None,
-                max_active=self.max_active_items,
-            )
-
-        return self._write("PutMedication", context, request.patient_id, write)
+        entry = _medication_entry(request.medication)
+        return self._written(
+            self._run(context, lambda p, m: self.services.records.put_medication(p, m, request.patient_id, entry))
+        )
 
     def DeactivateMedication(
         self, request: pb.DeactivateMedicationRequest, context: grpc.ServicerContext
     ) -> pb.RecordWriteResponse:
-        def write(conn: Any) -> str:
-            mid = _check_id("medication_id", request.medication_id)
-            patients.deactivate_medication(conn, self.keys, request.patient_id, mid)
-            return mid
-
-        return self._write("DeactivateMedication", context, request.patient_id, write)
+        return self._written(
+            self._run(
+                context,
+                lambda p, m: self.services.records.deactivate_medication(
+                    p, m, request.patient_id, request.medication_id
+                ),
+            )
+        )
 
     def PutAllergy(self, request: pb.PutAllergyRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
         a = request.allergy
-
-        def write(conn: Any) -> str:
-            category = a.category.strip().upper()
-            if category not in ("DRUG", "FOOD", "ENVIRONMENTAL", "INSECT", "LATEX", "OTHER"):
-                raise invalid("allergy.category", "must be DRUG, FOOD, ENVIRONMENTAL, INSECT, LATEX or OTHER")
-            severity = a.severity.strip().upper()
-            if severity not in ("MILD", "MODERATE", "SEVERE", "ANAPHYLACTIC"):
-                raise invalid("allergy.severity", "must be MILD, MODERATE, SEVERE or ANAPHYLACTIC")
-            if len(a.reactions) > 20:
-                raise invalid("allergy.reactions", "at most 20")
-            reactions = tuple(
-                r for i, raw in enumerate(a.reactions) if (r := _check_text(f"allergy.reactions[{i}]", raw)) is not None
-            )
-            allergy = patients.AllergyInput(
-                _required("allergy.allergen", a.allergen),
-                category,
-                severity,
-                reactions,
-                _check_text("allergy.emergency_medication", a.emergency_medication),
-                _coding("allergy.coding", a, _ALLERGEN_SYSTEMS),
-            )
-            aid = _check_id("allergy.allergy_id", a.allergy_id) if a.allergy_id else None
-            return patients.put_allergy(
-                conn,
-                self.keys,
-                request.patient_id,
-                allergy,
-                allergy_id=aid,
-                must_exist=aid is not None,
-                max_active=self.max_active_items,
-            )
-
-        return self._write("PutAllergy", context, request.patient_id, write)
+        entry = AllergyEntry(
+            allergen=a.allergen,
+            category=a.category,
+            severity=a.severity,
+            reactions=tuple(a.reactions),
+            emergency_medication=a.emergency_medication,
+            coding=_coding_text(a),
+            allergy_id=a.allergy_id,
+            external_id=a.external_id,
+        )
+        return self._written(
+            self._run(context, lambda p, m: self.services.records.put_allergy(p, m, request.patient_id, entry))
+        )
 
     def PutCondition(self, request: pb.PutConditionRequest, context: grpc.ServicerContext) -> pb.RecordWriteResponse:
         c = request.condition
-
-        def write(conn: Any) -> str:
-            condition = patients.ConditionInput(
-                _required("condition.name", c.name),
-                _check_text("condition.code", c.code),
-                None,
-                c.is_critical,
-            )
-            cid = _check_id("condition.condition_id", c.condition_id) if c.condition_id else None
-            return patients.put_condition(
-                conn,
-                self.keys,
-                request.patient_id,
-                condition,
-                condition_id=cid,
-                must_exist=cid is not None,
-                max_active=self.max_active_items,
-            )
-
-        return self._write("PutCondition", context, request.patient_id, write)
+        entry = ConditionEntry(
+            name=c.name, code=c.code, is_critical=c.is_critical, condition_id=c.condition_id, external_id=c.external_id
+        )
+        return self._written(
+            self._run(context, lambda p, m: self.services.records.put_condition(p, m, request.patient_id, entry))
+        )
 
     def PutBiometricReading(
         self, request: pb.PutBiometricReadingRequest, context: grpc.ServicerContext
     ) -> pb.RecordWriteResponse:
         r = request.reading
 
-        def write(conn: Any) -> str:
-            rtype = r.reading_type.strip().lower()
-            if not re.match(r"^[a-z][a-z0-9_]{0,39}$", rtype):
-                raise invalid("reading.reading_type", "must be a lower-case name such as egfr or potassium")
-            if not math.isfinite(r.value):
-                raise invalid("reading.value", "must be a finite number")
+        def entry() -> ReadingEntry:
+            # Inside the call: a timestamp out of range is the caller's mistake, answered like any other.
             taken = _timestamp("reading.taken_at", r.taken_at) if r.HasField("taken_at") else None
-            if taken is not None and taken > datetime.now(UTC) + timedelta(minutes=5):
-                raise invalid("reading.taken_at", "is in the future")
-            reading = patients.BiometricInput(rtype, r.value, _check_text("reading.unit", r.unit), taken)
-            return patients.put_biometric(
-                conn, self.keys, request.patient_id, reading, max_active=self.max_active_items
-            )
+            return ReadingEntry(reading_type=r.reading_type, value=r.value, unit=r.unit, taken_at=taken)
 
-        return self._write("PutBiometricReading", context, request.patient_id, write)
+        return self._written(
+            self._run(context, lambda p, m: self.services.records.put_reading(p, m, request.patient_id, entry))
+        )
 
     def GetHealthProfile(self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext) -> pb.HealthProfile:
-        def run(principal: Principal, meta: RequestMeta) -> pb.HealthProfile:
-            _check_id("patient_id", request.patient_id)
-            with self.db.scoped(principal, meta) as conn:
-                rec = patients.read_patient(conn, self.keys, request.patient_id, expected_role=principal.role)
-                service_repo.write_audit(
-                    conn,
-                    audit_id=str(uuid.uuid4()),
-                    tenant_id=principal.tenant_id,
-                    user_id=principal.user_id,
-                    action="READ_HEALTH_PROFILE",
-                    outcome="SUCCESS",
-                    patient_id=request.patient_id,
-                    resource_type="healthcare.health_profiles",
-                    resource_id=rec.profile_id,
-                    phi_accessed=True,
-                    risk_score=0.2,
-                    flags=["PHI_READ"],
-                    details={"request_id": meta.request_id},
+        v = self._run(context, lambda p, m: self.services.records.health_profile(p, m, request.patient_id))
+        return pb.HealthProfile(
+            patient_id=v.patient_id,
+            version=v.version,
+            subscription_tier=v.subscription_tier,
+            age=v.age or 0,
+            sex=v.sex,
+            pregnancy_status=v.pregnancy_status,
+            medications=[_medication_pb(med) for med in v.medications],
+            allergies=[
+                pb.Allergy(
+                    allergy_id=a.allergy_id,
+                    allergen=a.allergen,
+                    category=a.category,
+                    severity=a.severity,
+                    reactions=list(a.reactions),
+                    emergency_medication=a.emergency_medication,
+                    coding=_coding_pb(a.coding),
+                    external_id=a.external_id,
                 )
-            return pb.HealthProfile(
-                patient_id=rec.patient_id,
-                version=rec.version,
-                subscription_tier=rec.subscription_tier,
-                age=rec.age() or 0,
-                sex=rec.profile.get("sex") or "",
-                pregnancy_status=rec.profile.get("pregnancy_status") or "",
-                medications=[
-                    pb.Medication(
-                        medication_id=m["id"],
-                        generic_name=m["generic_name"],
-                        brand_name=m["brand_name"] or "",
-                        dose=m["dosage"] or "",
-                        frequency=m["frequency"] or "",
-                        route=m["route"] or "",
-                        indication=m["indication"] or "",
-                        prescribed_by=m["prescribed_by"] or "",
-                        is_emergency_medication=m["is_emergency_medication"],
-                        coding=_coding_pb(m["coding"]),
-                    )
-                    for m in rec.medications
-                ],
-                allergies=[
-                    pb.Allergy(
-                        allergy_id=a["id"],
-                        allergen=a["allergen"],
-                        category=a["allergen_category"],
-                        severity=a["severity"],
-                        reactions=a["reactions"],
-                        emergency_medication=a["emergency_medication"] or "",
-                        coding=_coding_pb(a["coding"]),
-                    )
-                    for a in rec.allergies
-                ],
-                conditions=[
-                    pb.Condition(
-                        condition_id=c["id"],
-                        name=c["name"],
-                        code=c["code"] or "",
-                        is_critical=c["is_critical"],
-                    )
-                    for c in rec.conditions
-                ],
-                latest_biometrics=[
-                    pb.BiometricReading(
-                        reading_id=b["id"],
-                        reading_type=b["reading_type"],
-                        value=b["value"],
-                        unit=b["unit"] or "",
-                        taken_at=_ts(datetime.fromisoformat(b["taken_at"])),
-                    )
-                    for b in rec.biometrics
-                ],
-                withheld_categories=sorted(rec.withheld),
-            )
-
-        return self._call(
-            "GetHealthProfile",
-            context,
-            run,
-            on_failure=audit_failure("READ_HEALTH_PROFILE", request.patient_id or None),
+                for a in v.allergies
+            ],
+            conditions=[
+                pb.Condition(
+                    condition_id=c.condition_id,
+                    name=c.name,
+                    code=c.code,
+                    is_critical=c.is_critical,
+                    external_id=c.external_id,
+                )
+                for c in v.conditions
+            ],
+            latest_biometrics=[
+                pb.BiometricReading(
+                    reading_id=b.reading_id,
+                    reading_type=b.reading_type,
+                    value=b.value,
+                    unit=b.unit,
+                    taken_at=_ts(b.taken_at),
+                )
+                for b in v.latest_biometrics
+            ],
+            withheld_categories=list(v.withheld_categories),
         )
 
     def GrantConsent(self, request: pb.GrantConsentRequest, context: grpc.ServicerContext) -> pb.GrantConsentResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.GrantConsentResponse:
-            grantee = _check_id("grantee_user_id", request.grantee_user_id)
-            if not 0 <= request.expires_in_days <= 3650:
-                raise invalid("expires_in_days", "must be between 0 (no expiry) and 3650")
-            categories = [c.strip().upper() for c in request.categories]
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                cid = grant_consent(
-                    conn,
-                    self.keys,
-                    principal.tenant_id,
-                    principal.user_id,
-                    grantee,
-                    categories,
-                    timedelta(days=request.expires_in_days) if request.expires_in_days else None,
-                    _check_text("purpose", request.purpose),
-                )
-            return pb.GrantConsentResponse(consent_id=cid)
-
-        return self._call("GrantConsent", context, run)
+        grant = ConsentGrant(
+            grantee_user_id=request.grantee_user_id,
+            categories=tuple(request.categories),
+            expires_in_days=request.expires_in_days,
+            purpose=request.purpose,
+        )
+        cid = self._run(context, lambda p, m: self.services.records.grant_consent(p, m, grant))
+        return pb.GrantConsentResponse(consent_id=cid)
 
     def RevokeConsent(
         self, request: pb.RevokeConsentRequest, context: grpc.ServicerContext
     ) -> pb.RevokeConsentResponse:
-        def run(principal: Principal, meta: RequestMeta) -> pb.RevokeConsentResponse:
-            cid = _check_id("consent_id", request.consent_id)
-            with self.db.scoped(principal, meta, verify=True) as conn:
-                if not revoke_consent(conn, cid):
-                    raise LookupError("consent not found")
-            return pb.RevokeConsentResponse(revoked=True)
+        self._run(context, lambda p, m: self.services.records.revoke_consent(p, m, request.consent_id))
+        return pb.RevokeConsentResponse(revoked=True)
 
-        return self._call("RevokeConsent", context, run)
+    def ReplaceActiveMedications(
+        self, request: pb.ReplaceActiveMedicationsRequest, context: grpc.ServicerContext
+    ) -> pb.ReplaceActiveMedicationsResponse:
+        entries = [_medication_entry(med) for med in request.medications]
+        done = self._run(
+            context,
+            lambda p, m: self.services.records.replace_active_medications(p, m, request.patient_id, entries),
+        )
+        return pb.ReplaceActiveMedicationsResponse(
+            medication_ids=list(done.medication_ids),
+            deactivated_medication_ids=list(done.deactivated_ids),
+            created=done.created,
+            updated=done.updated,
+            unchanged=done.unchanged,
+            profile_version=done.profile_version,
+        )
 
     # -- alert feedback -----------------------------------------------------------------------------
 
@@ -831,12 +670,6 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         return self._call("GetSigningKey", context, run, phi=False)
 
 
-def _required(field: str, value: str) -> str:
-    text = _check_text(field, value, required=True)
-    assert text is not None
-    return text
-
-
 def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
     latest = e.latest_review
     return pb.EmergencyAccessEvent(
@@ -877,20 +710,3 @@ def _timestamp(field: str, ts: Timestamp) -> datetime:
         raise invalid(field, "is outside 0001-01-01 to 9999-12-31 (or its nanos outside 0 to 999999999)")
     taken: datetime = ts.ToDatetime(tzinfo=UTC)
     return taken
-
-
-def _encode_page_token(ts: datetime, grant_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([ts.isoformat(), grant_id]).encode()).decode()
-
-
-def _decode_page_token(token: str) -> tuple[datetime, str]:
-    # A page token comes back from the client: whatever it holds (NUL, a naive or absurd time, an id
-    # of megabytes) is refused here, before it reaches SQL, the same way as a token that is not base64.
-    try:
-        ts, gid = json.loads(base64.urlsafe_b64decode(token.encode("utf-8", "surrogatepass")))
-        after = datetime.fromisoformat(ts)
-    except (ValueError, TypeError, OverflowError):
-        raise invalid("page_token", "is not a token this service issued") from None
-    if after.tzinfo is None or not isinstance(gid, str) or not _ID.fullmatch(gid):
-        raise invalid("page_token", "is not a token this service issued")
-    return after, gid

@@ -462,7 +462,7 @@ class EndEmergencyAccessResponse(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audit_id: _Optional[str] = ...) -> None: ...
 
 class Medication(_message.Message):
-    __slots__ = ("medication_id", "generic_name", "brand_name", "dose", "frequency", "route", "indication", "prescribed_by", "is_emergency_medication", "coding")
+    __slots__ = ("medication_id", "generic_name", "brand_name", "dose", "frequency", "route", "indication", "prescribed_by", "is_emergency_medication", "coding", "external_id")
     MEDICATION_ID_FIELD_NUMBER: _ClassVar[int]
     GENERIC_NAME_FIELD_NUMBER: _ClassVar[int]
     BRAND_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -473,6 +473,7 @@ class Medication(_message.Message):
     PRESCRIBED_BY_FIELD_NUMBER: _ClassVar[int]
     IS_EMERGENCY_MEDICATION_FIELD_NUMBER: _ClassVar[int]
     CODING_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     medication_id: str
     generic_name: str
     brand_name: str
@@ -483,10 +484,11 @@ class Medication(_message.Message):
     prescribed_by: str
     is_emergency_medication: bool
     coding: Coding
-    def __init__(self, medication_id: _Optional[str] = ..., generic_name: _Optional[str] = ..., brand_name: _Optional[str] = ..., dose: _Optional[str] = ..., frequency: _Optional[str] = ..., route: _Optional[str] = ..., indication: _Optional[str] = ..., prescribed_by: _Optional[str] = ..., is_emergency_medication: _Optional[bool] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
+    external_id: str
+    def __init__(self, medication_id: _Optional[str] = ..., generic_name: _Optional[str] = ..., brand_name: _Optional[str] = ..., dose: _Optional[str] = ..., frequency: _Optional[str] = ..., route: _Optional[str] = ..., indication: _Optional[str] = ..., prescribed_by: _Optional[str] = ..., is_emergency_medication: _Optional[bool] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ..., external_id: _Optional[str] = ...) -> None: ...
 
 class Allergy(_message.Message):
-    __slots__ = ("allergy_id", "allergen", "category", "severity", "reactions", "emergency_medication", "coding")
+    __slots__ = ("allergy_id", "allergen", "category", "severity", "reactions", "emergency_medication", "coding", "external_id")
     ALLERGY_ID_FIELD_NUMBER: _ClassVar[int]
     ALLERGEN_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -494,6 +496,7 @@ class Allergy(_message.Message):
     REACTIONS_FIELD_NUMBER: _ClassVar[int]
     EMERGENCY_MEDICATION_FIELD_NUMBER: _ClassVar[int]
     CODING_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     allergy_id: str
     allergen: str
     category: str
@@ -501,19 +504,22 @@ class Allergy(_message.Message):
     reactions: _containers.RepeatedScalarFieldContainer[str]
     emergency_medication: str
     coding: Coding
-    def __init__(self, allergy_id: _Optional[str] = ..., allergen: _Optional[str] = ..., category: _Optional[str] = ..., severity: _Optional[str] = ..., reactions: _Optional[_Iterable[str]] = ..., emergency_medication: _Optional[str] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
+    external_id: str
+    def __init__(self, allergy_id: _Optional[str] = ..., allergen: _Optional[str] = ..., category: _Optional[str] = ..., severity: _Optional[str] = ..., reactions: _Optional[_Iterable[str]] = ..., emergency_medication: _Optional[str] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ..., external_id: _Optional[str] = ...) -> None: ...
 
 class Condition(_message.Message):
-    __slots__ = ("condition_id", "name", "code", "is_critical")
+    __slots__ = ("condition_id", "name", "code", "is_critical", "external_id")
     CONDITION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     IS_CRITICAL_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     condition_id: str
     name: str
     code: str
     is_critical: bool
-    def __init__(self, condition_id: _Optional[str] = ..., name: _Optional[str] = ..., code: _Optional[str] = ..., is_critical: _Optional[bool] = ...) -> None: ...
+    external_id: str
+    def __init__(self, condition_id: _Optional[str] = ..., name: _Optional[str] = ..., code: _Optional[str] = ..., is_critical: _Optional[bool] = ..., external_id: _Optional[str] = ...) -> None: ...
 
 class BiometricReading(_message.Message):
     __slots__ = ("reading_id", "reading_type", "value", "unit", "taken_at")
@@ -698,3 +704,27 @@ class GetSigningKeyResponse(_message.Message):
     public_key: bytes
     public_key_pem: str
     def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class ReplaceActiveMedicationsRequest(_message.Message):
+    __slots__ = ("patient_id", "medications")
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEDICATIONS_FIELD_NUMBER: _ClassVar[int]
+    patient_id: str
+    medications: _containers.RepeatedCompositeFieldContainer[Medication]
+    def __init__(self, patient_id: _Optional[str] = ..., medications: _Optional[_Iterable[_Union[Medication, _Mapping]]] = ...) -> None: ...
+
+class ReplaceActiveMedicationsResponse(_message.Message):
+    __slots__ = ("medication_ids", "deactivated_medication_ids", "created", "updated", "unchanged", "profile_version")
+    MEDICATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEACTIVATED_MEDICATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    medication_ids: _containers.RepeatedScalarFieldContainer[str]
+    deactivated_medication_ids: _containers.RepeatedScalarFieldContainer[str]
+    created: int
+    updated: int
+    unchanged: int
+    profile_version: int
+    def __init__(self, medication_ids: _Optional[_Iterable[str]] = ..., deactivated_medication_ids: _Optional[_Iterable[str]] = ..., created: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., profile_version: _Optional[int] = ...) -> None: ...

@@ -119,6 +119,11 @@ class ClinicalSafetyStub:
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyRequest.SerializeToString,
                 response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyResponse.FromString,
                 _registered_method=True)
+        self.ReplaceActiveMedications = channel.unary_unary(
+                '/praneya.safety.v1.ClinicalSafety/ReplaceActiveMedications',
+                request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsResponse.FromString,
+                _registered_method=True)
 
 
 class ClinicalSafetyServicer:
@@ -226,6 +231,14 @@ class ClinicalSafetyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceActiveMedications(self, request, context):
+        """The patient's active medication list becomes exactly the one given, in one transaction or not at
+        all (what an EHR sends after medication reconciliation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClinicalSafetyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +326,11 @@ def add_ClinicalSafetyServicer_to_server(servicer, server):
                     servicer.GetSigningKey,
                     request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyRequest.FromString,
                     response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyResponse.SerializeToString,
+            ),
+            'ReplaceActiveMedications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceActiveMedications,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -774,6 +792,33 @@ class ClinicalSafety:
             '/praneya.safety.v1.ClinicalSafety/GetSigningKey',
             praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyRequest.SerializeToString,
             praneya_dot_safety_dot_v1_dot_safety__pb2.GetSigningKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceActiveMedications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.ClinicalSafety/ReplaceActiveMedications',
+            praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_safety__pb2.ReplaceActiveMedicationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
