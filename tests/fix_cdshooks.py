@@ -8,6 +8,7 @@ from the CDS Hooks 2.0 specification (tests/schemas/cdshooks/)."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class CdsService:
         return mint_client_token(key or self.key_file, issuer=self.issuer, kid=self.kid, **kwargs)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, verify=str(self.ca), timeout=30)
+        return httpx.Client(base_url=self.base_url, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=30)
 
     def headers(self, service_id: str | None = ORDER_SELECT, **kwargs: Any) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(service_id, **kwargs)}"}
@@ -67,7 +68,7 @@ class CdsService:
 
 def _fhir_server(state: FhirServer) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        def do_GET(self) -> None:
             state.calls.append((self.path, self.headers.get("authorization", "")))
             path = self.path.split("/fhir/", 1)[-1]
             key = next((k for k in state.resources if path.startswith(k)), None)
@@ -78,7 +79,7 @@ def _fhir_server(state: FhirServer) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)

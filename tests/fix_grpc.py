@@ -35,6 +35,7 @@ from engine.app.tokens import mint_token
 from engine.doors.cli import main as praneya
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
 from engine.doors.grpc.server import HealthWatch, JsonFormatter, build_server
+from engine.ops.content import SHIPPED_CONTENT_STEPS
 from engine.ops.dev import ensure_dev_keys
 from store.config import PROJECT_ROOT, app_database_url
 from store.crypto import LocalKeyFileProvider
@@ -210,16 +211,14 @@ def running_server(env: Mapping[str, str], ca: bytes, *, health_interval: float 
 
 
 def _load_knowledge(database_url: str) -> None:
+    """The shipped content, as `praneya deploy --demo` installs it (engine/ops/content.py), but the
+    demo tenants: the fixtures seed those themselves."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATABASE_URL", database_url)
-        assert praneya(["knowledge", "vocabulary", "--dir", str(RULES / "knowledge")]) == 0
-        assert (
-            praneya(
-                ["knowledge", "import", str(RULES / "knowledge" / "interactions.csv"), "--source", "praneya-starter"]
-            )
-            == 0
-        )
-        assert praneya(["rules", "sync", str(RULES), "--global"]) == 0
+        mp.chdir(PROJECT_ROOT)
+        for step in SHIPPED_CONTENT_STEPS:
+            if step[0] != "demo":
+                assert praneya(list(step)) == 0, step
 
 
 @pytest.fixture(scope="session")

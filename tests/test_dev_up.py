@@ -49,13 +49,11 @@ def test_dev_up_prints_the_database_before_it_serves(
             return contextlib.nullcontext()
 
     monkeypatch.setattr(commands, "_admin_engine", lambda: contextlib.nullcontext(_Admin()))
-    monkeypatch.setattr(
-        engine.ops.dev,
-        "ensure_dev_client",
-        lambda conn, tenant: steps.append(f"client:{tenant}") or engine.ops.dev.DevClient(
-            "dev-ehr", tenant, "iss", "kid", tmp_path / "k", tmp_path / "j"
-        ),
-    )
+    def ensure_dev_client(conn: object, tenant: str) -> engine.ops.dev.DevClient:
+        steps.append(f"client:{tenant}")
+        return engine.ops.dev.DevClient("dev-ehr", tenant, "iss", "kid", tmp_path / "k", tmp_path / "j")
+
+    monkeypatch.setattr(engine.ops.dev, "ensure_dev_client", ensure_dev_client)
     served: list[str] = []
 
     def serve(settings: ServiceSettings) -> int:

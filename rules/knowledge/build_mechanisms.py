@@ -192,12 +192,12 @@ def build(directory: Path = HERE) -> tuple[str, dict[str, Any]]:
                 ]
                 severity, why, cited, management = default, "", group_sources, str(spec["management"]).strip()
                 if matched:
-                    top = max(matched, key=lambda g: g[2])
-                    severity, why = top[2], top[3]
-                    cited = tuple(dict.fromkeys((*top[4], *group_sources)))
-                    management = top[5] or management
-                key = (x, y) if x < y else (y, x)
-                hits[key].append(
+                    grade = max(matched, key=lambda g: g[2])
+                    severity, why = grade[2], grade[3]
+                    cited = tuple(dict.fromkeys((*grade[4], *group_sources)))
+                    management = grade[5] or management
+                pair = (x, y) if x < y else (y, x)
+                hits[pair].append(
                     Hit(
                         order,
                         gid,

@@ -450,14 +450,15 @@ class CdsHooksApp:
         return {}
 
 
-def _resources(prefetch: Mapping[str, Any]) -> list[Any]:
-    """Every resource of the prefetch answers (a resource, or a searchset Bundle's entries)."""
-    out: list[Any] = []
+def _resources(prefetch: Mapping[str, Any]) -> dict[str, Any]:
+    """Every resource of the prefetch answers (a resource, or a searchset Bundle's entries) as one
+    collection Bundle, the entries' fullUrls kept so that references between them still resolve."""
+    entries: list[Any] = []
     for value in prefetch.values():
         if value is None:
             continue
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-            out += [e.get("resource") for e in value.get("entry") or [] if isinstance(e, dict) and e.get("resource")]
+            entries += [e for e in value.get("entry") or [] if isinstance(e, dict) and e.get("resource")]
         else:
-            out.append(value)
-    return out
+            entries.append({"resource": value})
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
