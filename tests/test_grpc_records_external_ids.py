@@ -25,7 +25,7 @@ from tests.test_grpc_bounds import server_with
 from tests.test_grpc_service import (
     ADVISOR,
     OTHER_ADVISOR,
-    OTHER_PATIENT,
+    OTHER_TENANT,
     TENANT,
     admin_exec,
     audit_rows_for,
@@ -355,18 +355,18 @@ def test_replace_respects_the_bound_on_active_items(
 def test_external_ids_are_per_patient_and_per_tenant(
     svc: Service, stub: Any, make_patient: Callable[..., str]
 ) -> None:
-    a, b = make_patient(TENANT), make_patient(TENANT)
+    a, b, elsewhere = make_patient(TENANT), make_patient(TENANT), make_patient(OTHER_TENANT)
     x = ehr_id()
     ma = put(stub, svc, a, "metformin", dose="500 mg", external_id=x).id
     mb = put(stub, svc, b, "amlodipine", dose="5 mg", external_id=x).id
     assert ma != mb
     # Another tenant's patient with the same EHR id: a record of its own, written by its own staff.
-    mo = put(stub, svc, OTHER_PATIENT, "atorvastatin", user=OTHER_ADVISOR, external_id=x).id
+    mo = put(stub, svc, elsewhere, "atorvastatin", user=OTHER_ADVISOR, external_id=x).id
     assert mo not in (ma, mb)
     # Updating a's record by the EHR id touches nothing of b's, nor of the other tenant's.
     assert put(stub, svc, a, "metformin", dose="1000 mg", external_id=x).id == ma
     assert active(stub, svc, b) == {mb: (x, "amlodipine", "5 mg")}
-    assert active(stub, svc, OTHER_PATIENT, OTHER_ADVISOR)[mo] == (x, "atorvastatin", "")
+    assert active(stub, svc, elsewhere, OTHER_ADVISOR)[mo] == (x, "atorvastatin", "")
     # Replacing b's list with a's id, or the other tenant's, is refused; nothing moves.
     for foreign in (ma, mo):
         with pytest.raises(grpc.RpcError) as info:
@@ -379,7 +379,7 @@ def test_external_ids_are_per_patient_and_per_tenant(
     fail(
         stub.PutMedication,
         pb.PutMedicationRequest(
-            patient_id=OTHER_PATIENT, medication=pb.Medication(generic_name="metformin", external_id=x)
+            patient_id=elsewhere, medication=pb.Medication(generic_name="metformin", external_id=x)
         ),
         grpc.StatusCode.NOT_FOUND,
         metadata=svc.md(ADVISOR),
