@@ -11,12 +11,14 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.app.supplied import digest_of
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
 from store.config import PROJECT_ROOT
 from store.signing import verify_signature
-from tests.fix_grpc import Service
+from tests.fix_grpc import Service, answer
 from tests.test_grpc_coded import rxnorm_ingredient
 from tests.test_grpc_service import ADVISOR, SPOUSE, admin_exec, audit_row, evaluate, fail
 
@@ -165,3 +167,46 @@ def test_evaluate_safety_takes_fhir_draft_orders_beside_proposed_medications(grp
         metadata=grpc_service.md(ADVISOR),
     )
     assert bad.startswith("draft_orders: ")
+
+
+_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entry=st.integers(min_value=0, max_value=len(CLEO["entry"]) - 1),
+    key=st.text(min_size=1, max_size=20)
+    | st.sampled_from(
+        [
+            "status",
+            "code",
+            "subject",
+            "medicationCodeableConcept",
+            "clinicalStatus",
+            "valueQuantity",
+            "effectiveDateTime",
+            "birthDate",
+            "resourceType",
+            "id",
+        ]
+    ),
+    value=_value,
+)
+def test_mutated_fhir_is_answered_or_refused_never_an_internal_error(
+    grpc_service: Service, entry: int, key: str, value: Any
+) -> None:
+    doc = copy.deepcopy(CLEO)
+    doc["entry"][entry]["resource"][key] = value
+    code, details = answer(
+        grpc_service.stub().EvaluateSuppliedData,
+        pb.EvaluateSuppliedDataRequest(patient_data=json.dumps(doc).encode()),
+        grpc_service.md(ADVISOR),
+    )
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), (code, details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        assert details.startswith("patient_data: ")
