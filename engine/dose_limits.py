@@ -673,9 +673,16 @@ def check_doses(
     _check_cumulative(doses, knowledge, age, weight, weight_id, labs, findings, errors)
     _check_mme(doses, knowledge, findings, errors)
     alerts = _alerts(findings)
+    # What makes the answer incomplete is a dose that cannot be checked on an order being placed. A
+    # current medication's dose is checked when it can be read; when it cannot (a stored dose with no
+    # frequency, as records often hold), that is not reported as a gap of this answer — judgement
+    # call, as for the renal checks of current medications (engine/renal.py): flagging every existing
+    # record would make every answer incomplete and teach callers to ignore the flag.
+    proposed = {m.fact.id for m in with_dose if m.fact.proposed}
     rule_errors = [
         RuleError(f"kb:dose:{ingredient}", 0, f"insufficient data: dose of {med_id}: {reason}", insufficient_data=True)
         for (med_id, ingredient), reason in sorted(errors.items())
+        if med_id in proposed
     ]
     return alerts, rule_errors
 
