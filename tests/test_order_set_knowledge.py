@@ -4,7 +4,9 @@ drug-drug, drug-food and duplication, each written from a public reference
 uses (shipped rules and knowledge from files).
 
 - caught: an alert of the expected kind at the expected severity or above;
-- quiet: no interruptive (HIGH/CRITICAL) alert of any kind, and every item screened (recognised).
+- quiet: no interruptive (HIGH/CRITICAL) alert of any kind (asserted for every quiet order); a quiet
+  order with an item the engine could not screen is counted apart, as unscreened: a silent pass is not a
+  quiet one.
 
     python -m tests.test_order_set_knowledge      # prints the README's "Order set" table and the misses
 """
@@ -70,7 +72,9 @@ def case_of(order: Mapping[str, Any]) -> dict[str, Any]:
 class Outcome:
     order_id: str
     category: str
-    passed: bool
+    passed: bool  # caught; for a quiet order: no interruptive alert and every item screened
+    interruptive: bool  # an interruptive (HIGH/CRITICAL) alert appeared
+    unscreened: bool  # an item the engine could not recognise (result.unresolved)
     detail: str  # what the engine said, for the misses
 
 
@@ -82,13 +86,14 @@ def judge(order: Mapping[str, Any]) -> Outcome:
     unresolved = ", ".join(f"{u.kind}:{u.text!r}" for u in result.unresolved)
     detail = alerts + (f"; unresolved {unresolved}" if unresolved else "")
     expect = order["expect"]
+    interruptive = any(a.interruptive for a in result.alerts)
+    unscreened = bool(result.unresolved)
     if expect.get("quiet"):
-        interruptive = [a for a in result.alerts if a.interruptive]
-        passed = not interruptive and not result.unresolved
+        passed = not interruptive and not unscreened
     else:
         kind, floor = AlertKind(expect["kind"]), Severity[expect["severity"]]
         passed = any(a.kind is kind and a.severity >= floor for a in result.alerts)
-    return Outcome(str(order["id"]), str(order["category"]), passed, detail)
+    return Outcome(str(order["id"]), str(order["category"]), passed, interruptive, unscreened, detail)
 
 
 @cache
@@ -106,8 +111,10 @@ def table() -> str:
     caught = sum(o.passed for o in every)
     rows.append(f"| **all alerting orders** | {len(every)} | {caught} | {caught / len(every):.1%} |")
     quiet = [o for o in outcomes() if o.category == "quiet"]
-    loud = sum(not o.passed for o in quiet)
-    rows.append(f"| quiet orders with an interruptive alert (or an unscreened item) | {len(quiet)} | {loud} | |")
+    loud = sum(o.interruptive for o in quiet)
+    unscreened = sum(o.unscreened for o in quiet)
+    for label, count in (("an interruptive alert", loud), ("an unscreened item", unscreened)):
+        rows.append(f"| quiet orders with {label} | {len(quiet)} | {count} | {count / len(quiet):.1%} |")
     return "\n".join(rows)
 
 
@@ -134,7 +141,7 @@ def test_at_least_95_percent_of_the_alerting_orders_are_caught() -> None:
 @pytest.mark.parametrize("order_id", [o["id"] for o in orders() if o["category"] == "quiet"])
 def test_quiet_orders_get_no_interruptive_alert(order_id: str) -> None:
     (outcome,) = [o for o in outcomes() if o.order_id == order_id]
-    assert outcome.passed, outcome.detail
+    assert not outcome.interruptive, outcome.detail
 
 
 def main() -> int:
