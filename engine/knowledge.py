@@ -52,6 +52,7 @@ from engine.recipe import (
     parse_ingredient_line,
     singular_forms,
 )
+from engine.renal import RENAL_FILE, RenalKnowledge, RenalKnowledgeError, load_renal_knowledge
 
 __all__ = [
     "CONCEPT_COLUMNS",
@@ -1420,6 +1421,8 @@ class Knowledge:
     version: str
     # Dose limits (engine.dose_limits); None: not loaded, and a dose given is then reported unchecked.
     dose: DoseKnowledge | None = None
+    # Renal bands (engine.renal); None: not loaded, and a renally cleared drug is then reported unchecked.
+    renal: RenalKnowledge | None = None
 
 
 class KnowledgeFileError(ValueError):
@@ -1709,10 +1712,17 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         raise KnowledgeFileError(str(exc)) from None
     if dose is not None:
         digest.update((directory / DOSE_FILE).read_bytes())
+    try:
+        renal = load_renal_knowledge(directory)
+    except RenalKnowledgeError as exc:
+        raise KnowledgeFileError(str(exc)) from None
+    if renal is not None:
+        digest.update((directory / RENAL_FILE).read_bytes())
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs),
         allergens=vocabulary.allergens,
         version=f"files:{digest.hexdigest()[:16]}",
         dose=dose,
+        renal=renal,
     )

@@ -114,6 +114,21 @@ def _emergency_medication_pb(v: EmergencyMedicationView) -> pb.EmergencyMedicati
     )
 
 
+def _proposals(request: Any) -> tuple[tuple[MedicationFact, ...], tuple[str, ...]]:
+    """The proposed medications and foods of an evaluation request, checked."""
+    if len(request.proposed_medications) > MAX_PROPOSED_MEDICATIONS:
+        raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
+    if len(request.proposed_foods) > MAX_FOODS:
+        raise invalid("proposed_foods", f"at most {MAX_FOODS}")
+    medications = tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications))
+    foods = tuple(
+        f
+        for i, raw in enumerate(request.proposed_foods)
+        if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
+    )
+    return medications, foods
+
+
 def _proposed(i: int, m: pb.ProposedMedication) -> MedicationFact:
     where = f"proposed_medications[{i}]"
     coded = check_coding(f"{where}.coding", _coding_text(m), MEDICATION_SYSTEMS)
@@ -317,20 +332,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext
     ) -> pb.EvaluateSafetyResponse:
         def prepare() -> Proposal:
-            if len(request.proposed_medications) > MAX_PROPOSED_MEDICATIONS:
-                raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
-            if len(request.proposed_foods) > MAX_FOODS:
-                raise invalid("proposed_foods", f"at most {MAX_FOODS}")
+            medications, foods = _proposals(request)
             drafts = _draft_orders("draft_orders", request.draft_orders)
-            return Proposal(
-                medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)) + drafts,
-                foods=tuple(
-                    f
-                    for i, raw in enumerate(request.proposed_foods)
-                    if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
-                ),
-                recipe_id=request.recipe_id or None,
-            )
+            return Proposal(medications=medications + drafts, foods=foods, recipe_id=request.recipe_id or None)
 
         try:
             return self.evaluations.stored(
@@ -353,10 +357,7 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         def build() -> tuple[SuppliedPatient, Proposal]:
             if not request.patient_data:
                 raise invalid("patient_data", "is required (a FHIR R4 Bundle or array of resources, as JSON)")
-            if len(request.proposed_medications) > MAX_PROPOSED_MEDICATIONS:
-                raise invalid("proposed_medications", f"at most {MAX_PROPOSED_MEDICATIONS}")
-            if len(request.proposed_foods) > MAX_FOODS:
-                raise invalid("proposed_foods", f"at most {MAX_FOODS}")
+            medications, foods = _proposals(request)
             reference = _check_text("patient_reference", request.patient_reference)
             return supplied_from_fhir(
                 _json("patient_data", request.patient_data),
@@ -366,12 +367,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 reference=reference,
                 data_label="patient_data: ",
                 orders_label="draft_orders: ",
-                extra_medications=tuple(_proposed(i, m) for i, m in enumerate(request.proposed_medications)),
-                foods=tuple(
-                    f
-                    for i, raw in enumerate(request.proposed_foods)
-                    if (f := _check_text(f"proposed_foods[{i}]", raw, required=True)) is not None
-                ),
+                extra_medications=medications,
+                foods=foods,
             )
 
         try:
