@@ -258,6 +258,26 @@ def result_json(result: EvaluationResult, *, case_id: str | None = None) -> dict
     return out
 
 
+def medication_classes(vocabulary: Any, medications: Sequence[MedicationFact]) -> list[dict[str, Any]]:
+    """Each medication's ingredients and their FDA pharmacologic classes ("epc:...", "moa:...", "cs:...",
+    "pe:..."), for `praneya check --json`: what the vocabulary read the item as. Names are cached."""
+    out: list[dict[str, Any]] = []
+    for med in medications:
+        drug = vocabulary.normalize_drug(med.name, med.coding)
+        known = [i for i in drug.ingredients if i not in drug.unrecognised]
+        out.append(
+            {
+                "id": med.id,
+                "name": med.name,
+                "proposed": med.proposed,
+                "recognised": drug.recognised,
+                "ingredients": known,
+                "pharm_classes": {i: list(vocabulary.pharm_classes_of(i)) for i in known},
+            }
+        )
+    return out
+
+
 def flags_case(
     *,
     meds: Sequence[str],

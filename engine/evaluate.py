@@ -26,6 +26,7 @@ from engine.model import (
     Severity,
     UnresolvedItem,
 )
+from engine.renal import check_renal
 from engine.rules import SUMMARY_MAX, CompiledRule, RuleSet, tier_allows
 
 __all__ = [
@@ -455,10 +456,15 @@ def evaluate(
     found.extend(_unresolved_alerts(unresolved))
 
     # Dose limits (engine.dose_limits): their alerts, and the doses that could not be checked.
-    dose_alerts, errors = check_doses(
-        facts.medications, snapshot, knowledge.vocabulary, knowledge.dose, facts.data["labs"]
+    # Renal function and its bands (engine.renal); the dose limits' renal rows get the same, recent, values.
+    renal_alerts, errors, renal_values = check_renal(
+        facts.medications, snapshot, knowledge.vocabulary, knowledge.renal, knowledge.dose
     )
+    found.extend(renal_alerts)
+    labs = {k: v for k, v in facts.data["labs"].items() if k not in ("egfr", "crcl")} | renal_values
+    dose_alerts, dose_errors = check_doses(facts.medications, snapshot, knowledge.vocabulary, knowledge.dose, labs)
     found.extend(dose_alerts)
+    errors.extend(dose_errors)
     shadow: list[Alert] = []
     shadow_errors: list[str] = []
     outcomes = run_rules(facts, ruleset)

@@ -52,6 +52,7 @@ from engine.recipe import (
     parse_ingredient_line,
     singular_forms,
 )
+from engine.renal import RENAL_FILE, RenalKnowledge, RenalKnowledgeError, load_renal_knowledge
 
 __all__ = [
     "CONCEPT_COLUMNS",
@@ -498,8 +499,13 @@ class Vocabulary:
         concepts: Iterable[DrugConcept] = (),
         ndc: NdcIndex | None = None,
         version: str = "",
+        pharm_classes: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.ndc = ndc if ndc is not None else NdcIndex()
+        # FDA pharmacologic classes (EPC, MoA, CS, PE) of each ingredient, as class ids such as
+        # "epc:penicillin-class antibacterial" (pharm_classes.tsv). A namespace of its own, beside the
+        # rule classes: informational, and what allergy.yaml's classes are read from at build time.
+        self.pharm_classes: Mapping[str, tuple[str, ...]] = pharm_classes or {}
         self.version = version  # the vocabulary release an evaluation names (RxNorm release + curated digest)
         self.classes: dict[str, DrugClassRecord] = {c.id: c for c in classes}
         self.ingredients: dict[str, IngredientRecord] = {clean_name(i.name): i for i in ingredients}
@@ -600,6 +606,10 @@ class Vocabulary:
 
     def classes_of(self, ingredient: str) -> tuple[str, ...]:
         return self._ingredient_classes.get(ingredient, ())
+
+    def pharm_classes_of(self, ingredient: str) -> tuple[str, ...]:
+        """The ingredient's FDA pharmacologic classes ("epc:...", "moa:...", "cs:...", "pe:...")."""
+        return self.pharm_classes.get(ingredient, ())
 
     def _lookup(self, text: str) -> tuple[str, ...] | None:
         """A known name's ingredients (None when unknown or ambiguous)."""
@@ -1411,6 +1421,8 @@ class Knowledge:
     version: str
     # Dose limits (engine.dose_limits); None: not loaded, and a dose given is then reported unchecked.
     dose: DoseKnowledge | None = None
+    # Renal bands (engine.renal); None: not loaded, and a renally cleared drug is then reported unchecked.
+    renal: RenalKnowledge | None = None
 
 
 class KnowledgeFileError(ValueError):
@@ -1450,6 +1462,7 @@ def vocabulary_from_document(
     concepts: Iterable[DrugConcept] = (),
     ndc: NdcIndex | None = None,
     version: str = "",
+    pharm_classes: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Vocabulary:
     """Build a Vocabulary from the parsed `vocabulary.yaml` document (the shape in rules/README.md)."""
     classes = []
@@ -1543,6 +1556,7 @@ def vocabulary_from_document(
         concepts=concepts,
         ndc=ndc,
         version=version,
+        pharm_classes=pharm_classes,
     )
 
 
@@ -1562,6 +1576,37 @@ def merge_food_document(vocabulary: Mapping[str, Any], foods_doc: Any) -> dict[s
             raise KnowledgeFileError(f"{section}: {', '.join(twice)} also in vocabulary.yaml")
         merged[section] = {**mine, **theirs}
     return merged
+
+
+PHARM_CLASS_FILE = "pharm_classes.tsv"
+PHARM_CLASS_COLUMNS = ("ingredient", "type", "class", "source")
+PHARM_CLASS_TYPES = ("EPC", "MoA", "CS", "PE")
+
+
+def pharm_class_id(kind: str, name: str) -> str:
+    """The class id of an FDA class: `Penicillin-class Antibacterial` [EPC] -> "epc:penicillin-class antibacterial"."""
+    return f"{kind.lower()}:{' '.join(name.split()).lower()}"
+
+
+def parse_pharm_classes(text: str, *, where: str = PHARM_CLASS_FILE) -> dict[str, tuple[str, ...]]:
+    """`ingredient<TAB>type<TAB>class<TAB>source` (built by build_pharm_classes.py) -> ingredient -> class ids.
+    Ids are interned: a few hundred class names are shared by thousands of ingredients."""
+    lines = text.splitlines()
+    if not lines or tuple(lines[0].split("\t")) != PHARM_CLASS_COLUMNS:
+        raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(PHARM_CLASS_COLUMNS)}")
+    found: dict[str, set[str]] = defaultdict(set)
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        cells = line.split("\t")
+        if len(cells) != 4 or not all(cells):
+            raise KnowledgeFileError(f"{where}:{number}: expected ingredient, type, class and source")
+        if cells[1] not in PHARM_CLASS_TYPES:
+            raise KnowledgeFileError(
+                f"{where}:{number}: type {cells[1]!r} is not one of {', '.join(PHARM_CLASS_TYPES)}"
+            )
+        found[sys.intern(clean_name(cells[0]))].add(sys.intern(pharm_class_id(cells[1], cells[2])))
+    return {name: tuple(sorted(ids)) for name, ids in found.items()}
 
 
 CONCEPT_FILE = "rxnorm.tsv"
@@ -1636,9 +1681,17 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         except (yaml.YAMLError, KnowledgeFileError) as exc:
             raise KnowledgeFileError(f"{foods_path}: {exc}") from None
     doc = _with_allergy_classes(directory, _mapping(doc, "vocabulary"), digest)
+    pharm_classes = None
+    pharm_path = directory / PHARM_CLASS_FILE
+    if pharm_path.is_file():
+        pharm_text = pharm_path.read_text(encoding="utf-8")
+        digest.update(pharm_text.encode())
+        pharm_classes = parse_pharm_classes(pharm_text, where=str(pharm_path))
     version = f"{rxnorm_version}+curated:{digest.hexdigest()[:12]}"
     try:
-        vocabulary = vocabulary_from_document(doc, concepts=concepts, ndc=ndc, version=version)
+        vocabulary = vocabulary_from_document(
+            doc, concepts=concepts, ndc=ndc, version=version, pharm_classes=pharm_classes
+        )
     except KnowledgeFileError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     pairs: list[InteractionPair] = []
@@ -1659,10 +1712,17 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         raise KnowledgeFileError(str(exc)) from None
     if dose is not None:
         digest.update((directory / DOSE_FILE).read_bytes())
+    try:
+        renal = load_renal_knowledge(directory)
+    except RenalKnowledgeError as exc:
+        raise KnowledgeFileError(str(exc)) from None
+    if renal is not None:
+        digest.update((directory / RENAL_FILE).read_bytes())
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs),
         allergens=vocabulary.allergens,
         version=f"files:{digest.hexdigest()[:16]}",
         dose=dose,
+        renal=renal,
     )

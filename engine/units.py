@@ -235,8 +235,10 @@ def _analyse(code: str) -> DoseUnit:
         kind = "count"
     elif len(numerator) == 1:
         kind = numerator[0][1]  # type: ignore[assignment]
-        canonical = registry.Quantity(1, "international_unit") if kind == "unit" else registry.Quantity(
-            1, {"mass": "mg", "volume": "mL", "substance": "mmol"}[kind]
+        canonical = (
+            registry.Quantity(1, "international_unit")
+            if kind == "unit"
+            else registry.Quantity(1, {"mass": "mg", "volume": "mL", "substance": "mmol"}[kind])
         )
         target = target * canonical
     else:
@@ -259,3 +261,43 @@ def weight_in_kg(value: float, unit: str | None) -> float:
         return float((value * quantity).to("kg").magnitude)
     except Exception as exc:
         raise UnitError(f"{unit[:40]!r} is not a unit of body weight") from exc
+
+
+# Creatinine (C4H7N3O): molar mass 113.12 g/mol (PubChem CID 588, public domain). 1 umol/L is
+# 113.12 ug/L = 0.011312 mg/dL (the "divide by 88.4" of the clinical laboratory).
+CREATININE_G_PER_MOL = 113.12
+
+
+def creatinine_mg_dl(value: float, unit: str | None) -> float:
+    """A serum creatinine in mg/dL, from a mass concentration (mg/dL, mg/L, ...) or a molar one
+    (umol/L, mmol/L), converted by the unit library. A missing unit means mg/dL (the fact model's
+    convention); UnitError for a unit that is not a concentration."""
+    if not unit:
+        return value
+    registry, parser, transformer = _library()
+    from ucumvert import parse_ucum
+
+    written = unit.strip()
+    code = _CONCENTRATION_SYNONYMS.get(written.lower(), written)
+    try:
+        quantity = value * transformer.transform(parse_ucum(code, parser))
+    except Exception as exc:
+        raise UnitError(f"{unit[:40]!r} is not a unit of serum creatinine") from exc
+    dims = quantity.dimensionality
+    if dims == registry.get_dimensionality("mg/dL"):
+        return float(quantity.to("mg/dL").magnitude)
+    if dims == registry.get_dimensionality("mmol/L"):
+        # mmol/L x g/mol = mg/L; / 10 = mg/dL
+        return float(quantity.to("mmol/L").magnitude * CREATININE_G_PER_MOL / 10)
+    raise UnitError(f"{unit[:40]!r} is not a unit of serum creatinine")
+
+
+# Ways laboratories write the two creatinine units -> UCUM (case matters in UCUM: L, dL).
+_CONCENTRATION_SYNONYMS = {
+    "µmol/l": "umol/L",
+    "μmol/l": "umol/L",
+    "umol/l": "umol/L",
+    "mg/dl": "mg/dL",
+    "mmol/l": "mmol/L",
+    "mg/l": "mg/L",
+}

@@ -37,6 +37,7 @@ from engine.knowledge import (
     parse_concepts_tsv,
 )
 from engine.model import EvidenceLevel, Severity
+from engine.renal import shipped_renal_knowledge
 from engine.rules import Rule, RuleSet
 from store.rxnorm_import import ReleaseResult, apply_concepts
 
@@ -559,13 +560,17 @@ def load_knowledge(
     # Dose limits are shipped knowledge (rules/knowledge/dose_limits.yaml), read once per process; the
     # answer's knowledge version names them beside the database's fingerprint.
     dose = shipped_dose_knowledge()
+    renal = shipped_renal_knowledge()
     version = knowledge_fingerprint(conn, tenant_id)
+    if renal is not None:
+        version = f"{version}+{renal.version}"
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs, overrides),
         allergens=vocabulary.allergens,
         version=f"{version}+{dose.version}" if dose is not None else version,
         dose=dose,
+        renal=renal,
     )
 
 

@@ -1,27 +1,28 @@
-"""Builds the drug allergy class memberships (allergy_classes.tsv) from the ATC classification.
+"""Builds the drug allergy class memberships (allergy_classes.tsv) from FDA's pharmacologic classes.
 
-    python rules/knowledge/build_allergy_classes.py --atc "WHO ATC-DDD 2026-04-25.csv" \
-        [--test-set tests/data/allergy_class_members.tsv]
+    python rules/knowledge/build_allergy_classes.py [--test-set tests/data/allergy_class_members.tsv]
 
-Inputs: `allergy.yaml` beside this script (the classes, their ATC groups, exclusions, curated
-members, INN -> US names, R1 side-chain groups), the vocabulary of this folder (vocabulary.yaml and
-rxnorm.tsv, read without any allergy table, so the build does not read its own output), and the ATC
-index as a CSV with the columns atc_code,atc_name (the snapshot named in allergy.yaml `sources.atc`).
+Inputs, all in this folder: `allergy.yaml` (the classes, the FDA classes each takes, exclusions,
+curated members with their sources, INN/FDA -> vocabulary names, R1 side-chain groups),
+`pharm_classes.tsv` (FDA's EPC/MoA/CS/PE classes of each ingredient, built by
+build_pharm_classes.py from the FDA NDC Directory), and the vocabulary (vocabulary.yaml and rxnorm.tsv,
+read without any allergy table, so the build never reads its own output).
 
-Output: one membership a line, `class<TAB>ingredient<TAB>source`, sorted; `source` is the ATC code
-the membership was read from, or the curated entry's reason, or the side-chain table. A substance the
-vocabulary does not know becomes an ingredient of its own (by its US name where `names` gives one):
-it is then recognised, and screened, instead of being an unknown medication. With --test-set, also
-the recall test set: the allergy as a clinician writes the class, and each member as the
-classification names it.
+Output: one membership a line, `class<TAB>ingredient<TAB>source`, sorted; `source` is the FDA class the
+membership was read from (`fda_ndc Penicillin-class Antibacterial [EPC]`), or the curated entry's
+source key and reason, or the side-chain table, or `includes <class>`. A curated member the vocabulary
+does not know becomes an ingredient of its own: it is then recognised, and screened, instead of being
+an unknown medication. With --test-set, also the recall test set: the allergy as a clinician writes the
+class, and each member as FDA's NDC Directory names the substance (salt forms included), or as the
+curated entry names it.
 
-Deterministic; standard library and PyYAML only; no code (RXCUI, NDC) is read or written.
+Deterministic; standard library and PyYAML only; no code (RXCUI, NDC, UNII) is read or written.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -33,18 +34,39 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from engine.knowledge import (  # noqa: E402 - the repository root is put on the path first
+    PHARM_CLASS_COLUMNS,
+    PHARM_CLASS_FILE,
     clean_name,
     load_concept_files,
     vocabulary_from_document,
 )
 
-MIXTURE_WORDS = (" and ", "combination", ", ")
+NDC_RELEASE = "FDA NDC Directory 2019-04-29"
+_SELECTOR = re.compile(r"^(?P<name>.+?) \[(?P<type>EPC|MoA|CS|PE)\]$")
+_WRITTEN = re.compile(
+    r"^fda_ndc (?P<names>.+?)(?:; not in the vocabulary)? \((?:by difference, )?\d+ (?:combination )?products\)$"
+)
 
 
 def _vocabulary(directory: Path) -> Any:
     doc = yaml.safe_load((directory / "vocabulary.yaml").read_text(encoding="utf-8"))
     concepts, ndc = load_concept_files(directory)
     return vocabulary_from_document(doc, concepts=concepts, ndc=ndc)
+
+
+def read_pharm_classes(path: Path) -> dict[tuple[str, str], list[tuple[str, list[str]]]]:
+    """(type, class name) -> [(ingredient, FDA substance names as written)], from pharm_classes.tsv."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if tuple(lines[0].split("\t")) != PHARM_CLASS_COLUMNS:
+        raise SystemExit(f"{path}: unexpected header")
+    out: dict[tuple[str, str], list[tuple[str, list[str]]]] = defaultdict(list)
+    for line in lines[1:]:
+        ingredient, kind, name, source = line.split("\t")
+        match = _WRITTEN.match(source)
+        if match is None:
+            raise SystemExit(f"{path}: unreadable source {source!r}")
+        out[(kind, name)].append((ingredient, [n.strip() for n in match["names"].split(";") if n.strip()]))
+    return out
 
 
 class Resolver:
@@ -68,32 +90,38 @@ class Resolver:
         return target
 
 
-def build(atc_rows: list[tuple[str, str]], spec: dict[str, Any], vocabulary: Any) -> tuple[
-    list[tuple[str, str, str]], list[tuple[str, str, str, str]], Resolver
-]:
+def build(
+    pharm: dict[tuple[str, str], list[tuple[str, list[str]]]], spec: dict[str, Any], vocabulary: Any
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str]], Resolver]:
     resolver = Resolver(vocabulary, spec.get("names") or {})
     members: dict[str, dict[str, str]] = defaultdict(dict)  # class -> ingredient -> source
-    written: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # class -> (name as written, code, source)
+    written: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # class -> (name as written, fda class, source)
     classes = spec["classes"]
     for cid, cls in classes.items():
         excluded = {clean_name(k) for k in (cls.get("exclude") or {})}
-        for prefix in cls.get("atc") or ():
-            for code, name in atc_rows:
-                if len(code) != 7 or not code.startswith(prefix):
-                    continue
-                cname = clean_name(name)
-                if cname in excluded or any(w in f" {cname} " for w in MIXTURE_WORDS):
+        seen_excluded: set[str] = set()
+        for selector in cls.get("fda") or ():
+            match = _SELECTOR.match(selector)
+            if match is None:
+                raise SystemExit(f"{cid}: fda class {selector!r} is not 'Name [EPC|MoA|CS|PE]'")
+            holders = pharm.get((match["type"], match["name"]))
+            if not holders:
+                raise SystemExit(f"{cid}: no ingredient has the FDA class {selector!r}")
+            for name, as_written in holders:
+                if name in excluded:
+                    seen_excluded.add(name)
                     continue
                 ingredient = resolver.ingredient(name)
-                members[cid].setdefault(ingredient, f"atc {code}")
-                written[cid].append((name, code, "WHO ATC/DDD Index 2026-04-25"))
+                members[cid].setdefault(ingredient, f"fda_ndc {selector}")
+                for fda_name in as_written:
+                    written[cid].append((clean_name(fda_name), selector, f"{NDC_RELEASE}: {selector}"))
         for name, reason in (cls.get("members") or {}).items():
             ingredient = resolver.ingredient(name)
             members[cid].setdefault(ingredient, f"curated: {reason}")
-            written[cid].append((name, "", f"curated ({cls.get('source', '')}): {reason}"))
-        for excluded_name in excluded:
-            if excluded_name not in {clean_name(n) for _, n in atc_rows}:
-                print(f"warning: {cid}: excluded {excluded_name!r} is not in the classification", file=sys.stderr)
+            written[cid].append((clean_name(name), "", f"curated ({reason})"))
+        for name in sorted(excluded - seen_excluded):
+            if cls.get("fda"):
+                print(f"warning: {cid}: excluded {name!r} is not in its FDA classes", file=sys.stderr)
 
     def expand(cid: str, seen: tuple[str, ...] = ()) -> dict[str, str]:
         if cid in seen:
@@ -104,6 +132,12 @@ def build(atc_rows: list[tuple[str, str]], spec: dict[str, Any], vocabulary: Any
                 found.setdefault(ingredient, f"includes {child}")
         return found
 
+    def members_written(c: str) -> list[tuple[str, str, str]]:
+        out = list(written.get(c, ()))
+        for child in classes[c].get("includes") or ():
+            out.extend(members_written(child))
+        return out
+
     rows: list[tuple[str, str, str]] = []
     tests: list[tuple[str, str, str, str]] = []
     for cid, cls in classes.items():
@@ -111,33 +145,30 @@ def build(atc_rows: list[tuple[str, str]], spec: dict[str, Any], vocabulary: Any
             rows.append((cid, ingredient, source))
         allergen = cls.get("allergen") or {}
         text = (allergen.get("synonyms") or [allergen.get("name") or cid.replace("_", " ")])[0]
-
-        def members_written(c: str) -> list[tuple[str, str, str]]:
-            out = list(written.get(c, ()))
-            for child in classes[c].get("includes") or ():
-                out.extend(members_written(child))
-            return out
-
-        for name, code, source in members_written(cid):
-            tests.append((text, name, code, source))
+        for name, fda_class, source in members_written(cid):
+            tests.append((text, name, fda_class, source))
     for gid, group in (spec.get("side_chains") or {}).items():
         for name in group["members"]:
             rows.append((gid, resolver.ingredient(name), f"side chain ({group['source']})"))
-    rows = sorted(set(rows))
-    tests = sorted(set(tests))
-    return rows, tests, resolver
+    return sorted(set(rows)), sorted(set(tests)), resolver
+
+
+TEST_SET_HEADER = (
+    "# Recall test set for the drug allergy classes, written by rules/knowledge/build_allergy_classes.py.\n"
+    f"# Members come from FDA's pharmacologic class indexing ({NDC_RELEASE}, PHARM_CLASSES column,\n"
+    "# US federal work, public domain), each named as the NDC Directory names the substance (salt forms\n"
+    "# included), or from the curated members of allergy.yaml (source column: their citation).\n"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--atc", type=Path, required=True, help="the ATC index CSV (atc_code,atc_name,...)")
     parser.add_argument("--dir", type=Path, default=HERE, help="the knowledge folder (default: this script's)")
     parser.add_argument("--test-set", type=Path, help="also write the recall test set here")
     args = parser.parse_args(argv)
     spec = yaml.safe_load((args.dir / "allergy.yaml").read_text(encoding="utf-8"))
-    with args.atc.open(encoding="utf-8", newline="") as handle:
-        atc_rows = [(r["atc_code"].strip(), r["atc_name"].strip()) for r in csv.DictReader(handle)]
-    rows, tests, resolver = build(atc_rows, spec, _vocabulary(args.dir))
+    pharm = read_pharm_classes(args.dir / PHARM_CLASS_FILE)
+    rows, tests, resolver = build(pharm, spec, _vocabulary(args.dir))
     out = args.dir / "allergy_classes.tsv"
     with out.open("w", encoding="utf-8", newline="") as handle:
         handle.write("class\tingredient\tsource\n")
@@ -145,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             handle.write("\t".join(membership) + "\n")
     if args.test_set:
         with args.test_set.open("w", encoding="utf-8", newline="") as handle:
-            handle.write("allergy\tmember\tatc_code\tsource\n")
+            handle.write(TEST_SET_HEADER)
+            handle.write("allergy\tmember\tfda_class\tsource\n")
             for case in tests:
                 handle.write("\t".join(case) + "\n")
     by_class: dict[str, int] = defaultdict(int)

@@ -527,7 +527,7 @@ def _check_sources(args: argparse.Namespace) -> tuple[Any, Any]:
 def _check(args: argparse.Namespace) -> int:
     import json
 
-    from engine.adhoc import CaseError, case_from_json, flags_case, result_json
+    from engine.adhoc import CaseError, case_from_json, flags_case, medication_classes, result_json
     from engine.evaluate import evaluate
 
     if args.fhir and (args.med or args.allergy or args.condition or args.lab or args.cases):
@@ -568,7 +568,11 @@ def _check(args: argparse.Namespace) -> int:
         snapshot = replace(snapshot, tenant_id=args.tenant)
     result = evaluate(snapshot, request, ruleset, knowledge)
     if args.json:
-        print(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+        out = result_json(result)
+        out["medications"] = medication_classes(
+            knowledge.vocabulary, (*snapshot.medications, *request.proposed_medications)
+        )
+        print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
     print(f"{'SEVERITY':9} {'KIND':22} {'RULE':34} SUMMARY")
     for a in result.alerts:
