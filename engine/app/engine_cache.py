@@ -52,6 +52,9 @@ class EngineCache:
         # The vocabulary (curated tables, RxNorm concepts, NDC index) is global: one per worker.
         self._vocabulary: tuple[str, Vocabulary] | None = None
         self._lock = threading.Lock()
+        # Fingerprint checks made and rebuilds done, for the benchmark's report.
+        self.checks = 0
+        self.rebuilds = 0
 
     def get(self, conn: Connection, tenant_id: str) -> tuple[RuleSet, Knowledge]:
         now = time.monotonic()
@@ -62,12 +65,14 @@ class EngineCache:
             entry = self._entries.get(tenant_id)
             if entry is not None and time.monotonic() - entry.checked_at < self.refresh_seconds:
                 return entry.ruleset, entry.knowledge
+            self.checks += 1
             rules_fp = knowledge_repo.rules_fingerprint(conn, tenant_id)
             knowledge_fp = knowledge_repo.knowledge_fingerprint(conn, tenant_id)
             if entry is not None and entry.rules_fp == rules_fp and entry.knowledge_fp == knowledge_fp:
                 entry.checked_at = time.monotonic()
                 return entry.ruleset, entry.knowledge
             started = time.perf_counter()
+            self.rebuilds += 1
             rebuilt: list[str] = []
             if entry is not None and entry.rules_fp == rules_fp:
                 ruleset = entry.ruleset
