@@ -22,7 +22,6 @@ content, this code, the benchmark's keys): the first run builds it, later runs c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -37,24 +36,30 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
-from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 
 from engine.app.tokens import mint_token
+from engine.ops.bench_data import (
+    ADVISORS,
+    TENANT,
+    add_audit_rows,
+    bench_database,
+    drug_pool,
+    fingerprint,
+    install_content,
+    load_rules,
+    set_active_rules,
+    set_synthetic_pairs,
+    synthetic_entities,
+)
 from engine.ops.bench_measure import CALLS, CpuMeter, cpu_seconds, rss_mb, run_phase, worker_pids
 from engine.ops.bench_mix import PatientMix, RecordChanger, seed_mix
-from engine.ops.content import SHIPPED_CONTENT_STEPS
 from engine.ops.dev import ensure_dev_keys, free_port
 from engine.ops.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
 __all__ = ["run_bench"]
 
-TENANT = "bench-clinic"
-ADVISORS = tuple(f"bench-advisor-{i}" for i in range(8))  # clinicians: each call carries one's token
-SYNTH_SOURCE = "bench-synthetic"
-MIX_VERSION = "mix-1"  # bump when the seeded content changes in a way the fingerprint cannot see
 
 
 @dataclass(frozen=True)
@@ -81,243 +86,17 @@ class Scale:
             calls_c1=150,
             seconds_c32=2.0,
             audit_rows=(),
-            curve_rules=(50, 5_000),
-            curve_pairs=(1_000, 150_000),
-            curve_calls=60,
+            curve_rules=(),
+            curve_pairs=(),
             engine_iterations=300,
             cold_server=False,
             rxnorm_import=False,
         )
 
 
-# -- the database: built once into a template, cloned for every run ---------------------------------
-
-
-def _maintenance(server_url: str) -> psycopg.Connection[Any]:
-    url = sqlalchemy_url(server_url).set(drivername="postgresql", database="postgres")
-    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-
-
-def _fingerprint(scale: Scale, master_key: Path) -> str:
-    """Everything the seeded database depends on: when any of it changes, the template is rebuilt."""
-    h = hashlib.sha256(f"{MIX_VERSION}|{scale.patients}|{scale.pairs}|{scale.rules}|{len(ADVISORS)}".encode())
-    sources = [
-        *sorted((PROJECT_ROOT / "migrations").rglob("*.py")),
-        *sorted(p for p in (PROJECT_ROOT / "rules").rglob("*") if p.is_file()),
-        PROJECT_ROOT / "engine" / "ops" / "bench_mix.py",
-        Path(__file__),
-        master_key,
-    ]
-    for path in sources:
-        h.update(str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path).encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()[:12]
-
-
-def _bench_database(
-    server_url: str, name: str, fingerprint: str, build: Callable[[str], dict[str, Any]], log: Callable[[str], None]
-) -> tuple[str, dict[str, Any]]:
-    """A fresh copy of the seeded template (built first when missing); returns its URL and the mix."""
-    template = f"{name}_tpl_{fingerprint}"
-    plan_file = PROJECT_ROOT / ".local" / "bench" / f"{template}.json"
-    with _maintenance(server_url) as c:
-        have = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone() is not None
-    if not have or not plan_file.exists():
-        from store import migrate
-        from store.provision import recreate_database
-
-        log(f"building the benchmark template {template} (first run only; later runs clone it) ...")
-        started = time.perf_counter()
-        building = f"{name}_building"
-        url = recreate_database(server_url, building)
-        migrate.upgrade(database_url=url)
-        plan = build(url)
-        with _maintenance(server_url) as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(template)))
-            rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
-            c.execute(rename.format(sql.Identifier(building), sql.Identifier(template)))
-        plan_file.write_text(json.dumps(plan))
-        log(f"template built in {time.perf_counter() - started:.0f} s")
-    with _maintenance(server_url) as c:
-        # Older templates of this benchmark (their fingerprints no longer match anything) go.
-        for (stale,) in c.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s", (f"{name}\\_tpl\\_%", template)
-        ).fetchall():
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale)))
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
-    target = sqlalchemy_url(server_url).set(drivername="postgresql", database=name)
-    return target.render_as_string(hide_password=False), json.loads(plan_file.read_text())
-
-
-def _install_content(db_url: str, log: Callable[[str], None]) -> None:
-    """The shipped content, by the same `praneya` steps a deployment runs (demo tenants left out)."""
-    for step in SHIPPED_CONTENT_STEPS:
-        if step[0] == "demo":
-            continue
-        done = subprocess.run(
-            [sys.executable, "-m", "engine.doors.cli", *step],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "DATABASE_URL": db_url},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"`praneya {' '.join(step)}` failed: {done.stderr[-2000:]}")
-    log("shipped content installed (vocabulary and concept table, starter and mechanism pairs, rules)")
-
-
-def _synthetic_entities(admin: Engine) -> None:
-    # Synthetic ingredients with classes of their own: realistic key-space, never relevant to the
-    # benchmark patients (whose drugs are real), so they cost lookups, not alerts.
-    with admin.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO clinical.drug_classes (id, name, kind) SELECT 'synth_class_' || g, 'Synthetic ' || g,"
-                " 'CLINICAL' FROM generate_series(0, 99) g"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO clinical.drug_ingredients (name, classes) SELECT 'synthdrug' || g,"
-                " ARRAY['synth_class_' || (g % 100)] FROM generate_series(0, 2999) g"
-            )
-        )
-
-
-def _drug_pool(admin: Engine) -> list[str]:
-    """Real ingredients that take part in the shipped interaction pairs: what the patients take."""
-    with admin.connect() as conn:
-        rows = conn.execute(
-            text("""
-            SELECT DISTINCT n FROM (
-                SELECT a_name AS n FROM clinical.interaction_pairs WHERE a_kind = 'ingredient' AND source <> :s
-                UNION SELECT b_name FROM clinical.interaction_pairs WHERE b_kind = 'ingredient' AND source <> :s) x
-            WHERE n IN (SELECT name FROM clinical.drug_ingredients) ORDER BY n
-        """),
-            {"s": SYNTH_SOURCE},
-        ).scalars()
-        return list(rows)
-
-
-def _set_synthetic_pairs(admin: Engine, total: int) -> int:
-    """Makes the knowledge base hold `total` pairs: the starter pairs plus synthetic pair 0..k-1."""
-    with admin.begin() as conn:
-        starter = int(
-            conn.execute(
-                text("SELECT count(*) FROM clinical.interaction_pairs WHERE source <> :s"), {"s": SYNTH_SOURCE}
-            ).scalar_one()
-        )
-        want = max(0, total - starter)
-        conn.execute(
-            text("DELETE FROM clinical.interaction_pairs WHERE source = :s AND substr(id, 7)::int >= :w"),
-            {"s": SYNTH_SOURCE, "w": want},
-        )
-        # Pair k joins synthdrug i = k mod 3000 with synthdrug (i + 1 + k div 3000) mod 3000: for k below
-        # 1.5 million every unordered pair is distinct, and the pairs spread over the whole key space.
-        conn.execute(
-            text("""
-            INSERT INTO clinical.interaction_pairs (id, a_kind, a_name, b_kind, b_name, severity, source_severity,
-                interaction_type, evidence_level, description, recommendation, source, content_hash)
-            SELECT 'synth-' || k, 'ingredient', least(a, b), 'ingredient', greatest(a, b), 'MODERATE', 'moderate',
-                   'PHARMACOKINETIC', 'OBSERVATIONAL', 'synthetic pair ' || k, 'synthetic recommendation', :s,
-                   md5(k::text)
-            FROM (SELECT k, 'synthdrug' || (k % 3000) AS a, 'synthdrug' || ((k % 3000 + 1 + k / 3000) % 3000) AS b
-                  FROM generate_series(0, :w - 1) k) x
-            ON CONFLICT (id) DO NOTHING
-        """),
-            {"s": SYNTH_SOURCE, "w": want},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO clinical.knowledge_imports (source, file_sha256, rows_total, rows_changed)"
-                " VALUES (:s, 'bench', :n, 0)"
-            ),
-            {"s": SYNTH_SOURCE, "n": total},
-        )
-        return int(conn.execute(text("SELECT count(*) FROM clinical.interaction_pairs")).scalar_one())
-
-
-def _load_rules(admin: Engine, total_rules: int, log: Callable[[str], None]) -> None:
-    from engine.rules import Rule, load_rule_files
-    from store.knowledge_repo import sync_rules
-
-    starter = [r.rule for r in load_rule_files([PROJECT_ROOT / "rules"]) if r.rule is not None]
-    synthetic = []
-    for i in range(max(0, total_rules - len(starter))):
-        cls = f"synth_class_{i % 100}"
-        doc = {
-            "id": f"synth-rule-{i:05d}",
-            "version": 1,
-            "title": f"Synthetic rule {i}",
-            "type": "DRUG_INTERACTION",
-            "kind": "DRUG_DRUG_INTERACTION",
-            "severity": "MODERATE",
-            "evidence_level": "OBSERVATIONAL",
-            "description": "synthetic",
-            "applies_to": {"classes": [cls]},
-            "when": {"and": [{"in": [cls, {"var": "classes"}]}, {">": [{"var": f"counts.{cls}"}, 1 + i % 3]}]},
-            "alert": {
-                "summary": f"Synthetic finding {i}",
-                "detail": "synthetic",
-                "recommendation": "none",
-                "references": ["synthetic"],
-            },
-            "min_tier": "BASIC",
-            "status": "active",
-        }
-        synthetic.append(Rule.from_dict(doc))
-    with admin.begin() as conn:
-        sync_rules(conn, [*starter, *synthetic], tenant_id=None, actor="bench")
-    log(f"{len(starter)} starter + {len(synthetic)} synthetic rules synced")
-
-
-def _set_active_rules(admin: Engine, count: int) -> int:
-    """Keeps `count` rules active: starter rules first, then synthetic ones; the rest retired."""
-    with admin.begin() as conn:
-        conn.execute(
-            text("""
-            WITH ranked AS (
-                SELECT id, row_number() OVER (ORDER BY (rule_key LIKE 'synth-%'), rule_key) AS n
-                FROM clinical.clinical_rules WHERE tenant_id IS NULL)
-            UPDATE clinical.clinical_rules r SET status = CASE WHEN ranked.n <= :c THEN 'active'::rule_status
-                                                               ELSE 'retired'::rule_status END,
-                   content_hash = md5(r.content_hash || CASE WHEN ranked.n <= :c THEN 'a' ELSE 'r' END)
-            FROM ranked WHERE ranked.id = r.id
-        """),
-            {"c": count},
-        )
-        return int(
-            conn.execute(text("SELECT count(*) FROM clinical.clinical_rules WHERE status = 'active'")).scalar_one()
-        )
-
-
-def _add_audit_rows(admin: Engine, target: int, mix: PatientMix) -> int:
-    with admin.begin() as conn:
-        have = int(
-            conn.execute(text("SELECT count(*) FROM audit.audit_logs WHERE action = 'BENCH_HISTORY'")).scalar_one()
-        )
-        step = 500_000
-        while have < target:
-            n = min(step, target - have)
-            conn.execute(
-                text("""
-                INSERT INTO audit.audit_logs (tenant_id, user_id, action, outcome, patient_id, details,
-                    phi_accessed, risk_score, compliance_flags, "timestamp")
-                SELECT :t, :u, 'BENCH_HISTORY', 'SUCCESS', :p, '{"synthetic": true}'::jsonb, true, 0.1,
-                       ARRAY['PHI_READ'], now() - (g % 2500000) * interval '1 second'
-                FROM generate_series(1, :n) g
-            """),
-                {"t": TENANT, "u": ADVISORS[0], "p": mix.by_size[15][0], "n": n},
-            )
-            have += n
-        conn.execute(text("ANALYZE audit.audit_logs"))
-    return have
-
-
 def _engine_alone(app: Any, keys: Any, iterations: int, mix: PatientMix) -> dict[str, Any]:
-    """The pure engine on a decrypted snapshot, and json-logic-qubit interpreting the same relevant rules."""
+    """The pure engine on a decrypted snapshot, and json-logic-qubit interpreting the same relevant rules
+    (CPU time of this thread: a busy machine stretches wall-clock time, not this)."""
     from json_logic import jsonLogic
 
     from engine.evaluate import evaluate
@@ -337,19 +116,19 @@ def _engine_alone(app: Any, keys: Any, iterations: int, mix: PatientMix) -> dict
     request = EvaluationRequest()
     for n, snap in snapshots.items():
         evaluate(snap, request, ruleset, knowledge)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(iterations):
             evaluate(snap, request, ruleset, knowledge)
-        full_us = (time.perf_counter() - t0) / iterations * 1e6
+        full_us = (time.thread_time() - t0) / iterations * 1e6
         facts = build_facts(snap, request, knowledge)
         relevant = [r for r in ruleset.relevant(facts.relevance_keys()) if r.logic is not None]
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(iterations):
             for r in relevant:
                 assert r.logic is not None
                 evaluate_condition(r.logic, facts.data)
-        compiled_us = (time.perf_counter() - t0) / iterations * 1e6
-        t0 = time.perf_counter()
+        compiled_us = (time.thread_time() - t0) / iterations * 1e6
+        t0 = time.thread_time()
         qubit_iters = max(20, iterations // 10)
         for _ in range(qubit_iters):
             for r in relevant:
@@ -357,7 +136,7 @@ def _engine_alone(app: Any, keys: Any, iterations: int, mix: PatientMix) -> dict
                     jsonLogic(r.rule.when, facts.data)
                 except Exception:  # noqa: BLE001, S110 - the reference interpreter raises on some data; timed anyway
                     pass
-        qubit_us = (time.perf_counter() - t0) / qubit_iters * 1e6
+        qubit_us = (time.thread_time() - t0) / qubit_iters * 1e6
         results[f"{n}_medications"] = {
             "evaluate_us": round(full_us, 1),
             "relevant_rules": len(relevant),
@@ -582,15 +361,15 @@ def run_bench(
     keys = KeyStore(provider)
 
     def build(url: str) -> dict[str, Any]:
-        _install_content(url, log)
+        install_content(url, log)
         admin = create_engine(sqlalchemy_url(url))
         app = Database(app_database_url(url), pool_size=2, application_name="praneya-bench")
         try:
-            _synthetic_entities(admin)
-            log(f"knowledge base: {_set_synthetic_pairs(admin, scale.pairs)} interaction pairs")
-            _load_rules(admin, scale.rules, log)
+            synthetic_entities(admin)
+            log(f"knowledge base: {set_synthetic_pairs(admin, scale.pairs)} interaction pairs")
+            load_rules(admin, scale.rules, log)
             mix = seed_mix(admin, app, provider, keys, tenant=TENANT, advisors=ADVISORS, patients=scale.patients,
-                           drug_pool=_drug_pool(admin), log=log)  # fmt: skip
+                           drug_pool=drug_pool(admin), log=log)  # fmt: skip
             with admin.begin() as conn:
                 conn.execute(text("ANALYZE"))
             return mix.plan()
@@ -599,7 +378,8 @@ def run_bench(
             admin.dispose()
 
     name = os.environ.get("PRANEYA_BENCH_DATABASE", "praneya_bench")
-    db_url, plan = _bench_database(server_url, name, _fingerprint(scale, paths["master.key"]), build, log)
+    key = fingerprint(scale.patients, scale.pairs, scale.rules, paths["master.key"])
+    db_url, plan = bench_database(server_url, name, key, build, log)
     mix = PatientMix.from_plan(plan)
     log(f"bench database {name}: a copy of the template ({len(mix.patients)} patients)")
     workers = int(os.environ.get("PRANEYA_WORKERS", "2"))
@@ -791,25 +571,25 @@ def _curves(
         r = run_phase(client.evaluate(mix.cycle(15, offset=offset)), meter, concurrency=1, calls=scale.curve_calls)
         return {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "cpu_ms_per_call": r["cpu_ms_per_call"]["total"]}
 
-    log("curve: rules ...")
-    rules = []
+    rules: list[dict[str, Any]] = []
+    if scale.curve_rules:
+        log("curve: rules ...")
     for count in scale.curve_rules:
-        active = _set_active_rules(admin, count)
+        active = set_active_rules(admin, count)
         _settle(client, mix, log)
         rules.append({"rules": active, **point(200 + count)})
-    _set_active_rules(admin, scale.rules)
-    log("curve: interaction pairs ...")
-    pairs = []
+    pairs: list[dict[str, Any]] = []
+    if scale.curve_pairs:
+        log("curve: interaction pairs ...")
     for count in scale.curve_pairs:
-        n = _set_synthetic_pairs(admin, count)
+        n = set_synthetic_pairs(admin, count)
         _settle(client, mix, log)
         pairs.append({"pairs": n, **point(300 + count)})
-    audit = []
+    audit: list[dict[str, Any]] = []
     if scale.audit_rows:
         log("curve: audit rows already stored ...")
     for rows in scale.audit_rows:
-        stored = _add_audit_rows(admin, rows, mix)
-        _settle(client, mix, log)
+        stored = add_audit_rows(admin, rows, mix)  # no knowledge changed: nothing to settle
         floor = run_phase(client.floor_call(mix.cycle(15, offset=400 + rows)), meter, concurrency=1,
                           calls=scale.curve_calls)  # fmt: skip
         audit.append({"audit_rows": stored, "evaluate": point(500 + rows),
