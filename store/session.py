@@ -141,28 +141,29 @@ class Database:
         statement instead). A client's transaction has app.role CLIENT, app.client_id, its token's
         scopes in app.client_scopes and the user it acts for in app.acting_for, and no app.user_id.
         """
-        m = meta or RequestMeta()
-        timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
         with self.engine.begin() as conn:
-            conn.execute(
-                _SET_CONTEXT,
-                {
-                    "tenant": principal.tenant_id,
-                    # A client is not a user: no app.user_id, so no "own record" branch can match it.
-                    "user": "" if principal.client_id else principal.user_id,
-                    "role": principal.role,
-                    "client": principal.client_id or "",
-                    "scopes": " ".join(principal.scopes) if principal.client_id else "",
-                    "acting_for": (principal.acting_for or "")[:200] if principal.client_id else "",
-                    "addr": m.client_addr[:200],
-                    "ua": m.user_agent[:300],
-                    "rid": m.request_id[:100],
-                    "timeout": str(max(1, int(timeout))),
-                },
-            )
+            conn.execute(_SET_CONTEXT, self.context_parameters(principal, meta))
             if verify:
                 verify_caller(conn, principal)
             yield conn
+
+    def context_parameters(self, principal: Principal, meta: RequestMeta | None = None) -> dict[str, str]:
+        """The parameters of SET_CONTEXT for this principal and request (also the lean floor's)."""
+        m = meta or RequestMeta()
+        timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
+        return {
+            "tenant": principal.tenant_id,
+            # A client is not a user: no app.user_id, so no "own record" branch can match it.
+            "user": "" if principal.client_id else principal.user_id,
+            "role": principal.role,
+            "client": principal.client_id or "",
+            "scopes": " ".join(principal.scopes) if principal.client_id else "",
+            "acting_for": (principal.acting_for or "")[:200] if principal.client_id else "",
+            "addr": m.client_addr[:200],
+            "ua": m.user_agent[:300],
+            "rid": m.request_id[:100],
+            "timeout": str(max(1, int(timeout))),
+        }
 
     def dispose(self) -> None:
         self.engine.dispose()

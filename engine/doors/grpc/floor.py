@@ -90,20 +90,9 @@ class BenchmarkFloorServicer(fpb_grpc.BenchmarkFloorServicer):  # type: ignore[m
 
     def LeanFloor(self, request: fpb.FloorRequest, context: grpc.ServicerContext) -> fpb.FloorResponse:
         principal = current_principal.get()
-        request_id = uuid.uuid4().hex
+        meta = RequestMeta(client_addr=context.peer() or "", request_id=uuid.uuid4().hex)
         with self._lean_pool().connection() as conn, conn.transaction():
-            conn.execute(
-                _SET_CONTEXT,
-                {
-                    "tenant": principal.tenant_id,
-                    "user": principal.user_id,
-                    "role": principal.role,
-                    "addr": (context.peer() or "")[:200],
-                    "ua": "",
-                    "rid": request_id,
-                    "timeout": str(self.db.statement_timeout_ms),
-                },
-            )
+            conn.execute(_SET_CONTEXT, self.db.context_parameters(principal, meta))
             cur = conn.execute(_SNAPSHOT, {"patient": request.patient_id, "caller_role": None})
             names = [d.name for d in cur.description or ()]
             found = cur.fetchone()
@@ -123,7 +112,7 @@ class BenchmarkFloorServicer(fpb_grpc.BenchmarkFloorServicer):  # type: ignore[m
                     "rid": None,
                     "patient": request.patient_id,
                     "outcome": "SUCCESS",
-                    "details": json.dumps({"request_id": request_id}, sort_keys=True),
+                    "details": json.dumps({"request_id": meta.request_id}, sort_keys=True),
                     "phi": False,
                     "risk": 0.0,
                     "flags": [],
