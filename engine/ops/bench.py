@@ -39,6 +39,7 @@ import grpc
 from sqlalchemy import Engine, create_engine, text
 
 from engine.app.tokens import mint_token
+from engine.ops.bench_cds import CdsBench, patient_bundle
 from engine.ops.bench_data import (
     ADVISORS,
     TENANT,
@@ -54,7 +55,7 @@ from engine.ops.bench_data import (
 )
 from engine.ops.bench_measure import CALLS, CpuMeter, cpu_seconds, rss_mb, run_phase, worker_pids
 from engine.ops.bench_mix import PatientMix, RecordChanger, seed_mix
-from engine.ops.dev import ensure_dev_keys, free_port
+from engine.ops.dev import ensure_dev_client, ensure_dev_keys, free_port
 from engine.ops.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
@@ -395,13 +396,15 @@ def run_bench(
         "PRANEYA_BENCH": "1",
         "PRANEYA_ENGINE_REFRESH_SECONDS": "1",
         "PRANEYA_WORKERS": str(workers),
-        "PRANEYA_HTTP_PORT": "off",
+        "PRANEYA_HTTP_PORT": str(free_port()),
         "PORT": str(free_port()),
     }
     os.environ.update({k: env[k] for k in ("PRANEYA_APP_DATABASE_URL", "DATABASE_URL")})
     admin = create_engine(sqlalchemy_url(db_url))
     writer_db = Database(app_database_url(db_url), pool_size=1, application_name="praneya-bench-writer")
     app = Database(app_database_url(db_url), pool_size=2, application_name="praneya-bench")
+    with admin.begin() as conn:  # the CDS client (an EHR) that calls the CDS Hooks door, before the start
+        cds_client = ensure_dev_client(conn, TENANT, folder=paths["master.key"].parent)
     server_log = PROJECT_ROOT / ".local" / "bench" / "server.log"
     proc = _start_server(env, server_log)
     results: dict[str, Any] = {}
@@ -446,6 +449,7 @@ def run_bench(
             t0 = time.perf_counter()
             vocabulary = load_vocabulary(conn)
             vocabulary_seconds = round(time.perf_counter() - t0, 2)
+        cds = _cds_hooks(env, ca, client, mix, meter, scale, app, keys, vocabulary.ingredient_codes, cds_client, log)
         cold = _cold_path(env, ca, tokens, mix, scale, admin, log) if scale.cold_server else None
         log("engine alone ...")
         engine_alone = _engine_alone(app, keys, scale.engine_iterations, mix)
@@ -508,6 +512,7 @@ def run_bench(
         },
         "engine_alone": engine_alone,
         "curves": curves,
+        "cds_hooks": cds,
         "snapshot_cache_off": cold,
         "rxnorm_import": rxnorm,
     }
@@ -562,6 +567,69 @@ def _cold_path(
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _cds_hooks(
+    env: dict[str, str], ca: bytes, client: Client, mix: PatientMix, meter: CpuMeter, scale: Scale, app: Any,
+    keys: Any, ingredient_codes: dict[str, str], cds_client: Any, log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """order-select over HTTPS against gRPC on the same content (engine/ops/bench_cds.py)."""
+    from engine.app.clients import mint_client_token
+    from store.patients import read_patient
+    from store.session import Principal
+
+    log("CDS Hooks: order-select with full prefetch against gRPC on the same content ...")
+    who = Principal(TENANT, ADVISORS[0], "CLINICAL_ADVISOR", mfa=True)
+    with app.scoped(who) as conn:
+        records = [read_patient(conn, keys, pid) for pid in mix.by_size[15][:20]]
+    contents = [(r.patient_id, patient_bundle(r, ingredient_codes)) for r in records]
+    ca_file = PROJECT_ROOT / ".local" / "bench" / "ca.pem"
+    base_url = f"https://127.0.0.1:{env['PRANEYA_HTTP_PORT']}"
+
+    def mint(audience: str) -> str:
+        return mint_client_token(cds_client.private_key, issuer=cds_client.issuer, audience=audience,
+                                 kid=cds_client.kid, acting_for_user="Practitioner/bench-1")  # fmt: skip
+
+    del ca
+    bench = CdsBench(base_url, ca_file, client, contents, ingredient_codes, mint, connections=len(client.channels))
+    out: dict[str, Any] = {"patients": len(contents)}
+    try:
+        for concurrency in (1, 32):
+            out[str(concurrency)] = {}
+            for key in ("order_select", "supplied", "stored"):
+                if key == "order_select":
+                    want = scale.calls_c1 + 20 if concurrency == 1 else int(scale.seconds_c32 * 400) + 200
+                    out["mint_token_us"] = bench.mint_tokens(want)
+                    call = bench.order_select()
+                else:
+                    call = bench.grpc_call(supplied=key == "supplied")
+                before = client.stats()
+                result = run_phase(call, meter, concurrency=concurrency,
+                                   calls=scale.calls_c1 if concurrency == 1 else None,
+                                   seconds=scale.seconds_c32 if concurrency != 1 else None)  # fmt: skip
+                result.update(_stats_delta(before, client.stats()))
+                out[str(concurrency)][key] = result
+        out["parsing"] = bench.parse_us(max(50, scale.engine_iterations // 4))
+    finally:
+        bench.close()
+
+    def r(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    c1, c32 = out["1"], out["32"]
+    out["ratios"] = {
+        "p50_c1_vs_supplied": r(c1["order_select"]["p50_ms"], c1["supplied"]["p50_ms"]),
+        "p50_c1_vs_stored": r(c1["order_select"]["p50_ms"], c1["stored"]["p50_ms"]),
+        "cpu_c1_vs_supplied": r(c1["order_select"]["cpu_ms_per_call"]["total"],
+                                c1["supplied"]["cpu_ms_per_call"]["total"]),
+    }  # fmt: skip
+    out["targets"] = {
+        "cds_order_select_p50_at_most_1.5x_grpc_same_content": {"value": out["ratios"]["p50_c1_vs_supplied"],
+                                                                "target": 1.5},
+        "cds_order_select_p99_c32_under_100ms": {"value": c32["order_select"]["p99_ms"], "target": 100.0,
+                                                 "met": (c32["order_select"]["p99_ms"] or 1e9) < 100},
+    }  # fmt: skip
+    return out
 
 
 def _curves(
@@ -699,7 +767,19 @@ def _print_table(r: dict[str, Any], log: Callable[[str], None]) -> None:
 
 
 def _print_cds(c: dict[str, Any], log: Callable[[str], None]) -> None:
-    del c, log
+    log("")
+    log(f"CDS Hooks order-select, full prefetch, 15 medications ({c['parsing']['resources']} resources,"
+        f" {c['parsing']['bundle_bytes'] // 1024} KB), against gRPC on the same content:")
+    log(f"{'':36} {'c1 p50':>7} {'c1 p99':>7} {'c32 /s':>7} {'c32 p50':>8} {'c32 p99':>8} {'CPU c1':>7} {'CPU c32':>7}")
+    for key, label in (("order_select", "order-select (HTTPS, httpx)"),
+                       ("supplied", "gRPC EvaluateSuppliedData, same Bundle"),
+                       ("stored", "gRPC EvaluateSafety, stored record")):  # fmt: skip
+        a, b = c["1"][key], c["32"][key]
+        log(f"{label:36} {a['p50_ms']:7.2f} {a['p99_ms']:7.2f} {b['calls_per_s']:7.1f} {b['p50_ms']:8.2f}"
+            f" {b['p99_ms']:8.2f} {a['cpu_ms_per_call']['total']:7.2f} {b['cpu_ms_per_call']['total']:7.2f}")
+    p = c["parsing"]
+    log(f"FHIR parsing (engine.fhir.parse_patient_data): {p['parse_patient_data_us']:.0f} µs of CPU per bundle;"
+        f" minting a client token (the EHR's cost, pre-minted): {c['mint_token_us']:.0f} µs")
 
 
 def main(argv: list[str]) -> int:
