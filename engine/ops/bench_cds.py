@@ -33,6 +33,9 @@ def patient_bundle(record: Any, ingredient_codes: dict[str, str]) -> dict[str, l
     """A stored record as the FHIR resources an EHR would prefetch, by prefetch key."""
     from engine.fhir._codes import LOINC, READINGS
 
+    def fid(value: str) -> str:  # our ids have underscores; a FHIR id is [A-Za-z0-9.-]
+        return value.replace("_", "-")
+
     pid = record.patient_id
     subject = {"reference": f"Patient/{pid}"}
     loinc = {c.reading_type: (code, sorted(c.units)[0]) for code, c in READINGS.items()}
@@ -47,13 +50,13 @@ def patient_bundle(record: Any, ingredient_codes: dict[str, str]) -> dict[str, l
             concept["coding"] = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code,
                                   "display": m["generic_name"]}]  # fmt: skip
         meds.append({
-            "resourceType": "MedicationRequest", "id": m["id"], "status": "active", "intent": "order",
+            "resourceType": "MedicationRequest", "id": fid(m["id"]), "status": "active", "intent": "order",
             "subject": subject, "medicationCodeableConcept": concept,
             "dosageInstruction": [{"text": f"{m['dosage'] or ''} {m['frequency'] or ''}".strip()}],
         })  # fmt: skip
     allergies = [
         {
-            "resourceType": "AllergyIntolerance", "id": a["id"], "patient": subject,
+            "resourceType": "AllergyIntolerance", "id": fid(a["id"]), "patient": subject,
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
                                            "code": "active"}]},
             "category": ["food" if a["allergen_category"] == "FOOD" else "medication"],
@@ -64,7 +67,7 @@ def patient_bundle(record: Any, ingredient_codes: dict[str, str]) -> dict[str, l
     ]  # fmt: skip
     conditions = [
         {
-            "resourceType": "Condition", "id": c["id"], "subject": subject,
+            "resourceType": "Condition", "id": fid(c["id"]), "subject": subject,
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                            "code": "active"}]},
             "code": {"text": c["name"]},
@@ -77,7 +80,7 @@ def patient_bundle(record: Any, ingredient_codes: dict[str, str]) -> dict[str, l
             continue  # no LOINC row for it in engine/fhir's table: not sent rather than typed from memory
         code, unit = loinc[b["reading_type"]]
         observations.append({
-            "resourceType": "Observation", "id": b["id"], "status": "final", "subject": subject,
+            "resourceType": "Observation", "id": fid(b["id"]), "status": "final", "subject": subject,
             "code": {"coding": [{"system": LOINC, "code": code}]},
             "effectiveDateTime": "2026-11-01T08:00:00Z",
             "valueQuantity": {"value": b["value"], "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
