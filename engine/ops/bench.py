@@ -72,7 +72,7 @@ class Scale:
     connections_per_worker: int = 4
     calls_c1: int = 400
     seconds_c32: float = 5.0
-    audit_rows: tuple[int, ...] = (0, 1_000_000, 10_000_000)
+    audit_rows: tuple[int, ...] = (0, 1_000_000, 5_000_000)
     curve_rules: tuple[int, ...] = (50, 500, 5_000)
     curve_pairs: tuple[int, ...] = (1_000, 10_000, 50_000, 150_000)
     curve_calls: int = 150
@@ -175,7 +175,8 @@ class Client:
                 raise RuntimeError(f"could not spread connections over {workers} workers: {dict(held)}")
             channel = grpc.secure_channel(address, creds, options=[("grpc.use_local_subchannel_pool", 1)])
             floor = floor_pb2_grpc.BenchmarkFloorStub(channel)
-            pid = self._stats(floor, wait=attempts == 1).pid
+            # A new connection may land on a worker still starting: wait for it, as for the first.
+            pid = self._stats(floor, wait=True).pid
             if held[pid] >= per_worker:
                 channel.close()
                 continue
@@ -451,7 +452,8 @@ def run_bench(
             vocabulary = load_vocabulary(conn)
             vocabulary_seconds = round(time.perf_counter() - t0, 2)
         cds = _cds_hooks(env, ca, client, mix, meter, scale, app, keys, vocabulary.ingredient_codes, cds_client, log)
-        cold = _cold_path(env, ca, tokens, mix, scale, admin, log) if scale.cold_server else None
+        cold = _optional("cold path", lambda: _cold_path(env, ca, tokens, mix, scale, admin, log), log) \
+            if scale.cold_server else None
         log("engine alone ...")
         engine_alone = _engine_alone(app, keys, scale.engine_iterations, mix)
         curves = _curves(admin, client, mix, meter, scale, log)
@@ -476,7 +478,7 @@ def run_bench(
     if scale.rxnorm_import:
         # After the service is stopped, so that its figures are not disturbed; into the same database.
         log("RxNorm import at the size of a full release ...")
-        rxnorm = run_rxnorm_bench(db_url, quick=quick, log=log)
+        rxnorm = _optional("RxNorm import", lambda: run_rxnorm_bench(db_url, quick=quick, log=log), log)
 
     ratios = _ratios(phases)
     results = {
@@ -524,6 +526,15 @@ def run_bench(
     _print_table(results, log)
     log(f"\nwritten to {out} ({results['seconds']:.0f} s)")
     return results
+
+
+def _optional(what: str, run: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any] | None:
+    """A section beside the main figures: when it fails, the run says so and keeps what it measured."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - reported in the results and the table, not swallowed
+        log(f"  {what} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
 def _start_server(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
@@ -695,7 +706,7 @@ def _targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": ratio(curves["pairs"][-1]["p50_ms"], curves["pairs"][0]["p50_ms"]), "target": 1.2}  # fmt: skip
     if r.get("cds_hooks"):
         t.update(r["cds_hooks"]["targets"])
-    if r.get("rxnorm_import"):
+    if r.get("rxnorm_import") and "targets" in r["rxnorm_import"]:
         t.update(r["rxnorm_import"]["targets"])
     for name, v in t.items():
         if "met" not in v:
@@ -754,13 +765,16 @@ def _print_table(r: dict[str, Any], log: Callable[[str], None]) -> None:
                 for p in curve
             )
             log(f"curve {name:11} {points}")
-    if r.get("snapshot_cache_off"):
+    for section in ("snapshot_cache_off", "rxnorm_import"):
+        if (r.get(section) or {}).get("error"):
+            log(f"{section}: not measured ({r[section]['error']})")
+    if r.get("snapshot_cache_off") and not r["snapshot_cache_off"].get("error"):
         e, f = r["snapshot_cache_off"]["evaluate_15"], r["snapshot_cache_off"]["floor"]
         log(f"snapshot cache off, 15 medications: p50 {e['p50_ms']:.2f} ms, CPU {e['cpu_ms_per_call']['total']:.2f}"
             f" ms per call (its floor {f['p50_ms']:.2f} ms, {f['cpu_ms_per_call']['total']:.2f} ms)")
     if r.get("cds_hooks"):
         _print_cds(r["cds_hooks"], log)
-    if r.get("rxnorm_import"):
+    if r.get("rxnorm_import") and not r["rxnorm_import"].get("error"):
         print_rxnorm_section(r["rxnorm_import"], log)
     log("")
     for name, t in r["targets"].items():
