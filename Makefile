@@ -76,7 +76,7 @@ lint: $(STAMP) ## ruff and mypy (strict)
 	$(VENV)/bin/mypy engine store tests
 
 .PHONY: bench
-bench: $(STAMP) ## EvaluateSafety vs its floor, at scale; prints a table, writes bench-results.json (QUICK=1: smaller)
+bench: $(STAMP) ## EvaluateSafety and CDS Hooks vs two floors: wall clock and CPU per call, 1,000 patients; writes bench-results.json (QUICK=1: shorter)
 	@$(DB) $(PY) -m engine.ops.bench $(if $(QUICK),--quick,)
 
 .PHONY: soak

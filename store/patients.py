@@ -29,6 +29,7 @@ from store.keys import KeyStore
 from store.session import PrincipalMismatch
 
 __all__ = [
+    "SNAPSHOT_STATEMENT",
     "AllergyInput",
     "BiometricInput",
     "CodedAs",
@@ -51,6 +52,7 @@ __all__ = [
     "put_condition",
     "put_medication",
     "read_patient",
+    "read_snapshot_rows",
     "refresh_integrity",
     "replace_active_medications",
 ]
@@ -1065,3 +1067,7 @@ def read_snapshot_rows(conn: Connection, patient_id: str) -> int:
     if row["id"] is None:
         raise PatientNotFound("patient not found")
     return 1 + sum(len(row[k]) for k in ("medications", "allergies", "conditions", "biometrics"))
+
+
+# The statement read_patient runs, for the benchmark's lean floor: the same read on plain psycopg.
+SNAPSHOT_STATEMENT = _SNAPSHOT

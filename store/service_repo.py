@@ -19,6 +19,7 @@ from store.keys import KeyStore
 from store.patients import PatientNotFound
 
 __all__ = [
+    "AUDIT_INSERT",
     "AUDIT_TABLE",
     "SEALED_RULES",
     "EmergencyGrant",
@@ -44,6 +45,22 @@ AUDIT_TABLE = "audit.audit_logs"
 SEALED_RULES = "sealed_rules"
 
 
+# One audit row; client address and user agent come from the transaction's context (set_config), and
+# in a registered client's transaction the client and the user it acts for (see write_audit).
+AUDIT_INSERT = text("""
+    INSERT INTO audit.audit_logs (id, tenant_id, user_id, action, resource_type, resource_id, patient_id,
+        outcome, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
+    VALUES (:id, :t, CASE WHEN public.current_client_id() IS NULL THEN CAST(:u AS text) END, :action, :rt,
+        :rid, :patient, :outcome,
+        CAST(:details AS jsonb) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::jsonb
+            ELSE jsonb_strip_nulls(jsonb_build_object('client_id', public.current_client_id(),
+                                                      'acting_for', public.current_acting_for())) END,
+        :phi, :risk, CAST(:flags AS text[]) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::text[]
+            ELSE ARRAY['CLIENT'] END,
+        NULLIF(current_setting('app.client_addr', true), ''), NULLIF(current_setting('app.user_agent', true), ''))
+""")
+
+
 def write_audit(
     conn: Connection,
     *,
@@ -66,18 +83,7 @@ def write_audit(
     user; `user_id` is ignored) and `details` name the client and the user it acts for, whatever
     the caller passed, so no door can leave them out."""
     conn.execute(
-        text("""
-        INSERT INTO audit.audit_logs (id, tenant_id, user_id, action, resource_type, resource_id, patient_id,
-            outcome, details, phi_accessed, risk_score, compliance_flags, ip_address, user_agent)
-        VALUES (:id, :t, CASE WHEN public.current_client_id() IS NULL THEN CAST(:u AS text) END, :action, :rt,
-            :rid, :patient, :outcome,
-            CAST(:details AS jsonb) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::jsonb
-                ELSE jsonb_strip_nulls(jsonb_build_object('client_id', public.current_client_id(),
-                                                          'acting_for', public.current_acting_for())) END,
-            :phi, :risk, CAST(:flags AS text[]) || CASE WHEN public.current_client_id() IS NULL THEN '{}'::text[]
-                ELSE ARRAY['CLIENT'] END,
-            NULLIF(current_setting('app.client_addr', true), ''), NULLIF(current_setting('app.user_agent', true), ''))
-    """),
+        AUDIT_INSERT,
         {
             "id": audit_id,
             "t": tenant_id,

@@ -19,6 +19,7 @@ from store.config import app_database_url
 __all__ = [
     "CLIENT_ROLE",
     "HEALTHCARE_ROLES",
+    "SET_CONTEXT",
     "Database",
     "Principal",
     "PrincipalMismatch",
@@ -82,8 +83,9 @@ def verify_caller(conn: Connection, principal: Principal) -> None:
         raise PrincipalMismatch("the caller is not an active user of this tenant with this role")
 
 
-# One round trip sets the whole context, transaction-locally.
-_SET_CONTEXT = text(
+# One round trip sets the whole context, transaction-locally. (Also the benchmark's lean floor's first
+# statement, on plain psycopg: engine/doors/grpc/floor.py.)
+SET_CONTEXT = _SET_CONTEXT = text(
     "SELECT set_config('app.tenant_id', :tenant, true), set_config('app.user_id', :user, true),"
     " set_config('app.role', :role, true), set_config('app.client_addr', :addr, true),"
     " set_config('app.user_agent', :ua, true), set_config('app.request_id', :rid, true),"
@@ -100,6 +102,7 @@ class Database:
         pool_size: int = 8,
         pool_timeout: float = 5.0,
         statement_timeout_ms: int = 5000,
+        application_name: str = "praneya-safety",
     ) -> None:
         connect_args: dict[str, object] = {
             "connect_timeout": int(os.environ.get("PRANEYA_DB_CONNECT_TIMEOUT", "5")),
@@ -108,7 +111,7 @@ class Database:
             # row into a range the sealer has already sealed (its lag is minutes).
             "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=2000"
             " -c idle_in_transaction_session_timeout=30000",
-            "application_name": "praneya-safety",
+            "application_name": application_name,
         }
         sslmode = os.environ.get("PRANEYA_DB_SSLMODE")
         if sslmode:
@@ -116,6 +119,7 @@ class Database:
             if os.environ.get("PRANEYA_DB_SSLROOTCERT"):
                 connect_args["sslrootcert"] = os.environ["PRANEYA_DB_SSLROOTCERT"]
         self.statement_timeout_ms = statement_timeout_ms
+        self.connect_args = connect_args  # also what the benchmark's lean floor connects with
         self.engine: Engine = create_engine(
             url or app_database_url(),
             pool_size=pool_size,
@@ -137,28 +141,29 @@ class Database:
         statement instead). A client's transaction has app.role CLIENT, app.client_id, its token's
         scopes in app.client_scopes and the user it acts for in app.acting_for, and no app.user_id.
         """
-        m = meta or RequestMeta()
-        timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
         with self.engine.begin() as conn:
-            conn.execute(
-                _SET_CONTEXT,
-                {
-                    "tenant": principal.tenant_id,
-                    # A client is not a user: no app.user_id, so no "own record" branch can match it.
-                    "user": "" if principal.client_id else principal.user_id,
-                    "role": principal.role,
-                    "client": principal.client_id or "",
-                    "scopes": " ".join(principal.scopes) if principal.client_id else "",
-                    "acting_for": (principal.acting_for or "")[:200] if principal.client_id else "",
-                    "addr": m.client_addr[:200],
-                    "ua": m.user_agent[:300],
-                    "rid": m.request_id[:100],
-                    "timeout": str(max(1, int(timeout))),
-                },
-            )
+            conn.execute(_SET_CONTEXT, self.context_parameters(principal, meta))
             if verify:
                 verify_caller(conn, principal)
             yield conn
+
+    def context_parameters(self, principal: Principal, meta: RequestMeta | None = None) -> dict[str, str]:
+        """The parameters of SET_CONTEXT for this principal and request (also the lean floor's)."""
+        m = meta or RequestMeta()
+        timeout = m.statement_timeout_ms if m.statement_timeout_ms is not None else self.statement_timeout_ms
+        return {
+            "tenant": principal.tenant_id,
+            # A client is not a user: no app.user_id, so no "own record" branch can match it.
+            "user": "" if principal.client_id else principal.user_id,
+            "role": principal.role,
+            "client": principal.client_id or "",
+            "scopes": " ".join(principal.scopes) if principal.client_id else "",
+            "acting_for": (principal.acting_for or "")[:200] if principal.client_id else "",
+            "addr": m.client_addr[:200],
+            "ua": m.user_agent[:300],
+            "rid": m.request_id[:100],
+            "timeout": str(max(1, int(timeout))),
+        }
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -96,3 +96,44 @@ def test_settings_read_the_cap_and_the_leeway(keypair: tuple[Path, Path], tmp_pa
     for name, value in (("PRANEYA_JWT_MAX_LIFETIME_SECONDS", "0"), ("PRANEYA_JWT_LEEWAY_SECONDS", "-1")):
         with pytest.raises(SettingsError, match=name):
             ServiceSettings.from_env({**env, name: value})
+
+
+# -- verified tokens are remembered until they expire (issue 14: the signature once per token) ---------
+
+
+def test_a_remembered_token_is_refused_once_it_expires(keypair: tuple[Path, Path]) -> None:
+    private, public = keypair
+    verifier = TokenVerifier([public], "praneya-dev", "praneya-safety", leeway_seconds=0)
+    token = _raw(private, iat=int(time.time()), exp=int(time.time()) + 2)
+    assert verifier.verify(token).user_id == "u-1"
+    assert verifier.cached(token) is not None  # the second call is answered from memory
+    assert verifier.verify(token).user_id == "u-1"
+    time.sleep(3.1)
+    assert verifier.cached(token) is None
+    with pytest.raises(AuthError, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_refused(keypair: tuple[Path, Path]) -> None:
+    private, public = keypair
+    verifier = TokenVerifier([public], "praneya-dev", "praneya-safety")
+    token = _token(private, 600)
+    assert verifier.verify(token).user_id == "u-1"
+    head, body, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    with pytest.raises(AuthError):
+        verifier.verify(f"{head}.{body}.{flipped}")
+    # Another payload under the remembered signature is another token: verified, and refused.
+    other = jwt.utils.base64url_encode(b'{"sub":"admin","tid":"t-1","role":"SUPER_ADMIN"}').decode()
+    with pytest.raises(AuthError):
+        verifier.verify(f"{head}.{other}.{signature}")
+
+
+def test_the_memory_of_verified_tokens_is_bounded(keypair: tuple[Path, Path]) -> None:
+    private, public = keypair
+    verifier = TokenVerifier([public], "praneya-dev", "praneya-safety", cache_size=2)
+    tokens = [_token(private, 600) for _ in range(5)]
+    for token in tokens:
+        assert verifier.verify(token).user_id == "u-1"
+    assert sum(verifier.cached(t) is not None for t in tokens) == 2
+    assert all(verifier.verify(t).user_id == "u-1" for t in tokens)  # the forgotten ones verify afresh

@@ -271,9 +271,16 @@ def test_user_tokens_keep_their_verifier_and_other_issuers_are_clients(
     user = either.verify(mint_token(tmp_path / "u.pem", user_id="u1", tenant_id="t1", role="CLINICAL_ADVISOR"))
     assert (user.user_id, user.client_id, user.mfa) == ("u1", None, True)
     c = make_client()
-    assert either.verify(c.token(audience="praneya-safety")).client_id == c.id
+    token = c.token(audience="praneya-safety")
+    assert either.verify(token).client_id == c.id
     with pytest.raises(AuthError, match="audience"):
         either.verify(c.token(audience=AUDIENCE))
+    # Users' tokens are remembered once verified; a client's never is: its second use is a replay.
+    user_token = mint_token(tmp_path / "u.pem", user_id="u1", tenant_id="t1", role="CLINICAL_ADVISOR")
+    assert either.verify(user_token) == either.verify(user_token)
+    assert users.cached(token) is None
+    with pytest.raises(AuthError):
+        either.verify(token)
 
 
 # --- keys by URL ------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Calls:
                 failure = self._answerable(name, principal, meta, failure, on_failure)
         elapsed = time.perf_counter() - started
         code = failure.code.name if failure else "OK"
-        metrics.RPCS.labels(name, code).inc()
+        metrics.count_rpc(name, code)
         log.info(
             "rpc",
             extra={

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
-from engine.model import EvaluationResult
+from engine.model import EvaluationResult, Severity
 
-__all__ = ["ALERTS", "AUDIT_FAILURES", "EVALUATION_SECONDS", "RPCS", "RULE_ERRORS", "observe_evaluation"]
+__all__ = [
+    "ALERTS",
+    "AUDIT_FAILURES",
+    "EVALUATION_SECONDS",
+    "RPCS",
+    "RULE_ERRORS",
+    "count_rpc",
+    "observe_evaluation",
+]
 
 EVALUATION_SECONDS = Histogram(
     "praneya_evaluation_seconds",
@@ -18,10 +29,23 @@ RULE_ERRORS = Counter("praneya_rule_errors_total", "Rules that could not be eval
 AUDIT_FAILURES = Counter("praneya_audit_failures_total", "Audit rows that could not be written")
 RPCS = Counter("praneya_rpcs_total", "RPCs by method and status code", ["method", "code"])
 
+# Children bound once: `labels()` takes a lock and builds its key on every call (once per alert: 127
+# times for a 40-medication patient); a bound child only adds.
+_ALERTS_BY_SEVERITY = {s: ALERTS.labels(s.name) for s in Severity}
+_RULE_ERRORS_BY_KIND = {b: RULE_ERRORS.labels(str(b).lower()) for b in (True, False)}
+_RPC_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def count_rpc(method: str, code: str) -> None:
+    child = _RPC_CHILDREN.get((method, code))
+    if child is None:  # a handful of (method, code) pairs, each bound the first time it is seen
+        child = _RPC_CHILDREN.setdefault((method, code), RPCS.labels(method, code))
+    child.inc()
+
 
 def observe_evaluation(seconds: float, result: EvaluationResult) -> None:
     EVALUATION_SECONDS.observe(seconds)
-    for alert in result.alerts:
-        ALERTS.labels(alert.severity.name).inc()
-    for error in result.rule_errors:
-        RULE_ERRORS.labels(str(error.insufficient_data).lower()).inc()
+    for severity, n in Tally(alert.severity for alert in result.alerts).items():
+        _ALERTS_BY_SEVERITY[severity].inc(n)
+    for kind, n in Tally(bool(error.insufficient_data) for error in result.rule_errors).items():
+        _RULE_ERRORS_BY_KIND[kind].inc(n)

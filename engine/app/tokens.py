@@ -8,6 +8,7 @@ token is a standing credential. `leeway_seconds` absorbs clock skew between issu
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ class TokenVerifier:
         *,
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
         max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
+        cache_size: int = 10_000,
     ) -> None:
         self.keys: list[tuple[Any, list[str]]] = []
         for path in public_key_files:
@@ -64,8 +66,43 @@ class TokenVerifier:
         self.audience = audience
         self.leeway = leeway_seconds
         self.max_lifetime = max_lifetime_seconds
+        # Tokens already verified, by their exact text (signature included), with their expiry: a
+        # caller sends the same token with every call until it expires, and verifying it again (the
+        # signature, the claims) gives the same answer until then. Bounded; entries leave at expiry.
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
+        self.cache_size = cache_size
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not expired since, or None."""
+        hit = self._verified.get(token)
+        if hit is None:
+            return None
+        principal, expires = hit
+        if time.time() < expires:
+            return principal
+        with self._cache_lock:
+            self._verified.pop(token, None)
+        return None
 
     def verify(self, token: str) -> Principal:
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        principal, exp = self._verify(token)
+        # Valid while PyJWT would still accept it: until exp + leeway.
+        expires = float(exp) + self.leeway
+        with self._cache_lock:
+            if len(self._verified) >= self.cache_size:
+                now = time.time()
+                for key in [k for k, (_, e) in self._verified.items() if e <= now]:
+                    del self._verified[key]
+                while len(self._verified) >= self.cache_size:  # the oldest entries go first
+                    del self._verified[next(iter(self._verified))]
+            self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         last: Exception | None = None
         for key, algs in self.keys:
             try:
@@ -102,7 +139,7 @@ class TokenVerifier:
             role=role,
             mfa=mfa,
             purpose=str(claims.get("purpose", "TREATMENT")),
-        )
+        ), float(claims["exp"])
 
     def _check_lifetime(self, claims: dict[str, Any]) -> None:
         # exp and iat come from the same clock (the issuer's), so their difference needs no leeway;

@@ -211,7 +211,7 @@ def build_server(
         from engine.doors.grpc.floor import BenchmarkFloorServicer
         from engine.doors.grpc.gen.praneya.safety.v1 import floor_pb2, floor_pb2_grpc
 
-        floor_pb2_grpc.add_BenchmarkFloorServicer_to_server(BenchmarkFloorServicer(db), server)
+        floor_pb2_grpc.add_BenchmarkFloorServicer_to_server(BenchmarkFloorServicer(services), server)
         names.append(floor_pb2.DESCRIPTOR.services_by_name["BenchmarkFloor"].full_name)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

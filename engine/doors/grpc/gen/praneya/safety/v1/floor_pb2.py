@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpraneya/safety/v1/floor.proto\x12\x11praneya.safety.v1\"\x1e\n\x0b\x45\x63hoRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0c\x45\x63hoResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"3\n\x0c\x46loorRequest\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"3\n\rFloorResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\trows_read\x18\x02 \x01(\x05\x32\xa5\x01\n\x0e\x42\x65nchmarkFloor\x12G\n\x04\x45\x63ho\x12\x1e.praneya.safety.v1.EchoRequest\x1a\x1f.praneya.safety.v1.EchoResponse\x12J\n\x05\x46loor\x12\x1f.praneya.safety.v1.FloorRequest\x1a .praneya.safety.v1.FloorResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpraneya/safety/v1/floor.proto\x12\x11praneya.safety.v1\"\x1e\n\x0b\x45\x63hoRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0c\x45\x63hoResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"3\n\x0c\x46loorRequest\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"3\n\rFloorResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\trows_read\x18\x02 \x01(\x05\"\x0e\n\x0cStatsRequest\"\xcf\x01\n\rStatsResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x1b\n\x13snapshot_cache_hits\x18\x02 \x01(\x03\x12\x1d\n\x15snapshot_cache_misses\x18\x03 \x01(\x03\x12\x16\n\x0euse_case_calls\x18\x04 \x01(\x03\x12\x13\n\x0b\x66loor_calls\x18\x05 \x01(\x03\x12\x18\n\x10lean_floor_calls\x18\x06 \x01(\x03\x12\x15\n\rengine_checks\x18\x07 \x01(\x03\x12\x17\n\x0f\x65ngine_rebuilds\x18\x08 \x01(\x03\x32\xc1\x02\n\x0e\x42\x65nchmarkFloor\x12G\n\x04\x45\x63ho\x12\x1e.praneya.safety.v1.EchoRequest\x1a\x1f.praneya.safety.v1.EchoResponse\x12J\n\x05\x46loor\x12\x1f.praneya.safety.v1.FloorRequest\x1a .praneya.safety.v1.FloorResponse\x12N\n\tLeanFloor\x12\x1f.praneya.safety.v1.FloorRequest\x1a .praneya.safety.v1.FloorResponse\x12J\n\x05Stats\x12\x1f.praneya.safety.v1.StatsRequest\x1a .praneya.safety.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOORREQUEST']._serialized_end=168
   _globals['_FLOORRESPONSE']._serialized_start=170
   _globals['_FLOORRESPONSE']._serialized_end=221
-  _globals['_BENCHMARKFLOOR']._serialized_start=224
-  _globals['_BENCHMARKFLOOR']._serialized_end=389
+  _globals['_STATSREQUEST']._serialized_start=223
+  _globals['_STATSREQUEST']._serialized_end=237
+  _globals['_STATSRESPONSE']._serialized_start=240
+  _globals['_STATSRESPONSE']._serialized_end=447
+  _globals['_BENCHMARKFLOOR']._serialized_start=450
+  _globals['_BENCHMARKFLOOR']._serialized_end=771
 # @@protoc_insertion_point(module_scope)

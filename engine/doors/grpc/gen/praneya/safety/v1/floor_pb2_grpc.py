@@ -44,6 +44,16 @@ class BenchmarkFloorStub:
                 request_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.SerializeToString,
                 response_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.FromString,
                 _registered_method=True)
+        self.LeanFloor = channel.unary_unary(
+                '/praneya.safety.v1.BenchmarkFloor/LeanFloor',
+                request_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/praneya.safety.v1.BenchmarkFloor/Stats',
+                request_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.StatsRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class BenchmarkFloorServicer:
@@ -61,6 +71,18 @@ class BenchmarkFloorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LeanFloor(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BenchmarkFloorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +95,16 @@ def add_BenchmarkFloorServicer_to_server(servicer, server):
                     servicer.Floor,
                     request_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.FromString,
                     response_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.SerializeToString,
+            ),
+            'LeanFloor': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeanFloor,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_floor__pb2.StatsRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_floor__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +161,60 @@ class BenchmarkFloor:
             '/praneya.safety.v1.BenchmarkFloor/Floor',
             praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.SerializeToString,
             praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeanFloor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.BenchmarkFloor/LeanFloor',
+            praneya_dot_safety_dot_v1_dot_floor__pb2.FloorRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_floor__pb2.FloorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.BenchmarkFloor/Stats',
+            praneya_dot_safety_dot_v1_dot_floor__pb2.StatsRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_floor__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
