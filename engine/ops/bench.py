@@ -550,7 +550,8 @@ def _cold_path(
 ) -> dict[str, Any]:  # fmt: skip
     """A second server with the verified-snapshot cache off: every evaluation decrypts and verifies."""
     log("cold path: a second server with the verified-snapshot cache off ...")
-    cold_env = {**env, "PORT": str(free_port()), "PRANEYA_SNAPSHOT_CACHE_SIZE": "0"}
+    # Ports of its own (the first server still holds its gRPC and HTTPS ports); gRPC only.
+    cold_env = {**env, "PORT": str(free_port()), "PRANEYA_HTTP_PORT": "off", "PRANEYA_SNAPSHOT_CACHE_SIZE": "0"}
     proc = _start_server(cold_env, PROJECT_ROOT / ".local" / "bench" / "server-cold.log")
     try:
         workers = int(env["PRANEYA_WORKERS"])
