@@ -70,8 +70,8 @@ class Scale:
     rules: int = 5_000
     change_share: float = 0.05  # records changed per call completed
     connections_per_worker: int = 4
-    calls_c1: int = 400
-    seconds_c32: float = 5.0
+    calls_c1: int = 300
+    seconds_c32: float = 4.0
     audit_rows: tuple[int, ...] = (0, 1_000_000, 5_000_000)
     curve_rules: tuple[int, ...] = (50, 500, 5_000)
     curve_pairs: tuple[int, ...] = (1_000, 10_000, 50_000, 150_000)
