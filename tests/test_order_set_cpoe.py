@@ -11,7 +11,7 @@ medication-safety committee expects:
 - `quiet`: the tool's "nuisance" orders: no interruptive alert of any kind, and the answer complete
   (a silent pass on data that could not be checked is not a quiet pass);
 - `incomplete`: the data needed is missing or too old: the answer must be `complete = false` (reported
-  as insufficient data, never "safe").
+  as insufficient data, never "safe"), with `missing` (words of the reason) among the reasons given.
 
 Every order goes through the pure engine (`engine.evaluate.evaluate`) with the shipped rules and
 knowledge, its patient built as a `PatientSnapshot` with the fields engine/model.py has (as
@@ -171,7 +171,11 @@ def judge(order: Mapping[str, Any]) -> Outcome:
         kind, floor = AlertKind(order["kind"]), Severity[order.get("severity", "HIGH")]
         passed = any(a.kind is kind and a.severity >= floor and a.interruptive for a in result.alerts)
     elif expect == "incomplete":
-        passed = not result.complete
+        # Reported incomplete, and for the reason the order is about (`missing`: words of the reason), not
+        # for some other missing datum.
+        reasons = [e.reason.lower() for e in result.rule_errors] + [u.reason.lower() for u in result.unresolved]
+        missing = str(order.get("missing") or "").lower()
+        passed = not result.complete and (not missing or any(missing in r for r in reasons))
     else:
         passed = not interruptive and result.complete
     needs = tuple(order.get("needs") or ())
@@ -238,7 +242,8 @@ def test_the_order_set_is_large_sourced_and_spread() -> None:
         if order["expect"] == "alert":
             AlertKind(order["kind"])
         else:
-            assert "kind" not in order, order["id"]
+            assert "kind" not in order and "severity" not in order, order["id"]
+        assert bool(order.get("missing")) is (order["expect"] == "incomplete"), order["id"]
     quiet = sum(o["expect"] == "quiet" for o in every)
     assert 0.25 <= quiet / len(every) <= 0.35, quiet
     assert sum(o["expect"] == "incomplete" for o in every) >= 8
