@@ -179,7 +179,9 @@ def judge(order: Mapping[str, Any]) -> Outcome:
     else:
         passed = not interruptive and result.complete
     needs = tuple(order.get("needs") or ())
-    return Outcome(str(order["id"]), str(order["category"]), expect, needs, passed, interruptive, result.complete, detail)
+    return Outcome(
+        str(order["id"]), str(order["category"]), expect, needs, passed, interruptive, result.complete, detail
+    )
 
 
 @cache
