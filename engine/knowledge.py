@@ -82,6 +82,7 @@ __all__ = [
     "evidence_from_source",
     "load_knowledge_files",
     "pair_id",
+    "parse_concept_lines",
     "parse_concepts_tsv",
     "parse_interactions_csv",
     "severity_from_source",
@@ -146,14 +147,33 @@ CONCEPT_COLUMNS = (
 )
 
 
+_intern = sys.intern
+
+
+def _shared_codes(cell: str, shared: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The comma-separated RXCUIs of a cell as a tuple, one tuple per distinct cell."""
+    found = shared.get(cell)
+    if found is None:
+        found = shared[cell] = tuple(_intern(i) for i in cell.split(",") if i)
+    return found
+
+
 def parse_concepts_tsv(text: str, *, where: str = "concepts") -> list[DrugConcept]:
     """Reads the shipped concept table (rules/knowledge/rxnorm*.tsv): a header row with
     CONCEPT_COLUMNS, then one concept a line, tab-separated; `ingredients` comma-separated."""
-    lines = text.splitlines()
-    if not lines or tuple(lines[0].split("\t")) != CONCEPT_COLUMNS:
+    lines = iter(io.StringIO(text))
+    header = next(lines, "").rstrip("\r\n")
+    if tuple(header.split("\t")) != CONCEPT_COLUMNS:
         raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONCEPT_COLUMNS)}")
-    concepts: list[DrugConcept] = []
-    for number, line in enumerate(lines[1:], start=2):
+    return list(parse_concept_lines(lines, where=where, first_line=2))
+
+
+def parse_concept_lines(lines: Iterable[str], *, where: str = "concepts", first_line: int = 1) -> Iterator[DrugConcept]:
+    """The concepts of the concept table's data lines (no header), one at a time: a caller that
+    streams its lines (a COPY from the database) never holds the whole table as text."""
+    shared: dict[str, tuple[str, ...]] = {}
+    for number, raw in enumerate(lines, start=first_line):
+        line = raw.rstrip("\r\n")
         if not line:
             continue
         cells = line.split("\t")
@@ -164,22 +184,21 @@ def parse_concepts_tsv(text: str, *, where: str = "concepts") -> list[DrugConcep
             raise KnowledgeFileError(f"{where}:{number}: system, code, tty and name are required")
         if active not in ("1", "0"):
             raise KnowledgeFileError(f"{where}:{number}: active must be 1 or 0")
-        concepts.append(
-            DrugConcept(
-                system=system,
-                code=code,
-                tty=tty,
-                name=name,
-                ingredients=tuple(i for i in ingredients.split(",") if i),
-                product=product or None,
-                strength=strength or None,
-                dose_form=dose_form or None,
-                unii=unii or None,
-                active=active == "1",
-                source=source,
-            )
+        # Few distinct values repeat over tens of thousands of rows (tty, dose forms, strengths,
+        # source keys, ingredient lists): one shared string or tuple each, not one per row.
+        yield DrugConcept(
+            system=_intern(system),
+            code=code,
+            tty=_intern(tty),
+            name=name,
+            ingredients=_shared_codes(ingredients, shared),
+            product=product or None,
+            strength=_intern(strength) if strength else None,
+            dose_form=_intern(dose_form) if dose_form else None,
+            unii=unii or None,
+            active=active == "1",
+            source=_intern(source),
         )
-    return concepts
 
 
 class NdcIndex:
@@ -569,24 +588,37 @@ class Vocabulary:
                     self.ingredients[name] = IngredientRecord(name)
                     self._ingredient_classes[name] = ()
         self._in_names = in_names
-        names: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        # Folded name -> its one ingredient set; a name given a second, different set is ambiguous
+        # (its sets collected apart: a set per name for the few, not for the tens of thousands).
+        names: dict[str, tuple[str, ...] | None] = {}
+        clashes: dict[str, set[tuple[str, ...]]] = {}
+        shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+        def add(name: str, found: tuple[str, ...]) -> None:
+            held = names.get(name, found)
+            if held == found and name not in clashes:
+                names[name] = shared.setdefault(found, found)
+            else:
+                clashes.setdefault(name, {held} if held is not None else set()).add(found)
+                names[name] = None
+
         for name in self.ingredients:
-            names[fold(name)].add((name,))
+            add(fold(name), (name,))
         for alias, ingredients in self.aliases.items():
-            names[fold(alias)].add(tuple(sorted(ingredients)))
+            add(fold(alias), tuple(sorted(ingredients)))
         for c in concept_list:
             if c.system != "rxnorm":
                 continue  # NDCs live in the NdcIndex
             found = self._concept_ingredients(c)
+            if found is not None:
+                found = shared.setdefault(found, found)
             # Only what a lookup needs is kept: the names went into the index, the rest stays in the store.
             self.concepts[c.code] = CodedDrug(found, c.strength, c.dose_form, c.active)
             if c.active and found is not None:
-                names[fold(c.name)].add(found)
-        self._names: dict[str, tuple[str, ...] | None] = {
-            name: next(iter(sets)) if len(sets) == 1 else None for name, sets in names.items()
-        }
+                add(fold(c.name), found)
+        self._names: dict[str, tuple[str, ...] | None] = names
         self.ambiguous_names: dict[str, tuple[tuple[str, ...], ...]] = {
-            name: tuple(sorted(sets)) for name, sets in names.items() if len(sets) > 1
+            name: tuple(sorted(sets)) for name, sets in clashes.items()
         }
         # "Did you mean": ingredient and brand names, and aliases (not whole product strings).
         suggestable = set(self.ingredients) | {fold(a) for a in self.aliases}

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, text
 
 from engine.dose_limits import shipped_dose_knowledge
 from engine.knowledge import (
-    CONCEPT_COLUMNS,
     AliasRecord,
     AllergenRecord,
     ConditionRecord,
@@ -34,7 +33,7 @@ from engine.knowledge import (
     NdcIndex,
     PairOverride,
     Vocabulary,
-    parse_concepts_tsv,
+    parse_concept_lines,
 )
 from engine.model import EvidenceLevel, Severity
 from engine.renal import shipped_renal_knowledge
@@ -477,29 +476,31 @@ def load_vocabulary(conn: Connection) -> Vocabulary:
     )
 
 
-def _copy_out(conn: Connection, query: str) -> str:
+def _load_rxnorm_concepts(conn: Connection) -> list[DrugConcept]:
+    """The RxNorm concepts as the shipped table's lines (one COPY, parsed row by row as it arrives by
+    the engine's own parser), several times faster than a row object each, and never the whole table
+    as one text. Only backslashes are escaped in COPY's text format, and the query leaves no NULLs."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    chunks: list[bytes] = []
-    with raw.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
-        for data in copy:
-            chunks.append(bytes(data))
-    return b"".join(chunks).decode("utf-8")
-
-
-def _load_rxnorm_concepts(conn: Connection) -> list[DrugConcept]:
-    """The RxNorm concepts as the shipped table's lines (one COPY; the engine's own parser), several
-    times faster than a row object each. Only backslashes are escaped in COPY's text format, and the
-    query leaves no NULLs."""
-    text_rows = _copy_out(
-        conn,
+    query = (
         "SELECT system, code, tty, name, array_to_string(ingredients, ','), coalesce(product, ''),"
         " coalesce(strength, ''), coalesce(dose_form, ''), coalesce(unii, ''), active::int, source"
-        " FROM clinical.drug_concepts WHERE system = 'rxnorm'",
+        " FROM clinical.drug_concepts WHERE system = 'rxnorm'"
     )
-    if "\\" in text_rows:
-        text_rows = text_rows.replace("\\\\", "\\")
-    return parse_concepts_tsv("\t".join(CONCEPT_COLUMNS) + "\n" + text_rows, where="clinical.drug_concepts")
+
+    def lines() -> Iterator[str]:
+        rest = b""
+        with raw.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
+            for data in copy:  # a row per message from PostgreSQL; a split row is joined all the same
+                rows = (rest + bytes(data)).split(b"\n")
+                rest = rows.pop()
+                for row in rows:
+                    line = row.decode("utf-8")
+                    yield line.replace("\\\\", "\\") if "\\" in line else line
+        if rest:
+            yield rest.decode("utf-8")
+
+    return list(parse_concept_lines(lines(), where="clinical.drug_concepts"))
 
 
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
