@@ -465,10 +465,15 @@ def _band_alert(item: Any, ingredient: str, band: RenalBand, m: Measure, md: Any
         detail = f"The patient's renal function is {basis}. {band.advice}"
         recommendation = f"Do not use {ingredient} at this renal function; choose an alternative. {band.advice}"
     else:
-        over = _over(md, ingredient, band, weight) if (band.max_daily or band.max_dose) else None
+        # A band without a maximum states its adjustment in words (renal.yaml): passive, never silent.
+        over = _over(md, ingredient, band, weight) if (band.max_daily or band.max_dose) else "unstated"
         if over is None:
             return None  # within the band's maximum
-        if over == "unchecked":
+        if over == "unstated":
+            severity = Severity.MODERATE
+            summary = f"{ingredient}: dose adjustment for {band.range_text()} (patient's {measured})"
+            detail = f"The patient's renal function is {basis}. The label adjusts the dose in this band: {band.advice}"
+        elif over == "unchecked":
             severity = Severity.MODERATE
             summary = f"{ingredient}: dose adjustment for {band.range_text()} (patient's {measured})"
             detail = (

@@ -193,6 +193,17 @@ def test_an_order_without_a_dose_in_a_reduce_band_is_told_the_adjustment_passive
     assert "25-150 mg" in alert.detail and "could not be compared" in alert.detail
 
 
+def test_a_reduce_band_without_a_maximum_states_its_adjustment_passively() -> None:
+    # renal.yaml: a band whose adjustment has no number (spironolactone at eGFR 30-50) is a passive
+    # alert with the label's advice, whatever the dose ordered; never silence.
+    egfr = _r("egfr", 40, "mL/min/{1.73_m2}")
+    (alert,) = _renal(_run("spironolactone", "25 mg", "daily", egfr))
+    assert alert.rule_id == "kb:renal:spironolactone-egfr-50"
+    assert alert.severity is Severity.MODERATE and not alert.interruptive
+    assert "every other day" in alert.detail
+    assert not _renal(_run("spironolactone", "25 mg", "daily", _r("egfr", 70, "mL/min/{1.73_m2}")))
+
+
 def test_gabapentins_dose_limits_use_the_computed_crcl() -> None:
     result = _run("gabapentin", "600 mg", "tid", *CRCL_28)
     assert any(a.rule_id == "kb:dose:gabapentin-crcl-30" for a in result.alerts)
