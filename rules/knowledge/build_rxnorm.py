@@ -712,7 +712,7 @@ def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source-dir", required=True, help="directory holding rxnorm-cpc/, cpic/ and (optional) ohdsi-phl/")
+    parser.add_argument("--source-dir", required=True, help="holds rxnorm-cpc/, cpic/, ohdsi-phl/")
     parser.add_argument("--out-dir", default=HERE, help="where to write rxnorm.tsv, rxnorm_ndc.tsv.gz, rxnorm.version")
     parser.add_argument("--vocabulary", default=os.path.join(HERE, "vocabulary.yaml"),
                         help="vocabulary.yaml whose ingredient names are checked against the IN names")
