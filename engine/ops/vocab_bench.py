@@ -4,7 +4,8 @@ Two fresh child processes, each a stand-in for one worker: one loads the knowled
 (vocabulary.yaml with the RxNorm concept table and its NDCs), the other the starter vocabulary (the
 same folder without rxnorm.tsv, rxnorm_ndc.tsv.gz and rxnorm.version). Each reports the seconds to
 load, its resident memory (VmRSS) after loading, and then, with the shipped rules, the p50 of
-EvaluateSafety's engine step (`engine.evaluate.evaluate`) over the same patients, whose medications are
+EvaluateSafety's engine step (`engine.evaluate.evaluate`, CPU time of the process per call, which a
+shared machine does not inflate; the wall-clock p50 is reported beside it) over the same patients, whose medications are
 curated names both vocabularies know (so both do the same clinical work), cycling so that every name
 is seen again (name resolution is cached per vocabulary: the second sight of a name is a cache hit,
 which the child checks). The parent prints the ratios against the 1.10 limit and the 2 s load target.
@@ -57,6 +58,7 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
 
     knowledge = load_knowledge_files(folder)
     load_s = time.perf_counter() - t0
+    load_cpu_s = time.process_time()
     from engine.evaluate import evaluate
     from engine.model import EvaluationRequest, MedicationFact, PatientSnapshot
     from engine.rules import RuleSet, load_rule_files
@@ -81,13 +83,15 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
     for snapshot in cohort:  # warm: every name resolved once
         evaluate(snapshot, request, rules, knowledge)
     cached = all(vocab.normalize_drug(n) is vocab.normalize_drug(n) for n in names[:50])
-    samples: list[float] = []
+    samples: list[float] = []  # CPU ms of this process per call: robust on a shared machine
+    wall: list[float] = []
     alerts = 0
     for _ in range(rounds):
         for snapshot in cohort:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             result = evaluate(snapshot, request, rules, knowledge)
-            samples.append((time.perf_counter() - t) * 1000.0)
+            samples.append((time.process_time() - c) * 1000.0)
+            wall.append((time.perf_counter() - t) * 1000.0)
             alerts += len(result.alerts)
     samples.sort()
     return {
@@ -97,6 +101,7 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
         "concepts": len(vocab.concepts),
         "ndcs": len(vocab.ndc),
         "load_seconds": round(load_s, 3),
+        "load_cpu_seconds_incl_imports": round(load_cpu_s, 3),
         "rss_mb_before_load": round(rss_before, 1),
         "rss_mb_loaded": round(rss_loaded, 1),
         "rss_mb_after_evaluations": round(_rss_mb(), 1),
@@ -104,6 +109,7 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
         "medications_per_patient": meds,
         "p50_ms": round(statistics.median(samples), 3),
         "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
+        "wall_p50_ms": round(statistics.median(wall), 3),
         "alerts": alerts,
         "name_resolution_cached": cached,
     }
@@ -157,11 +163,12 @@ def print_section(r: dict[str, Any], log: Any = print) -> None:
     s, f = r["starter"], r["full"]
     log(f"vocabulary, full vs starter (engine alone, {r['patients']} patients x {r['medications_per_patient']}"
         f" curated medications, {r['rounds']} rounds; best of two child processes each):")  # fmt: skip
-    log(f"  {'':10} {'ingredients':>11} {'concepts':>9} {'NDCs':>8} {'load s':>7} {'RSS MB':>7}"
-        f" {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+    log(f"  {'':10} {'ingredients':>11} {'concepts':>9} {'NDCs':>8} {'load s':>7} {'cpu s':>6} {'RSS MB':>7}"
+        f" {'p50 ms':>7} {'p99 ms':>7} {'wall p50':>8}")  # fmt: skip
     for label, x in (("starter", s), ("full", f)):
         log(f"  {label:10} {x['ingredients']:11,} {x['concepts']:9,} {x['ndcs']:8,} {x['load_seconds']:7.2f}"
-            f" {x['rss_mb_after_evaluations']:7.1f} {x['p50_ms']:7.3f} {x['p99_ms']:7.3f}")  # fmt: skip
+            f" {x['load_cpu_seconds_incl_imports']:6.2f} {x['rss_mb_after_evaluations']:7.1f} {x['p50_ms']:7.3f}"
+            f" {x['p99_ms']:7.3f} {x['wall_p50_ms']:8.3f}")  # fmt: skip
     for name, t in r["targets"].items():
         log(f"  {name:46} {t['value']!s:>8} (limit {t['target']}) {'met' if t['met'] else 'NOT MET'}")
 
