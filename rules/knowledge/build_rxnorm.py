@@ -14,6 +14,10 @@ each comes from and its licence):
   cpic/*.sql                 CPIC database migrations (CC0): the `drug` table, whose rxnormid column
                              gives ingredient-level RxNorm codes; used only for codes the RxNorm
                              release above does not have
+  ohdsi-phl/*.json           OHDSI Phenotype Library cohort definitions (Apache-2.0): their concept sets
+                             name OMOP Standardized Vocabulary concepts; the RxNorm ones of class
+                             Ingredient carry RxNorm's RXCUI as CONCEPT_CODE and RxNorm's name as
+                             CONCEPT_NAME; used only for codes neither source above has (optional)
 
 Nothing here types a code: every RXCUI and NDC is read from a source row. A concept whose ingredients
 cannot be derived from the source's structure is left out and counted.
@@ -37,6 +41,7 @@ COLUMNS = ("system", "code", "tty", "name", "ingredients", "product", "strength"
 TTY_ORDER = ("IN", "PIN", "MIN", "BN", "SCD", "SBD", "GPCK", "BPCK")
 SRC_CPC = "rxnorm_cpc"
 SRC_CPIC = "cpic"
+SRC_OHDSI = "ohdsi_phl"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -288,6 +293,43 @@ def load_cpic(cpic_dir: str) -> tuple[dict[str, str], list[str]]:
     return out, used
 
 
+
+# --------------------------------------------------------------------------------------------------
+# OHDSI Phenotype Library cohort definitions (concept sets over the OMOP Standardized Vocabularies)
+
+
+def load_ohdsi(ohdsi_dir: str) -> tuple[dict[str, str], dict[str, set[str]], int]:
+    """RXCUI -> RxNorm ingredient name from the concept-set items of the cohort JSON files: items whose
+    concept is VOCABULARY_ID RxNorm, CONCEPT_CLASS_ID Ingredient (OMOP's class for RxNorm TTY IN),
+    STANDARD_CONCEPT S and INVALID_REASON V. Returns (code -> name, code -> files, files read). A code
+    seen under names differing only in case takes the lower-case one (RxNorm's IN style) when present,
+    else the first in sorted order; names differing otherwise stop the build."""
+    names: dict[str, set[str]] = defaultdict(set)
+    files: dict[str, set[str]] = defaultdict(set)
+    paths = sorted(glob.glob(os.path.join(ohdsi_dir, "*.json")))
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            doc = json.load(handle)
+        for concept_set in doc.get("ConceptSets") or ():
+            for item in (concept_set.get("expression") or {}).get("items") or ():
+                c = item.get("concept") or {}
+                if c.get("VOCABULARY_ID") != "RxNorm" or c.get("CONCEPT_CLASS_ID") != "Ingredient":
+                    continue
+                if c.get("STANDARD_CONCEPT") != "S" or c.get("INVALID_REASON") != "V":
+                    continue
+                code, name = str(c.get("CONCEPT_CODE") or "").strip(), str(c.get("CONCEPT_NAME") or "").strip()
+                if not code.isdigit() or not name:
+                    raise SystemExit(f"{path}: bad RxNorm ingredient concept {code!r} {name!r}")
+                names[code].add(name)
+                files[code].add(os.path.basename(path))
+    out: dict[str, str] = {}
+    for code, variants in names.items():
+        if len({v.lower() for v in variants}) > 1:
+            raise SystemExit(f"OHDSI: RXCUI {code} has names {sorted(variants)}")
+        lower = [v for v in variants if v == v.lower()]
+        out[code] = lower[0] if lower else sorted(variants)[0]
+    return out, files, len(paths)
+
 # --------------------------------------------------------------------------------------------------
 # vocabulary.yaml ingredient names (a minimal reader for its `ingredients:` block)
 
@@ -313,6 +355,7 @@ def vocabulary_ingredients(path: str) -> list[str]:
 def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
     cpc_dir = os.path.join(source_dir, "rxnorm-cpc")
     cpic_dir = os.path.join(source_dir, "cpic")
+    ohdsi_dir = os.path.join(source_dir, "ohdsi-phl")
     date = release_date(cpc_dir)
     cpc = Cpc()
     letter_files = sorted(glob.glob(os.path.join(cpc_dir, "*.json")))
@@ -474,6 +517,30 @@ def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
         add(code, "IN", name, [code], source=SRC_CPIC)
     cpic_in_cpc = Counter("/".join(sorted(cpc.ttys[c])) for c in cpic if c in cpc.names)
 
+    # OHDSI: RxNorm ingredient codes neither the release nor CPIC has. Every code it shares with the
+    # table must carry the same name there (a check of the source against the release itself).
+    ohdsi, ohdsi_files, ohdsi_nfiles = load_ohdsi(ohdsi_dir) if os.path.isdir(ohdsi_dir) else ({}, {}, 0)
+    ohdsi_added: list[tuple[str, str]] = []
+    ohdsi_agree: Counter[str] = Counter()
+    ohdsi_disagree: list[tuple[str, str, str]] = []
+    in_name_code = {r["name"].lower(): c for c, r in rows.items() if r["tty"] == "IN"}
+    for code, name in sorted(ohdsi.items(), key=lambda kv: numeric(kv[0])):
+        if code in rows:
+            if rows[code]["tty"] == "IN" and rows[code]["name"].lower() == name.lower():
+                ohdsi_agree[rows[code]["source"]] += 1
+            else:
+                ohdsi_disagree.append((code, name, f"{rows[code]['tty']} {rows[code]['name']!r} ({rows[code]['source']})"))
+            continue
+        if code in cpc.names:
+            ohdsi_disagree.append((code, name, f"{'/'.join(sorted(cpc.ttys[code]))} {cpc.names[code]!r} in the release, left out there"))
+            continue
+        if name.lower() in in_name_code:
+            ohdsi_disagree.append((code, name, f"name already IN {in_name_code[name.lower()]}"))
+            continue
+        ohdsi_added.append((code, name))
+        in_name_code[name.lower()] = code
+        add(code, "IN", name, [code], source=SRC_OHDSI)
+
     # ------------------------------------------------------------------------------------------
     # NDC rows
     ndc_rows: dict[str, dict] = {}
@@ -578,6 +645,14 @@ def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
         log("CPIC names that differ from the RxNorm release (RxNorm kept):")
         for code, cname, rname, tty in cpic_disagree:
             log(f"  {code}\tCPIC {cname!r}\tRxNorm {rname!r} ({tty})")
+    log(f"OHDSI Phenotype Library ({ohdsi_nfiles} cohort files, {len(ohdsi)} RxNorm ingredient codes): "
+        f"{sum(ohdsi_agree.values())} already in the table with the same name ("
+        + ", ".join(f"{s} {n}" for s, n in sorted(ohdsi_agree.items())) + f"), {len(ohdsi_disagree)} disagree"
+        f" (left out), {len(ohdsi_added)} added as IN:")
+    for code, name in ohdsi_added:
+        log(f"  {code}\t{name}\t({', '.join(sorted(ohdsi_files[code])[:3])})")
+    for code, name, there in ohdsi_disagree:
+        log(f"  DISAGREES {code}\tOHDSI {name!r}\ttable: {there}")
     for note in notes:
         log(f"note: {note}")
     log("sanity checks: " + ("all passed" if not problems else f"{len(problems)} FAILED"))
@@ -616,8 +691,15 @@ def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
             f"{len(unmatched)} do not:")
         via_cpic = [v for v in vocab if v.lower() in in_set and all(
             r["source"] == SRC_CPIC for r in by_name.get(v.lower(), []) if r["tty"] == "IN")]
+        confirmed = [v for v in via_cpic if any(
+            r["code"] in ohdsi for r in by_name.get(v.lower(), []) if r["tty"] == "IN")]
         if via_cpic:
-            log(f"  (matched only by a CPIC-sourced IN row, name not confirmed by the RxNorm release: {', '.join(via_cpic)})")
+            log(f"  (matched only by a CPIC-sourced IN row, name not confirmed by the RxNorm release: {', '.join(via_cpic)};"
+                f" of these, code and name confirmed by the OHDSI source: {', '.join(confirmed) or 'none'})")
+        via_ohdsi = [v for v in vocab if v.lower() in in_set and all(
+            r["source"] == SRC_OHDSI for r in by_name.get(v.lower(), []) if r["tty"] == "IN")]
+        if via_ohdsi:
+            log(f"  (matched by an OHDSI-sourced IN row: {', '.join(via_ohdsi)})")
         for v in unmatched:
             close = difflib.get_close_matches(v.lower(), in_names, n=3, cutoff=0.6)
             other = [f"{r['tty']} {r['code']} -> IN {r['ingredients']} "
@@ -630,7 +712,7 @@ def build(source_dir: str, out_dir: str, vocabulary: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source-dir", required=True, help="directory holding rxnorm-cpc/ and cpic/")
+    parser.add_argument("--source-dir", required=True, help="holds rxnorm-cpc/, cpic/, ohdsi-phl/")
     parser.add_argument("--out-dir", default=HERE, help="where to write rxnorm.tsv, rxnorm_ndc.tsv.gz, rxnorm.version")
     parser.add_argument("--vocabulary", default=os.path.join(HERE, "vocabulary.yaml"),
                         help="vocabulary.yaml whose ingredient names are checked against the IN names")
