@@ -79,16 +79,24 @@ def merge_allergy_document(
         spec = _mapping(spec, f"classes.{cid}")
         if cid not in classes:
             classes[cid] = {"name": str(spec.get("name", cid)), "kind": "CLINICAL", "source": spec.get("source")}
+        classes[cid] = entry = dict(classes[cid] or {})
+        # The FDA classes the allergy class is read from, unless the vocabulary states its own.
+        if spec.get("fda") and "fda" not in entry:
+            entry["fda"] = list(spec["fda"])
 
     by_name = {_name(k): k for k in ingredients}
-    for cid, ingredient, _source in memberships:
+    for cid, ingredient, source in memberships:
         if cid not in classes:
             raise AllergyFileError(f"{MEMBERSHIP_FILE}: class {cid!r} is not defined in {ALLERGY_FILE}")
         key = by_name.get(ingredient)
         if key is None:
             key = ingredient
-            ingredients[key] = {"atc": None, "classes": []}
+            ingredients[key] = {"classes": []}
             by_name[ingredient] = key
+        if classes[cid].get("fda") and not source.startswith("fda_ndc"):
+            # a curated (or included) member of a class read from FDA: its source is the row's
+            outside = classes[cid]["outside_fda"] = dict(classes[cid].get("outside_fda") or {})
+            outside.setdefault(key, source)
         entry = ingredients[key] = dict(ingredients[key] or {})
         listed = list(entry.get("classes") or [])
         if cid not in listed:

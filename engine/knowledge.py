@@ -102,16 +102,22 @@ SIDE_CHAIN_PREFIX = "r1_"
 @dataclass(frozen=True, slots=True)
 class IngredientRecord:
     name: str
-    atc_code: str | None = None
     classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class DrugClassRecord:
+    """A rule class. `fda` are the FDA pharmacologic classes (pharm_classes.tsv ids, e.g.
+    "epc:proton pump inhibitor") whose indexing justifies its membership, `outside_fda` the members
+    FDA indexes otherwise, kept on another source written beside them in vocabulary.yaml;
+    `praneya rules lint` checks each member against them. Neither is stored in the database (the
+    check runs on the files)."""
+
     id: str
     name: str
-    kind: Literal["ATC", "CLINICAL"] = "CLINICAL"
-    atc_code: str | None = None
+    kind: Literal["CLINICAL"] = "CLINICAL"
+    fda: tuple[str, ...] = ()
+    outside_fda: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +567,8 @@ class Vocabulary:
             for code in cond.icd10:
                 self._condition_by_icd[code.upper().replace(".", "")] = cond.id
         # Membership is what the vocabulary lists, nothing inferred: the content states it explicitly
-        # per ingredient, and `praneya rules lint` cross-checks it against the ATC prefixes.
+        # per ingredient, and `praneya rules lint` cross-checks it against FDA's pharmacologic classes
+        # (each class's `fda` and `outside_fda`).
         self._ingredient_classes: dict[str, tuple[str, ...]] = {
             name: tuple(sorted(set(rec.classes))) for name, rec in self.ingredients.items()
         }
@@ -1488,6 +1495,23 @@ def _grade(value: Any, where: str) -> Severity | None:
         raise KnowledgeFileError(f"{where}: {exc}") from None
 
 
+_NO_ATC = (
+    "WHO ATC codes and ATC-kind classes are not accepted: the WHO ATC/DDD Index is not licensed for "
+    "commercial reuse (rules/knowledge/SOURCES.md); base a class on FDA's pharmacologic classes (`fda`)"
+)
+_FDA_CLASS = re.compile(r"^(?P<name>.+?)\s*\[(?P<type>[A-Za-z]+)\]$")
+
+
+def _fda_class(value: str, where: str) -> str:
+    """ "Proton Pump Inhibitor [EPC]" (as FDA writes it) -> "epc:proton pump inhibitor" (pharm_classes.tsv id)."""
+    m = _FDA_CLASS.match(value.strip())
+    if m is None or m["type"] not in PHARM_CLASS_TYPES:
+        raise KnowledgeFileError(
+            f"{where}: {value!r} is not an FDA class written 'Name [TYPE]', TYPE one of {', '.join(PHARM_CLASS_TYPES)}"
+        )
+    return pharm_class_id(m["type"], m["name"])
+
+
 def vocabulary_from_document(
     doc: Mapping[str, Any],
     *,
@@ -1500,24 +1524,30 @@ def vocabulary_from_document(
     classes = []
     for cid, spec in _mapping(doc.get("classes"), "classes").items():
         spec = _mapping(spec, f"classes.{cid}")
+        if "atc" in spec:
+            raise KnowledgeFileError(f"classes.{cid}.atc: {_NO_ATC}")
         kind = str(spec.get("kind", "CLINICAL")).upper()
-        if kind not in ("ATC", "CLINICAL"):
-            raise KnowledgeFileError(f"classes.{cid}.kind: {kind!r} is not ATC or CLINICAL")
+        if kind != "CLINICAL":
+            hint = f" ({_NO_ATC})" if kind == "ATC" else ""
+            raise KnowledgeFileError(f"classes.{cid}.kind: {kind!r} is not CLINICAL{hint}")
         classes.append(
             DrugClassRecord(
                 id=str(cid),
                 name=str(spec.get("name", cid)),
-                kind="ATC" if kind == "ATC" else "CLINICAL",
-                atc_code=spec.get("atc"),
+                fda=tuple(_fda_class(v, f"classes.{cid}.fda") for v in _tuple(spec.get("fda"), f"classes.{cid}.fda")),
+                outside_fda=tuple(
+                    clean_name(str(n)) for n in _mapping(spec.get("outside_fda"), f"classes.{cid}.outside_fda")
+                ),
             )
         )
     ingredients = []
     for name, spec in _mapping(doc.get("ingredients"), "ingredients").items():
         spec = _mapping(spec, f"ingredients.{name}")
+        if "atc" in spec:
+            raise KnowledgeFileError(f"ingredients.{name}.atc: {_NO_ATC}")
         ingredients.append(
             IngredientRecord(
                 name=clean_name(str(name)),
-                atc_code=spec.get("atc"),
                 classes=_tuple(spec.get("classes"), f"ingredients.{name}.classes"),
             )
         )

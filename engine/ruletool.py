@@ -185,19 +185,7 @@ def _lint_vocabulary(knowledge: Knowledge, where: str, report: LintReport) -> No
         for cls in ingredient.classes:
             if cls not in vocabulary.classes:
                 report.errors.append(f"{where}: error: ingredient {name!r} lists unknown class {cls!r}")
-        code = (ingredient.atc_code or "").upper()
-        for cls_rec in vocabulary.classes.values():
-            prefix = (cls_rec.atc_code or "").upper()
-            if (
-                cls_rec.kind == "ATC"
-                and prefix
-                and code.startswith(prefix)
-                and cls_rec.id not in ingredient.classes
-            ):
-                report.warnings.append(
-                    f"{where}: warning: ingredient {name!r} (ATC {code}) is in ATC group {prefix} "
-                    f"but does not list class {cls_rec.id!r}"
-                )
+    _lint_fda_classes(vocabulary, where, report)
     for alias, targets in sorted(vocabulary.aliases.items()):
         for target in targets:
             if target not in vocabulary.ingredients:
@@ -208,6 +196,58 @@ def _lint_vocabulary(knowledge: Knowledge, where: str, report: LintReport) -> No
         for cls in (*allergen.match_classes, *(c.target for c in allergen.cross if c.target_kind == "class")):
             if cls not in vocabulary.classes:
                 report.errors.append(f"{where}: error: allergen {name!r} names unknown class {cls!r}")
+
+
+def fda_class_problems(vocabulary: Vocabulary) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of the classes that follow FDA pharmacologic classes (`fda` in
+    vocabulary.yaml): a member FDA does not index in one of them must be listed in `outside_fda`
+    (with its source); an `outside_fda` entry must be a member, and is stale once FDA indexes it."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    members: dict[str, list[str]] = {}
+    for name, ingredient in vocabulary.ingredients.items():
+        for cls in ingredient.classes:
+            members.setdefault(cls, []).append(name)
+    # FDA's substance name may be an alias of the ingredient (an ester: "sulfisoxazole acetyl")
+    fda_names: dict[str, set[str]] = {}
+    for alias, targets in vocabulary.aliases.items():
+        if len(targets) == 1:
+            fda_names.setdefault(targets[0], set()).add(alias)
+
+    def fda_classes_of(name: str) -> set[str]:
+        found = set(vocabulary.pharm_classes_of(name))
+        for alias in fda_names.get(name, ()):
+            found.update(vocabulary.pharm_classes_of(alias))
+        return found
+
+    for cls_rec in sorted(vocabulary.classes.values(), key=lambda c: c.id):
+        if not cls_rec.fda:
+            if cls_rec.outside_fda:
+                errors.append(f"class {cls_rec.id!r} lists outside_fda but follows no FDA class (fda)")
+            continue
+        follows = set(cls_rec.fda)
+        for name in sorted(members.get(cls_rec.id, ())):
+            indexed = follows.intersection(fda_classes_of(name))
+            if not indexed and name not in cls_rec.outside_fda:
+                errors.append(
+                    f"ingredient {name!r} is in class {cls_rec.id!r}, but FDA does not index it in "
+                    f"{', '.join(sorted(follows))} and the class does not list it in outside_fda"
+                )
+            elif indexed and name in cls_rec.outside_fda:
+                warnings.append(
+                    f"class {cls_rec.id!r} lists {name!r} in outside_fda, but FDA indexes it in "
+                    f"{', '.join(sorted(indexed))}"
+                )
+        for name in cls_rec.outside_fda:
+            if name not in members.get(cls_rec.id, ()):
+                errors.append(f"class {cls_rec.id!r} lists {name!r} in outside_fda, but it is not a member")
+    return errors, warnings
+
+
+def _lint_fda_classes(vocabulary: Vocabulary, where: str, report: LintReport) -> None:
+    errors, warnings = fda_class_problems(vocabulary)
+    report.errors.extend(f"{where}: error: {e}" for e in errors)
+    report.warnings.extend(f"{where}: warning: {w}" for w in warnings)
 
 
 def _schema_problems(err: jsonschema.ValidationError) -> list[tuple[Where, str]]:

@@ -88,13 +88,14 @@ def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
             rows += len(params)
 
     insert(
-        "INSERT INTO clinical.drug_classes (id, name, kind, atc_code) VALUES (:id, :name, :kind, :atc)",
-        [{"id": c.id, "name": c.name, "kind": c.kind, "atc": c.atc_code} for c in vocabulary.classes.values()],
+        # atc_code (a column of migration 0001) stays NULL: no WHO ATC code is shipped (SOURCES.md)
+        "INSERT INTO clinical.drug_classes (id, name, kind) VALUES (:id, :name, :kind)",
+        [{"id": c.id, "name": c.name, "kind": c.kind} for c in vocabulary.classes.values()],
     )
     insert(
-        "INSERT INTO clinical.drug_ingredients (name, atc_code, classes) VALUES (:n, :atc, :c)",
+        "INSERT INTO clinical.drug_ingredients (name, classes) VALUES (:n, :c)",
         # the curated ingredients only: the RxNorm ones live in drug_concepts
-        [{"n": i.name, "atc": i.atc_code, "c": list(i.classes)} for i in vocabulary.curated_ingredients],
+        [{"n": i.name, "c": list(i.classes)} for i in vocabulary.curated_ingredients],
     )
     insert(
         "INSERT INTO clinical.drug_aliases (alias, ingredients) VALUES (:a, :i)",
@@ -441,12 +442,13 @@ def load_vocabulary(conn: Connection) -> Vocabulary:
     """The drug vocabulary from the database: the curated tables, the RxNorm concepts (active and
     retired) and the NDC index. Global (no tenant): a worker builds it once and shares it."""
     classes = [
-        DrugClassRecord(r.id, r.name, r.kind, r.atc_code)
-        for r in conn.execute(text("SELECT id, name, kind, atc_code FROM clinical.drug_classes"))
+        # every class is CLINICAL (a row an older release wrote as ATC is read as CLINICAL too)
+        DrugClassRecord(r.id, r.name)
+        for r in conn.execute(text("SELECT id, name FROM clinical.drug_classes"))
     ]
     ingredients = [
-        IngredientRecord(r.name, r.atc_code, tuple(r.classes))
-        for r in conn.execute(text("SELECT name, atc_code, classes FROM clinical.drug_ingredients"))
+        IngredientRecord(r.name, tuple(r.classes))
+        for r in conn.execute(text("SELECT name, classes FROM clinical.drug_ingredients"))
     ]
     aliases = [
         AliasRecord(r.alias, tuple(r.ingredients))
