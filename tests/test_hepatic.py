@@ -361,7 +361,9 @@ def test_cli_child_pugh_flags_and_cases() -> None:
 
 
 @pytest.mark.db
-def test_a_stored_child_pugh_score_drives_the_hepatic_bands(grpc_service: Any, make_patient: Callable[..., str]) -> None:
+def test_a_stored_child_pugh_score_drives_the_hepatic_bands(
+    grpc_service: Any, make_patient: Callable[..., str]
+) -> None:
     from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
     from tests.test_grpc_service import ADVISOR, TENANT
 
@@ -369,7 +371,9 @@ def test_a_stored_child_pugh_score_drives_the_hepatic_bands(grpc_service: Any, m
     patient = make_patient(TENANT)
     proposed = [pb.ProposedMedication(name="tramadol", dose="100 mg", route="oral", frequency="q6h")]
     before = stub.EvaluateSafety(
-        pb.EvaluateSafetyRequest(patient_id=patient, proposed_medications=proposed), metadata=svc.md(ADVISOR), timeout=30
+        pb.EvaluateSafetyRequest(patient_id=patient, proposed_medications=proposed),
+        metadata=svc.md(ADVISOR),
+        timeout=30,
     )
     assert not any(a.rule_id.startswith("kb:hepatic:") for a in before.alerts)
     reading = pb.BiometricReading(reading_type="child_pugh_score", value=11, unit="{score}")
@@ -377,7 +381,9 @@ def test_a_stored_child_pugh_score_drives_the_hepatic_bands(grpc_service: Any, m
         pb.PutBiometricReadingRequest(patient_id=patient, reading=reading), metadata=svc.md(ADVISOR), timeout=15
     )
     after = stub.EvaluateSafety(
-        pb.EvaluateSafetyRequest(patient_id=patient, proposed_medications=proposed), metadata=svc.md(ADVISOR), timeout=30
+        pb.EvaluateSafetyRequest(patient_id=patient, proposed_medications=proposed),
+        metadata=svc.md(ADVISOR),
+        timeout=30,
     )
     (alert,) = [a for a in after.alerts if a.rule_id.startswith("kb:hepatic:")]
     assert alert.rule_id == "kb:hepatic:tramadol-cp-c" and alert.severity == pb.HIGH and alert.interruptive
