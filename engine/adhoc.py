@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
+from engine.hepatic import CLASS_CODES, child_pugh_class
 from engine.identity import Coding, coding_from_text, parse_coding
 from engine.model import (
     AllergyFact,
@@ -25,6 +27,7 @@ __all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "result_js
 
 _CASE_KEYS = frozenset(
     {"id", "medications", "proposed", "allergies", "conditions", "labs", "age", "sex", "pregnant", "foods", "tier"}
+    | {"child_pugh", "child_pugh_score"}
 )
 _ITEM_KEYS = frozenset({"name", "code", "system", "dose", "route", "frequency", "category", "severity", "reactions"})
 _MAX_ITEMS = 500
@@ -182,6 +185,7 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
         BiometricFact(f"lab-{i}", str(name).strip().lower(), _number(value, f"labs.{name}"))
         for i, (name, value) in enumerate(sorted(labs.items()), 1)
     )
+    biometrics += _child_pugh(case.get("child_pugh"), case.get("child_pugh_score"))
     age = case.get("age")
     if age is not None and (isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 130):
         raise CaseError("age: expected a whole number of years, 0 to 130")
@@ -212,6 +216,54 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
         proposed_foods=tuple(foods),
     )
     return str(case_id), snapshot, request
+
+
+def _child_pugh(given: Any, score: Any) -> tuple[BiometricFact, ...]:
+    """`"child_pugh": "B"` or `{"class": "B", "score": 8, "date": "YYYY-MM-DD"}`, and/or `"child_pugh_score": 8`
+    -> the Child-Pugh reading engine.hepatic reads (the score when given, else the class)."""
+    klass: Any = None
+    when: Any = None
+    where = "child_pugh"
+    if isinstance(given, Mapping):
+        unknown = set(given) - {"class", "score", "date"}
+        if unknown:
+            raise CaseError(f"child_pugh: unknown field {sorted(unknown)[0]!r}")
+        klass, when = given.get("class"), given.get("date")
+        if given.get("score") is not None:
+            if score is not None and given.get("score") != score:
+                raise CaseError("child_pugh.score: differs from child_pugh_score")
+            score, where = given.get("score"), "child_pugh.score"
+    elif given is not None:
+        klass = given
+    if score is not None:
+        where = "child_pugh_score" if where == "child_pugh" else where
+        if isinstance(score, bool) or not isinstance(score, int | float) or score != int(score) or not 5 <= score <= 15:
+            raise CaseError(f"{where}: a whole number of points from 5 to 15")
+    if klass is not None:
+        if not isinstance(klass, str) or klass.strip().upper() not in CLASS_CODES:
+            raise CaseError("child_pugh: a Child-Pugh class, A, B or C")
+        klass = klass.strip().upper()
+        if score is not None and child_pugh_class(score) != klass:
+            raise CaseError(f"child_pugh: class {klass} does not match a score of {int(score)} points")
+    if klass is None and score is None:
+        if when is not None:
+            raise CaseError("child_pugh.date: given without a class or a score")
+        return ()
+    observed = None
+    if when is not None:
+        try:
+            day = date.fromisoformat(when) if isinstance(when, str) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise CaseError("child_pugh.date: expected YYYY-MM-DD")
+        observed = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if observed > datetime.now(UTC):
+            raise CaseError("child_pugh.date: in the future")
+    if score is not None:
+        return (BiometricFact("child-pugh", "child_pugh_score", float(score), "{score}", observed_at=observed),)
+    code = float(CLASS_CODES[klass])
+    return (BiometricFact("child-pugh", "child_pugh_class", code, "{class}", observed_at=observed),)
 
 
 def result_json(result: EvaluationResult, *, case_id: str | None = None) -> dict[str, Any]:
@@ -290,6 +342,9 @@ def flags_case(
     sex: str | None,
     pregnant: bool | None,
     tier: str,
+    child_pugh: str | None = None,
+    child_pugh_score: int | None = None,
+    child_pugh_date: str | None = None,
 ) -> dict[str, Any]:
     """`praneya check` flags as a case object, so flags and `--cases` lines share one reader."""
 
@@ -320,4 +375,7 @@ def flags_case(
     for key, value in (("age", age), ("sex", sex), ("pregnant", pregnant)):
         if value is not None:
             case[key] = value
+    if child_pugh is not None or child_pugh_score is not None or child_pugh_date is not None:
+        assessment = {"class": child_pugh, "score": child_pugh_score, "date": child_pugh_date}
+        case["child_pugh"] = {k: v for k, v in assessment.items() if v is not None}
     return case

@@ -13,6 +13,7 @@ from typing import Literal
 from engine.allergy import AllergyMatch, allergy_matches
 from engine.dose_limits import check_doses
 from engine.facts import Facts, FoodItem, MedicationItem, build_facts
+from engine.hepatic import check_hepatic
 from engine.knowledge import EntityKey, InteractionPair, Knowledge
 from engine.logic import evaluate_condition
 from engine.model import (
@@ -461,6 +462,12 @@ def evaluate(
         facts.medications, snapshot, knowledge.vocabulary, knowledge.renal, knowledge.dose
     )
     found.extend(renal_alerts)
+    # Child-Pugh class and its bands (engine.hepatic).
+    hepatic_alerts, hepatic_errors = check_hepatic(
+        facts.medications, snapshot, knowledge.vocabulary, knowledge.hepatic, knowledge.dose
+    )
+    found.extend(hepatic_alerts)
+    errors.extend(hepatic_errors)
     labs = {k: v for k, v in facts.data["labs"].items() if k not in ("egfr", "crcl")} | renal_values
     dose_alerts, dose_errors = check_doses(facts.medications, snapshot, knowledge.vocabulary, knowledge.dose, labs)
     found.extend(dose_alerts)

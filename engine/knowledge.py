@@ -33,6 +33,7 @@ from engine.allergy_knowledge import (
     parse_memberships,
 )
 from engine.dose_limits import DOSE_FILE, DoseKnowledge, DoseKnowledgeError, load_dose_knowledge
+from engine.hepatic import HEPATIC_FILE, HepaticKnowledge, HepaticKnowledgeError, load_hepatic_knowledge
 from engine.identity import (
     FORM_WORDS,
     RELEASE_MODIFIERS,
@@ -1462,6 +1463,8 @@ class Knowledge:
     dose: DoseKnowledge | None = None
     # Renal bands (engine.renal); None: not loaded, and a renally cleared drug is then reported unchecked.
     renal: RenalKnowledge | None = None
+    # Child-Pugh bands (engine.hepatic); None: not loaded, and a drug with hepatic bands is reported unchecked.
+    hepatic: HepaticKnowledge | None = None
 
 
 class KnowledgeFileError(ValueError):
@@ -1780,6 +1783,12 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         raise KnowledgeFileError(str(exc)) from None
     if renal is not None:
         digest.update((directory / RENAL_FILE).read_bytes())
+    try:
+        hepatic = load_hepatic_knowledge(directory)
+    except HepaticKnowledgeError as exc:
+        raise KnowledgeFileError(str(exc)) from None
+    if hepatic is not None:
+        digest.update((directory / HEPATIC_FILE).read_bytes())
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs),
@@ -1787,4 +1796,5 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         version=f"files:{digest.hexdigest()[:16]}",
         dose=dose,
         renal=renal,
+        hepatic=hepatic,
     )

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -499,7 +499,20 @@ def _band_alert(item: Any, ingredient: str, band: RenalBand, m: Measure, md: Any
     )
 
 
-def _over(md: Any, ingredient: str, band: RenalBand, weight: float | None) -> str | None:
+class DoseMaxima(Protocol):
+    """A band's maxima (a renal band, engine.hepatic's bands): what `_over` compares an order with."""
+
+    @property
+    def max_dose(self) -> DoseUnit | None: ...
+    @property
+    def max_dose_value(self) -> float | None: ...
+    @property
+    def max_daily(self) -> DoseUnit | None: ...
+    @property
+    def max_daily_value(self) -> float | None: ...
+
+
+def _over(md: Any, ingredient: str, band: DoseMaxima, weight: float | None) -> str | None:
     """What of the order is over the band's maximum ("daily dose 1,500 mg"), None when nothing is,
     "unchecked" when the dose could not be read."""
     if md is None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from engine.dose_limits import shipped_dose_knowledge
+from engine.hepatic import shipped_hepatic_knowledge
 from engine.knowledge import (
     AliasRecord,
     AllergenRecord,
@@ -565,8 +566,11 @@ def load_knowledge(
     dose = shipped_dose_knowledge()
     renal = shipped_renal_knowledge()
     version = knowledge_fingerprint(conn, tenant_id)
+    hepatic = shipped_hepatic_knowledge()
     if renal is not None:
         version = f"{version}+{renal.version}"
+    if hepatic is not None:
+        version = f"{version}+{hepatic.version}"
     return Knowledge(
         vocabulary=vocabulary,
         interactions=InteractionKnowledge.from_pairs(pairs, overrides),
@@ -574,6 +578,7 @@ def load_knowledge(
         version=f"{version}+{dose.version}" if dose is not None else version,
         dose=dose,
         renal=renal,
+        hepatic=hepatic,
     )
 
 

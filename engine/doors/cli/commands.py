@@ -534,6 +534,11 @@ def _check(args: argparse.Namespace) -> int:
         raise CommandError(
             "--fhir gives the whole patient: --med, --allergy, --condition, --lab and --cases do not mix with it"
         )
+    child_pugh_given = args.child_pugh is not None or args.child_pugh_score is not None or args.child_pugh_date
+    if child_pugh_given and (args.fhir or args.cases):
+        raise CommandError("--child-pugh, --child-pugh-score and --child-pugh-date do not mix with --fhir or --cases")
+    if args.child_pugh_score is not None and not 5 <= args.child_pugh_score <= 15:
+        raise CommandError(f"--child-pugh-score {args.child_pugh_score}: a Child-Pugh score is 5 to 15 points")
     if (args.patient or args.draft_orders) and not args.fhir:
         raise CommandError("--patient and --draft-orders go with --fhir")
     knowledge, ruleset = _check_sources(args)
@@ -558,6 +563,9 @@ def _check(args: argparse.Namespace) -> int:
             sex=args.sex,
             pregnant=args.pregnant,
             tier=args.tier,
+            child_pugh=args.child_pugh,
+            child_pugh_score=args.child_pugh_score,
+            child_pugh_date=args.child_pugh_date,
         )
         _, snapshot, request = case_from_json(case)
     except CaseError as exc:
@@ -1041,6 +1049,13 @@ def register(sub: Sub, rules: Sub) -> None:
     p.add_argument("--lab", action="append", default=[], help="a latest reading, TYPE=VALUE (egfr=25)")
     p.add_argument("--age", type=int, help="the patient's age in years")
     p.add_argument("--sex", choices=["female", "male", "other"], help="the patient's sex")
+    p.add_argument(
+        "--child-pugh", type=str.upper, choices=["A", "B", "C"], help="the patient's Child-Pugh class (hepatic bands)"
+    )
+    p.add_argument("--child-pugh-score", type=int, metavar="POINTS", help="the Child-Pugh score, 5-15 (class derived)")
+    p.add_argument(
+        "--child-pugh-date", metavar="YYYY-MM-DD", help="when the Child-Pugh assessment was made (default: unrecorded)"
+    )
     p.add_argument(
         "--pregnant",
         action=argparse.BooleanOptionalAction,
