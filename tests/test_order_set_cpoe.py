@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from engine.adhoc import _child_pugh
 from engine.evaluate import evaluate
 from engine.knowledge import Knowledge, load_knowledge_files
 from engine.model import (
@@ -114,6 +115,8 @@ def snapshot_of(order: Mapping[str, Any], now: datetime) -> PatientSnapshot:
                 f"r{i}", str(lab["type"]), float(lab["value"]), lab.get("unit"), lab.get("loinc"), _when(lab, now)
             )
         )
+    if "child_pugh" in patient:  # the class as engine.hepatic reads it (the `--cases` reader makes the same)
+        biometrics.extend(_child_pugh(patient["child_pugh"], None))
     birth_date: date | None = None
     if "age_days" in patient:  # an infant: the birth date, so that age is not rounded to whole years
         birth_date = now.date() - timedelta(days=int(patient["age_days"]))
@@ -129,7 +132,7 @@ def snapshot_of(order: Mapping[str, Any], now: datetime) -> PatientSnapshot:
     # Patient facts the model does not hold yet (branch demo: lactation, gestational age; branch hepatic:
     # Child-Pugh class): passed when PatientSnapshot has a field of that name, otherwise left out (the
     # orders that depend on them are marked `needs`).
-    for key in ("lactating", "gestational_age_weeks", "child_pugh"):
+    for key in ("lactating", "gestational_age_weeks"):
         if key in patient and key in _SNAPSHOT_FIELDS:
             fields[key] = patient[key]
     return PatientSnapshot("p-" + str(order["id"]), "t", **fields)
