@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.demographics import DEMOGRAPHIC_KEYS, DemographicInputError, read_demographics
 from engine.identity import Coding, coding_from_text, parse_coding
 from engine.model import (
     AllergyFact,
@@ -21,10 +22,11 @@ from engine.model import (
     PatientSnapshot,
 )
 
-__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "result_json"]
+__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "quantity_flag", "result_json"]
 
 _CASE_KEYS = frozenset(
     {"id", "medications", "proposed", "allergies", "conditions", "labs", "age", "sex", "pregnant", "foods", "tier"}
+    | DEMOGRAPHIC_KEYS
 )
 _ITEM_KEYS = frozenset({"name", "code", "system", "dose", "route", "frequency", "category", "severity", "reactions"})
 _MAX_ITEMS = 500
@@ -195,6 +197,14 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
     tier = case.get("tier", "PREMIUM")
     if tier not in ("BASIC", "ENHANCED", "PREMIUM"):
         raise CaseError("tier: one of BASIC, ENHANCED, PREMIUM")
+    # birth_date, weight, height, pregnancy, lactating (and as_of, the evaluation date): engine.demographics.
+    try:
+        demo = read_demographics(case, pregnant=pregnant)
+    except DemographicInputError as exc:
+        raise CaseError(str(exc)) from None
+    extra = demo.pop("readings")
+    if extra and any(b.reading_type in ("weight", "weight_kg", "height", "height_cm") for b in biometrics):
+        raise CaseError("labs: weight and height go in weight/height or in labs, not both")
     snapshot = PatientSnapshot(
         patient_id=str(case_id),
         tenant_id="adhoc",
@@ -205,7 +215,8 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
         medications=_medications(case.get("medications"), "medications", "med", proposed=False),
         allergies=tuple(allergies),
         conditions=tuple(conditions),
-        biometrics=biometrics,
+        biometrics=(*biometrics, *extra),
+        **demo,
     )
     request = EvaluationRequest(
         proposed_medications=_medications(case.get("proposed"), "proposed", "proposed", proposed=True),
@@ -290,6 +301,7 @@ def flags_case(
     sex: str | None,
     pregnant: bool | None,
     tier: str,
+    demographics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`praneya check` flags as a case object, so flags and `--cases` lines share one reader."""
 
@@ -320,4 +332,22 @@ def flags_case(
     for key, value in (("age", age), ("sex", sex), ("pregnant", pregnant)):
         if value is not None:
             case[key] = value
+    case.update({k: v for k, v in (demographics or {}).items() if v is not None})
     return case
+
+
+def quantity_flag(text: str, flag: str, default_unit: str) -> dict[str, Any]:
+    """`--weight 70kg@2026-01-10` (or `70`, `154 lb`, `70 kg @ 2026-01-10T08:00`) -> {value, unit, taken_at}."""
+    amount, _, when = text.partition("@")
+    amount = amount.strip()
+    i = 0
+    while i < len(amount) and (amount[i].isdigit() or amount[i] == "."):
+        i += 1
+    try:
+        value = float(amount[:i])
+    except ValueError:
+        raise CaseError(f"{flag} {text!r}: expected a number with a unit, e.g. 70kg or 70kg@2026-01-10") from None
+    out: dict[str, Any] = {"value": value, "unit": amount[i:].strip() or default_unit}
+    if when.strip():
+        out["taken_at"] = when.strip()
+    return out
