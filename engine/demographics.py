@@ -43,9 +43,11 @@ from engine.model import BiometricFact, LactationFact, PatientSnapshot, Pregnanc
 from engine.units import UnitError, height_in_cm, weight_in_kg
 
 __all__ = [
+    "DEMOGRAPHIC_KEYS",
     "GESTATION_DAYS",
     "HEIGHT_MAX_AGE_ADULT",
     "HEIGHT_MAX_AGE_CHILD",
+    "HEIGHT_TYPES",
     "LACTATION_MAX_AGE",
     "NOT_PREGNANT_MAX_AGE",
     "PREGNANCY_MAX_GESTATION_DAYS",
@@ -53,8 +55,6 @@ __all__ = [
     "WEIGHT_MAX_AGE_CHILD",
     "WEIGHT_MAX_AGE_INFANT",
     "WEIGHT_TYPES",
-    "HEIGHT_TYPES",
-    "DEMOGRAPHIC_KEYS",
     "BodyMeasure",
     "DemographicInputError",
     "Demographics",
@@ -62,8 +62,8 @@ __all__ = [
     "check_birth_date",
     "check_gestation",
     "demographics",
-    "read_demographics",
     "mosteller_bsa",
+    "read_demographics",
     "trimester",
 ]
 
@@ -180,7 +180,8 @@ def _body(
     if reading is None:
         return None, None
     try:
-        value = weight_in_kg(reading.value, reading.unit) if what == "weight" else height_in_cm(reading.value, reading.unit)
+        convert = weight_in_kg if what == "weight" else height_in_cm
+        value = convert(reading.value, reading.unit)
     except UnitError:
         unit = "mass" if what == "weight" else "length"
         return None, f"the {what}'s unit is not a unit of {unit}"
@@ -291,7 +292,9 @@ def demographics(snapshot: PatientSnapshot, now: datetime | None = None) -> Demo
 MAX_AGE_YEARS = 130
 MAX_GESTATIONAL_WEEKS = 45
 DEMOGRAPHIC_KEYS = frozenset({"birth_date", "as_of", "weight", "height", "pregnancy", "lactating"})
-_PREGNANCY_KEYS = frozenset({"status", "gestational_weeks", "gestational_days", "estimated_delivery_date", "recorded_on"})
+_PREGNANCY_KEYS = frozenset(
+    {"status", "gestational_weeks", "gestational_days", "estimated_delivery_date", "recorded_on"}
+)
 _QUANTITY_KEYS = frozenset({"value", "unit", "taken_at"})
 
 
@@ -440,11 +443,10 @@ def read_demographics(doc: Mapping[str, Any], *, pregnant: bool | None = None) -
                 )
         if pregnant is not None and pregnant != (status == "pregnant"):
             raise DemographicInputError("pregnancy.status: disagrees with pregnant")
-        out["pregnancy"] = PregnancyFact(
-            status, recorded, gestation, recorded.date() if recorded is not None and gestation is not None else None, edd
-        )
+        gestational_on = recorded.date() if recorded is not None and gestation is not None else None
+        out["pregnancy"] = PregnancyFact(status, recorded, gestation, gestational_on, edd)
     if doc.get("lactating") is not None:
-        value = doc["lactating"]
+        value: Any = doc["lactating"]
         when = None
         if isinstance(value, Mapping):
             unknown = set(value) - {"value", "recorded_on"}

@@ -363,9 +363,9 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
     data["pregnancy"] = pregnancy
     if demo.lactating is not None:
         data["lactating"] = demo.lactating
-    for key, value in (("weight_kg", demo.weight_kg), ("height_cm", demo.height_cm), ("bsa_m2", demo.bsa_m2)):
-        if value is not None:
-            data[key] = round(value, 2) if key == "bsa_m2" else value
+    for key, measure in (("weight_kg", demo.weight_kg), ("height_cm", demo.height_cm), ("bsa_m2", demo.bsa_m2)):
+        if measure is not None:
+            data[key] = round(measure, 2) if key == "bsa_m2" else measure
 
     return Facts(
         data=data,
