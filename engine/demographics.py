@@ -446,18 +446,18 @@ def read_demographics(doc: Mapping[str, Any], *, pregnant: bool | None = None) -
         gestational_on = recorded.date() if recorded is not None and gestation is not None else None
         out["pregnancy"] = PregnancyFact(status, recorded, gestation, gestational_on, edd)
     if doc.get("lactating") is not None:
-        value: Any = doc["lactating"]
+        given: Any = doc["lactating"]
         when = None
-        if isinstance(value, Mapping):
-            unknown = set(value) - {"value", "recorded_on"}
+        if isinstance(given, Mapping):
+            unknown = set(given) - {"value", "recorded_on"}
             if unknown:
                 raise DemographicInputError(f"lactating: unknown field {sorted(map(str, unknown))[0]!r}")
-            if value.get("recorded_on") is not None:
-                when = _moment_field(value["recorded_on"], "lactating.recorded_on")
+            if given.get("recorded_on") is not None:
+                when = _moment_field(given["recorded_on"], "lactating.recorded_on")
                 if when.date() > today:
                     raise DemographicInputError("lactating.recorded_on: is in the future")
-            value = value.get("value")
-        if not isinstance(value, bool):
+            given = given.get("value")
+        if not isinstance(given, bool):
             raise DemographicInputError("lactating: expected true or false (or {value, recorded_on})")
-        out["lactation"] = LactationFact(value, when)
+        out["lactation"] = LactationFact(given, when)
     return out
