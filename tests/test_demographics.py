@@ -89,7 +89,8 @@ def test_weight_recency_depends_on_age() -> None:
     infant = demographics(snap(birth_date=date(2025, 10, 1), biometrics=(weight(6, 31),)))
     assert infant.weight is None and "at most 30" in (infant.weight_problem or "")
     # The latest of several readings is the one used; pounds are converted.
-    two = demographics(snap(biometrics=(weight(80, 20, "old"), BiometricFact("new", "weight", 154, "lb", observed_at=NOW))))
+    newer = BiometricFact("new", "weight", 154, "lb", observed_at=NOW)
+    two = demographics(snap(biometrics=(weight(80, 20, "old"), newer)))
     assert two.weight is not None and two.weight.reading_id == "new" and two.weight_kg == pytest.approx(69.85, 0.01)
 
 
@@ -106,9 +107,10 @@ def test_bsa_by_mosteller_needs_recent_weight_and_height() -> None:
 def test_paediatric_dose_limit_needs_a_recent_weight(knowledge: Knowledge, ruleset: RuleSet) -> None:
     order = MedicationFact("m1", "acetaminophen", dose="500 mg", route="oral", frequency="every 6 hours", proposed=True)
     child = date(2023, 6, 1)
-    fresh = evaluate(snap(birth_date=child, biometrics=(weight(12, 10),)), EvaluationRequest((order,)), ruleset, knowledge)
+    request = EvaluationRequest((order,))
+    fresh = evaluate(snap(birth_date=child, biometrics=(weight(12, 10),)), request, ruleset, knowledge)
     assert any(a.kind is AlertKind.DOSE_RANGE and "acetaminophen-pediatric" in a.rule_id for a in fresh.alerts)
-    old = evaluate(snap(birth_date=child, biometrics=(weight(12, 120),)), EvaluationRequest((order,)), ruleset, knowledge)
+    old = evaluate(snap(birth_date=child, biometrics=(weight(12, 120),)), request, ruleset, knowledge)
     assert not old.complete
     assert any("120 days old" in e.reason for e in old.rule_errors if e.insufficient_data)
     assert not any(a.kind is AlertKind.DOSE_RANGE for a in old.alerts)
@@ -130,7 +132,8 @@ def test_gestational_age_moves_on_from_when_it_was_recorded() -> None:
     recorded = PregnancyFact("pregnant", NOW - timedelta(days=30), gestational_days=18 * 7 + 2)
     d = demographics(snap(pregnancy=recorded))
     assert (d.gestational_days, d.gestational_weeks, d.trimester, d.pregnant) == (158, 22, 2, True)
-    by_edd = demographics(snap(pregnancy=PregnancyFact("pregnant", NOW, estimated_delivery=NOW.date() + timedelta(days=70))))
+    due = NOW.date() + timedelta(days=70)
+    by_edd = demographics(snap(pregnancy=PregnancyFact("pregnant", NOW, estimated_delivery=due)))
     assert (by_edd.gestational_weeks, by_edd.trimester) == (30, 3)
     first = demographics(snap(pregnancy=PregnancyFact("pregnant", NOW, gestational_days=13 * 7 + 6)))
     assert first.trimester == 1
