@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from engine.demographics import DEMOGRAPHIC_KEYS, DemographicInputError, read_demographics
 from engine.hepatic import CLASS_CODES, child_pugh_class
 from engine.identity import Coding, coding_from_text, parse_coding
 from engine.model import (
@@ -23,11 +24,12 @@ from engine.model import (
     PatientSnapshot,
 )
 
-__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "result_json"]
+__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "quantity_flag", "result_json"]
 
 _CASE_KEYS = frozenset(
     {"id", "medications", "proposed", "allergies", "conditions", "labs", "age", "sex", "pregnant", "foods", "tier"}
     | {"child_pugh", "child_pugh_score"}
+    | DEMOGRAPHIC_KEYS
 )
 _ITEM_KEYS = frozenset({"name", "code", "system", "dose", "route", "frequency", "category", "severity", "reactions"})
 _MAX_ITEMS = 500
@@ -199,6 +201,14 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
     tier = case.get("tier", "PREMIUM")
     if tier not in ("BASIC", "ENHANCED", "PREMIUM"):
         raise CaseError("tier: one of BASIC, ENHANCED, PREMIUM")
+    # birth_date, weight, height, pregnancy, lactating (and as_of, the evaluation date): engine.demographics.
+    try:
+        demo = read_demographics(case, pregnant=pregnant)
+    except DemographicInputError as exc:
+        raise CaseError(str(exc)) from None
+    extra = demo.pop("readings")
+    if extra and any(b.reading_type in ("weight", "weight_kg", "height", "height_cm") for b in biometrics):
+        raise CaseError("labs: weight and height go in weight/height or in labs, not both")
     snapshot = PatientSnapshot(
         patient_id=str(case_id),
         tenant_id="adhoc",
@@ -209,7 +219,8 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
         medications=_medications(case.get("medications"), "medications", "med", proposed=False),
         allergies=tuple(allergies),
         conditions=tuple(conditions),
-        biometrics=biometrics,
+        biometrics=(*biometrics, *extra),
+        **demo,
     )
     request = EvaluationRequest(
         proposed_medications=_medications(case.get("proposed"), "proposed", "proposed", proposed=True),
@@ -345,6 +356,7 @@ def flags_case(
     child_pugh: str | None = None,
     child_pugh_score: int | None = None,
     child_pugh_date: str | None = None,
+    demographics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`praneya check` flags as a case object, so flags and `--cases` lines share one reader."""
 
@@ -378,4 +390,22 @@ def flags_case(
     if child_pugh is not None or child_pugh_score is not None or child_pugh_date is not None:
         assessment = {"class": child_pugh, "score": child_pugh_score, "date": child_pugh_date}
         case["child_pugh"] = {k: v for k, v in assessment.items() if v is not None}
+    case.update({k: v for k, v in (demographics or {}).items() if v is not None})
     return case
+
+
+def quantity_flag(text: str, flag: str, default_unit: str) -> dict[str, Any]:
+    """`--weight 70kg@2026-01-10` (or `70`, `154 lb`, `70 kg @ 2026-01-10T08:00`) -> {value, unit, taken_at}."""
+    amount, _, when = text.partition("@")
+    amount = amount.strip()
+    i = 0
+    while i < len(amount) and (amount[i].isdigit() or amount[i] == "."):
+        i += 1
+    try:
+        value = float(amount[:i])
+    except ValueError:
+        raise CaseError(f"{flag} {text!r}: expected a number with a unit, e.g. 70kg or 70kg@2026-01-10") from None
+    out: dict[str, Any] = {"value": value, "unit": amount[i:].strip() or default_unit}
+    if when.strip():
+        out["taken_at"] = when.strip()
+    return out

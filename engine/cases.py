@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.demographics import DEMOGRAPHIC_KEYS, DemographicInputError, read_demographics
 from engine.evaluate import run_rules
 from engine.facts import build_facts
 from engine.knowledge import Knowledge
@@ -47,6 +48,7 @@ _GIVEN_KEYS = frozenset(
         "sex",
         "pregnant",
         "tier",
+        *DEMOGRAPHIC_KEYS,
     }
 )
 
@@ -166,12 +168,21 @@ def given_to_inputs(given: Mapping[str, Any]) -> tuple[PatientSnapshot, Evaluati
     pregnant = given.get("pregnant")
     if pregnant is not None and not isinstance(pregnant, bool):
         raise CaseFormatError("given.pregnant must be true or false")
+    try:
+        demo = read_demographics(given, pregnant=pregnant)
+    except DemographicInputError as exc:
+        raise CaseFormatError(f"given.{exc}") from None
+    extra = demo.pop("readings")
+    if extra and any(r.reading_type in ("weight_kg", "height_cm") for r in readings):
+        raise CaseFormatError("given: weight and height go in weight/height or in biometrics, not both")
+    readings.extend(extra)
     snapshot = PatientSnapshot(
         patient_id="case-patient",
         tenant_id="case-tenant",
         age=age,
         sex=given.get("sex"),
         pregnant=pregnant,
+        **demo,
         subscription_tier=str(given.get("tier", "BASIC")),
         medications=tuple(
             _medication(m, f"med-{i}", False) for i, m in enumerate(_list(given, "medications"), 1)

@@ -19,16 +19,17 @@ import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from engine.demographics import demographics
 from engine.dose import Amount, Dose, Strength, parse_dose, parse_strengths
 from engine.identity import fold, parse_drug_text
 from engine.model import Alert, AlertKind, EvidenceLevel, PatientSnapshot, RuleError, Severity
-from engine.units import DoseUnit, UnitError, dose_unit, warm, weight_in_kg
+from engine.units import DoseUnit, UnitError, dose_unit, warm
 
 __all__ = [
     "DOSE_FILE",
@@ -366,27 +367,20 @@ class MedicationDose:
 
 
 def _age_years(snapshot: PatientSnapshot, today: date | None = None) -> float | None:
-    if snapshot.age is not None:
-        return float(snapshot.age)
-    if snapshot.birth_date is not None:
-        today = today or date.today()
-        b = snapshot.birth_date
-        return float(today.year - b.year - ((today.month, today.day) < (b.month, b.day)))
-    return None
+    # engine.demographics: from the birth date on the evaluation date when there is one.
+    at = datetime(today.year, today.month, today.day, 12, tzinfo=UTC) if today is not None else None
+    years = demographics(snapshot, at).age_years
+    return None if years is None else float(years)
 
 
-def _weight_kg(snapshot: PatientSnapshot) -> tuple[float | None, str | None, str | None]:
-    """(kg, reading id, problem)."""
-    for reading in snapshot.biometrics:
-        if fold(reading.reading_type).replace(" ", "_") in _WEIGHT_TYPES:
-            try:
-                kg = weight_in_kg(reading.value, reading.unit)
-            except UnitError:
-                return None, reading.id, "the weight's unit is not a unit of mass"
-            if not 0.3 <= kg <= 500:
-                return None, reading.id, "the weight is not plausible"
-            return kg, reading.id, None
-    return None, None, None
+def _weight_kg(snapshot: PatientSnapshot, today: date | None = None) -> tuple[float | None, str | None, str | None]:
+    """(kg, reading id, problem): the latest weight recent enough for the patient's age
+    (engine.demographics), or why there is none."""
+    at = datetime(today.year, today.month, today.day, 12, tzinfo=UTC) if today is not None else None
+    demo = demographics(snapshot, at)
+    if demo.weight is not None:
+        return demo.weight.value, demo.weight.reading_id, None
+    return None, demo.weight_reading_id, demo.weight_problem
 
 
 def _product_strengths(
@@ -651,7 +645,7 @@ def check_doses(
     if knowledge is None:
         return [], [RuleError("kb:dose", 0, "error: the dose limits are not loaded; doses were not checked")]
     age = _age_years(snapshot, today)
-    weight, weight_id, weight_problem = _weight_kg(snapshot)
+    weight, weight_id, weight_problem = _weight_kg(snapshot, today)
     findings: list[_Finding] = []
     errors: dict[tuple[str, str], str] = {}
     doses: list[MedicationDose] = []
@@ -670,6 +664,12 @@ def check_doses(
             idose = md.per_ingredient[ingredient]
             _check_limits(md, dosing, idose, age, weight, weight_id, weight_problem, labs, findings, errors)
             _check_weekly(md, dosing, idose, snapshot, findings, errors)
+            if age is None and any(lim.age_min is not None or lim.age_max is not None for lim in dosing.limits):
+                # Without an age the paediatric or geriatric rows cannot be chosen: the rows for any
+                # age were checked; that the others were not is reported, never taken as safe.
+                key = (m.fact.id, ingredient)
+                why = "age unknown: the age-specific (paediatric/geriatric) limits were not checked"
+                errors[key] = f"{errors[key]}; {why}" if key in errors else why
     _check_cumulative(doses, knowledge, age, weight, weight_id, labs, findings, errors)
     _check_mme(doses, knowledge, findings, errors)
     alerts = _alerts(findings)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.demographics import demographics
 from engine.knowledge import (
     FoodLine,
     Knowledge,
@@ -142,7 +143,7 @@ class Facts:
     def relevance_keys(self) -> Iterator[tuple[str, str]]:
         yield from self.item_ids
         yield from self.allergy_ids
-        for name, key in (("age", "age"), ("sex", "sex"), ("pregnant", "pregnancy")):
+        for name, key in (("age", "age"), ("sex", "sex"), ("pregnant", "pregnancy"), ("lactating", "lactation")):
             if name in self.data:
                 yield "demographic", key
 
@@ -339,15 +340,32 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         "counts": counts,
     }
     # Missing demographics are absent keys, never a default: a rule comparing them gets
-    # "insufficient data" rather than a guess.
-    if snapshot.age is not None:
-        data["age"] = snapshot.age
+    # "insufficient data" rather than a guess. Age, body size, pregnancy and lactation are read on
+    # the evaluation date (engine.demographics): a value too old to use is absent too.
+    demo = demographics(snapshot)
+    if demo.age_years is not None:
+        data["age"] = demo.age_years
+    ages = {"age_years": demo.age_years, "age_months": demo.age_months, "age_days": demo.age_days}
+    data["demographics"] = {k: v for k, v in ages.items() if v is not None}
     if snapshot.sex is not None:
         sex = clean_name(snapshot.sex)
         if sex not in _SEX_UNKNOWN:
             data["sex"] = _SEX.get(sex, "other")
-    if snapshot.pregnant is not None:
-        data["pregnant"] = snapshot.pregnant
+    if demo.pregnant is not None:
+        data["pregnant"] = demo.pregnant
+    pregnancy: dict[str, Any] = {}
+    if demo.pregnancy_status is not None:
+        pregnancy["status"] = demo.pregnancy_status
+    if demo.gestational_days is not None:
+        pregnancy["gestational_days"] = demo.gestational_days
+        pregnancy["gestational_weeks"] = demo.gestational_weeks
+        pregnancy["trimester"] = demo.trimester
+    data["pregnancy"] = pregnancy
+    if demo.lactating is not None:
+        data["lactating"] = demo.lactating
+    for key, measure in (("weight_kg", demo.weight_kg), ("height_cm", demo.height_cm), ("bsa_m2", demo.bsa_m2)):
+        if measure is not None:
+            data[key] = round(measure, 2) if key == "bsa_m2" else measure
 
     return Facts(
         data=data,

@@ -21,8 +21,10 @@ __all__ = [
     "EvaluationRequest",
     "EvaluationResult",
     "EvidenceLevel",
+    "LactationFact",
     "MedicationFact",
     "PatientSnapshot",
+    "PregnancyFact",
     "RuleError",
     "Severity",
 ]
@@ -114,18 +116,44 @@ class BiometricFact:
 
 
 @dataclass(frozen=True, slots=True)
+class PregnancyFact:
+    """A pregnancy status as recorded, dated (engine.demographics reads it on the evaluation date).
+
+    Gestational age is given as of `gestational_on` (default: the day it was recorded), or as an
+    estimated delivery date; on the evaluation date it is that plus the days since."""
+
+    status: str  # "pregnant" | "not_pregnant"
+    recorded_at: datetime | None = None  # when the status was observed; None: not recorded (taken as current)
+    gestational_days: int | None = None  # gestational age, in days (22 weeks 3 days = 157), on gestational_on
+    gestational_on: date | None = None
+    estimated_delivery: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LactationFact:
+    lactating: bool
+    recorded_at: datetime | None = None  # None: not recorded (taken as current)
+
+
+@dataclass(frozen=True, slots=True)
 class PatientSnapshot:
     patient_id: str
     tenant_id: str
-    age: int | None = None
+    age: int | None = None  # whole years; with a birth date, derived from it on the evaluation date
     sex: str | None = None
     birth_date: date | None = None  # when known, age is computed from it on the evaluation date
-    pregnant: bool | None = None
+    pregnant: bool | None = None  # with `pregnancy`, derived from it (a status too old is unknown)
     subscription_tier: str = "BASIC"
     medications: tuple[MedicationFact, ...] = ()
     allergies: tuple[AllergyFact, ...] = ()
     conditions: tuple[ConditionFact, ...] = ()
     biometrics: tuple[BiometricFact, ...] = ()  # the latest reading of each type
+    # Dated pregnancy and lactation status (engine.demographics); weight and height are readings
+    # (`weight_kg`, `height_cm`) in `biometrics`.
+    pregnancy: PregnancyFact | None = None
+    lactation: LactationFact | None = None
+    # The moment the snapshot is evaluated at (ages, gestational ages, how old a reading is); None: now.
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

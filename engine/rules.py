@@ -55,7 +55,7 @@ RULE_TYPES = (
 )
 TIERS = ("BASIC", "ENHANCED", "PREMIUM")
 STATUSES = ("active", "shadow", "retired")
-DEMOGRAPHICS = ("age", "pregnancy", "sex")
+DEMOGRAPHICS = ("age", "pregnancy", "sex", "lactation")
 LAB_TYPES = (
     "egfr",
     "creatinine",
@@ -314,7 +314,7 @@ class Rule:
         for d in applies.get("demographics", ()):
             if d not in DEMOGRAPHICS:
                 problems.append(
-                    RuleProblem(("applies_to", "demographics"), f"{d!r} is not one of age, pregnancy, sex")
+                    RuleProblem(("applies_to", "demographics"), f"{d!r} is not one of {', '.join(DEMOGRAPHICS)}")
                 )
 
         if "when" not in doc:

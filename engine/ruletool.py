@@ -48,6 +48,8 @@ _MEDICATION_FIELDS = (
     "proposed",
 )
 _ALLERGY_FIELDS = ("id", "allergen", "category", "severity", "reactions")
+_DEMOGRAPHIC_FIELDS = ("age_years", "age_months", "age_days")
+_PREGNANCY_FIELDS = ("status", "gestational_weeks", "gestational_days", "trimester")
 _ALWAYS_PRESENT_ROOTS = frozenset({"tier", "counts", *_LISTS, "proposed", "current"})
 
 
@@ -95,8 +97,12 @@ def _check_variable(path: str, vocabulary: Vocabulary) -> str | None:
     def ok(condition: bool) -> str | None:
         return None if condition else f"variable {path!r} is not in the fact model (rules/README.md)"
 
-    if head in ("age", "sex", "pregnant", "tier"):
+    if head in ("age", "sex", "pregnant", "tier", "lactating", "weight_kg", "height_cm", "bsa_m2"):
         return ok(not rest)
+    if head == "demographics":
+        return ok(len(rest) == 1 and rest[0] in _DEMOGRAPHIC_FIELDS)
+    if head == "pregnancy":
+        return ok(len(rest) == 1 and rest[0] in _PREGNANCY_FIELDS)
     if head in _LISTS:
         return ok(rest in ([], ["*"]))
     if head in ("proposed", "current"):

@@ -25,6 +25,7 @@ __all__ = [
     "DoseUnit",
     "UnitError",
     "dose_unit",
+    "height_in_cm",
     "to_ucum",
     "warm",
     "weight_in_kg",
@@ -261,6 +262,27 @@ def weight_in_kg(value: float, unit: str | None) -> float:
         return float((value * quantity).to("kg").magnitude)
     except Exception as exc:
         raise UnitError(f"{unit[:40]!r} is not a unit of body weight") from exc
+
+
+# Body length units as people write them -> UCUM (inches and feet are UCUM's international ones).
+_LENGTH_SYNONYMS = {"in": "[in_i]", "inch": "[in_i]", "inches": "[in_i]", "ft": "[ft_i]", "feet": "[ft_i]"}
+
+
+def height_in_cm(value: float, unit: str | None) -> float:
+    """A body height (or length) in centimetres; a missing unit means centimetres (the fact model's
+    `height_cm`). UnitError for a unit that is not a length."""
+    if not unit:
+        return value
+    _, parser, transformer = _library()
+    from ucumvert import parse_ucum
+
+    written = unit.strip()
+    code = _LENGTH_SYNONYMS.get(written.lower(), written)
+    try:
+        quantity = transformer.transform(parse_ucum(code, parser))
+        return float((value * quantity).to("cm").magnitude)
+    except Exception as exc:
+        raise UnitError(f"{unit[:40]!r} is not a unit of body height") from exc
 
 
 # Creatinine (C4H7N3O): molar mass 113.12 g/mol (PubChem CID 588, public domain). 1 umol/L is

@@ -784,6 +784,13 @@ t_health_profiles = Table(
     Column("version", Integer, nullable=False, server_default=text("1")),
     Column("created_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    # 0014_patient_demographics
+    Column("encrypted_birth_date", Text),
+    Column("encrypted_pregnancy_recorded_at", Text),
+    Column("encrypted_gestational_age", Text),
+    Column("encrypted_estimated_delivery_date", Text),
+    Column("encrypted_lactation_status", Text),
+    Column("encrypted_lactation_recorded_at", Text),
     CheckConstraint("version >= 1", name="health_profiles_version_check"),
     ForeignKeyConstraint(
         ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], name="health_profiles_user_fkey"

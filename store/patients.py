@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from engine.identity import Coding
-from engine.model import AllergyFact, BiometricFact, ConditionFact, MedicationFact, PatientSnapshot
+from engine.model import (
+    AllergyFact,
+    BiometricFact,
+    ConditionFact,
+    LactationFact,
+    MedicationFact,
+    PatientSnapshot,
+    PregnancyFact,
+)
 from store.crypto import TenantKeyring
 from store.keys import KeyStore
 from store.session import PrincipalMismatch
@@ -34,11 +42,14 @@ __all__ = [
     "BiometricInput",
     "CodedAs",
     "ConditionInput",
+    "DemographicsInput",
     "ExternalIdTaken",
     "IntegrityError",
+    "LactationInput",
     "MedicationInput",
     "PatientNotFound",
     "PatientRecord",
+    "PregnancyInput",
     "PrincipalMismatch",
     "ProfileInput",
     "ReplacedMedications",
@@ -50,6 +61,7 @@ __all__ = [
     "put_allergy",
     "put_biometric",
     "put_condition",
+    "put_demographics",
     "put_medication",
     "read_patient",
     "read_snapshot_rows",
@@ -92,6 +104,13 @@ class TooManyItems(RuntimeError):
         )
         self.category = category
         self.limit = limit
+
+
+def _moment(text: Any) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(str(text))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def new_id(prefix: str) -> str:
@@ -202,6 +221,32 @@ class PatientRecord:
         dob = self.date_of_birth
         return t.year - dob.year - ((t.month, t.day) < (dob.month, dob.day))
 
+    def pregnancy(self) -> PregnancyFact | None:
+        """The recorded pregnancy status with its date and gestational data, or None."""
+        status = self.profile.get("pregnancy_status")
+        if status not in ("pregnant", "not_pregnant"):
+            return None
+        recorded = _moment(self.profile.get("pregnancy_recorded_at"))
+        gestation = self.profile.get("gestational_age")
+        days = None
+        if gestation:
+            weeks, _, extra = str(gestation).partition("+")
+            days = int(weeks) * 7 + int(extra or 0)
+        edd = self.profile.get("estimated_delivery_date")
+        return PregnancyFact(
+            status,
+            recorded,
+            days,
+            recorded.date() if recorded is not None and days is not None else None,
+            date.fromisoformat(edd) if edd else None,
+        )
+
+    def lactation(self) -> LactationFact | None:
+        status = self.profile.get("lactation_status")
+        if status not in ("lactating", "not_lactating"):
+            return None
+        return LactationFact(status == "lactating", _moment(self.profile.get("lactation_recorded_at")))
+
     def to_snapshot(self, today: date | None = None) -> PatientSnapshot:
         status = self.profile.get("pregnancy_status")
         return PatientSnapshot(
@@ -209,7 +254,10 @@ class PatientRecord:
             tenant_id=self.tenant_id,
             age=self.age(today),
             sex=self.profile.get("sex"),
+            birth_date=self.date_of_birth,
             pregnant=None if status is None else status == "pregnant",
+            pregnancy=self.pregnancy(),
+            lactation=self.lactation(),
             subscription_tier=self.subscription_tier,
             medications=tuple(
                 MedicationFact(
@@ -235,7 +283,13 @@ class PatientRecord:
             ),
             conditions=tuple(ConditionFact(id=c["id"], name=c["name"], code=c["code"]) for c in self.conditions),
             biometrics=tuple(
-                BiometricFact(id=b["id"], reading_type=b["reading_type"], value=b["value"], unit=b["unit"])
+                BiometricFact(
+                    id=b["id"],
+                    reading_type=b["reading_type"],
+                    value=b["value"],
+                    unit=b["unit"],
+                    observed_at=_moment(b.get("taken_at")),
+                )
                 for b in self.biometrics
             ),
         )
@@ -252,6 +306,8 @@ FROM (VALUES (true)) AS one (x)
 LEFT JOIN (
 SELECT p.id, p.tenant_id, p.user_id, p.version, p.subscription_tier::text AS tier, p.data_integrity_hash,
        p.encrypted_sex, p.encrypted_pregnancy_status, p.encrypted_blood_type, p.encrypted_notes,
+       p.encrypted_birth_date, p.encrypted_pregnancy_recorded_at, p.encrypted_gestational_age,
+       p.encrypted_estimated_delivery_date, p.encrypted_lactation_status, p.encrypted_lactation_recorded_at,
        u.encrypted_date_of_birth,
        (SELECT COALESCE(jsonb_agg(to_jsonb(m) ORDER BY m.id), '[]')::text FROM (
             SELECT id, encrypted_generic_name, encrypted_brand_name, encrypted_dosage, encrypted_frequency,
@@ -294,6 +350,15 @@ WHERE p.user_id = :patient
 """)
 
 _MED = "healthcare.medications"
+# The profile's demographic columns (0014), without their `encrypted_` prefix.
+_DEMOGRAPHIC = (
+    "birth_date",
+    "pregnancy_recorded_at",
+    "gestational_age",
+    "estimated_delivery_date",
+    "lactation_status",
+    "lactation_recorded_at",
+)
 _ALG = "healthcare.allergies"
 _CND = "healthcare.conditions"
 _BIO = "healthcare.biometric_readings"
@@ -331,10 +396,12 @@ def _section_content(
     re-valued or deleted changes that set and fails closed.
     """
     pid = profile["id"]
+    sealed = {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")}
+    # Demographics (0014) join the seal when recorded: a profile without them keeps the form it was
+    # sealed in, and one whose value is removed or changed no longer verifies.
+    sealed.update({k: profile[k] for k in _DEMOGRAPHIC if profile.get(k) is not None})
     return {
-        "PROFILE": _canonical(
-            {k: profile[k] for k in ("id", "user_id", "tier", "sex", "pregnancy_status", "blood_type", "notes")}
-        ),
+        "PROFILE": _canonical(sealed),
         "MEDICATIONS": _canonical([pid, sorted(map(_sealed_form, medications), key=lambda m: str(m["id"]))]),
         "ALLERGIES": _canonical([pid, sorted(map(_sealed_form, allergies), key=lambda a: str(a["id"]))]),
         "CONDITIONS": _canonical([pid, sorted(map(_sealed_form, conditions), key=lambda c: str(c["id"]))]),
@@ -453,6 +520,8 @@ def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[Patie
         ),
         "blood_type": ring.decrypt_optional(_PRF, "encrypted_blood_type", row["id"], row["encrypted_blood_type"]),
         "notes": ring.decrypt_optional(_PRF, "encrypted_notes", row["id"], row["encrypted_notes"]),
+        # 0014_patient_demographics (None when not recorded; sealed only when present)
+        **{k: ring.decrypt_optional(_PRF, f"encrypted_{k}", row["id"], row[f"encrypted_{k}"]) for k in _DEMOGRAPHIC},
     }
     meds = []
     for m in row["medications"]:
@@ -480,7 +549,8 @@ def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[Patie
         profile_id=row["id"],
         version=row["version"],
         subscription_tier=row["tier"],
-        date_of_birth=date.fromisoformat(dob_text) if dob_text else None,
+        # The clinical record's birth date (PutDemographics) wins over the account's.
+        date_of_birth=date.fromisoformat(birth) if (birth := profile["birth_date"] or dob_text) else None,
         profile=profile,
         medications=tuple(meds),
         allergies=tuple(allergies),
@@ -503,7 +573,7 @@ def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[Patie
 
 def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
     # A value written under a key version this process has not loaded yet (rotated elsewhere).
-    for value in (row["encrypted_sex"], row["encrypted_pregnancy_status"]):
+    for value in (row["encrypted_sex"], row["encrypted_pregnancy_status"], row["encrypted_birth_date"]):
         if value and TenantKeyring.version_of(value) not in ring.keys:
             return True
     for group, col in (
@@ -1071,3 +1141,105 @@ def read_snapshot_rows(conn: Connection, patient_id: str) -> int:
 
 # The statement read_patient runs, for the benchmark's lean floor: the same read on plain psycopg.
 SNAPSHOT_STATEMENT = _SNAPSHOT
+
+
+@dataclass(frozen=True, slots=True)
+class PregnancyInput:
+    status: str | None  # "pregnant" | "not_pregnant" | None: not known (clears the recorded status)
+    recorded_at: datetime  # when it was observed (aware)
+    gestational_days: int | None = None  # on the day it was recorded
+    estimated_delivery: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LactationInput:
+    lactating: bool | None  # None: not known (clears the recorded status)
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DemographicsInput:
+    """What a PutDemographics writes; a part left None keeps what is stored, a part given replaces
+    that part whole (a pregnancy without gestational data clears the stored gestational data)."""
+
+    birth_date: date | None = None
+    sex: str | None = None
+    pregnancy: PregnancyInput | None = None
+    lactation: LactationInput | None = None
+
+
+_PUT_DEMOGRAPHICS = text("""
+    UPDATE healthcare.health_profiles SET
+        encrypted_birth_date = CASE WHEN :set_birth THEN :birth ELSE encrypted_birth_date END,
+        encrypted_sex = CASE WHEN :set_sex THEN :sex ELSE encrypted_sex END,
+        encrypted_pregnancy_status = CASE WHEN :set_preg THEN :preg ELSE encrypted_pregnancy_status END,
+        encrypted_pregnancy_recorded_at = CASE WHEN :set_preg THEN :preg_at ELSE encrypted_pregnancy_recorded_at END,
+        encrypted_gestational_age = CASE WHEN :set_preg THEN :ga ELSE encrypted_gestational_age END,
+        encrypted_estimated_delivery_date = CASE WHEN :set_preg THEN :edd ELSE encrypted_estimated_delivery_date END,
+        encrypted_lactation_status = CASE WHEN :set_lact THEN :lact ELSE encrypted_lactation_status END,
+        encrypted_lactation_recorded_at = CASE WHEN :set_lact THEN :lact_at ELSE encrypted_lactation_recorded_at END
+    WHERE id = :id
+""")
+
+
+def put_demographics(
+    conn: Connection,
+    keys: KeyStore,
+    patient_id: str,
+    demo: DemographicsInput,
+    *,
+    check: Any = None,
+) -> int:
+    """Writes the given parts of the patient's demographics in the caller's transaction and reseals
+    the profile; returns the profile's version. The record is locked and verified first; `check`
+    (a callable taking the verified PatientRecord and the input) may refuse the write, before
+    anything is written, by raising."""
+    profile_id, tenant = _profile_of(conn, patient_id)
+    conn.execute(_LOCK_PROFILE, {"p": profile_id})
+    record, stored, sections = _load(conn, keys, patient_id)
+    if record.withheld:
+        raise PermissionError("this principal may not rewrite the record's integrity seal")
+    ring = keys.keyring(conn, tenant)
+    if not _verify_sections(ring, stored, sections, frozenset()):
+        raise IntegrityError(f"health profile {record.profile_id} failed its integrity check")
+    if check is not None:
+        check(record, demo)
+
+    def enc(column: str, value: str | None) -> str | None:
+        return ring.encrypt_optional(_PRF, column, profile_id, value)
+
+    preg, lact = demo.pregnancy, demo.lactation
+    gestation = None
+    if preg is not None and preg.gestational_days is not None:
+        gestation = f"{preg.gestational_days // 7}+{preg.gestational_days % 7}"
+    lact_status = None
+    if lact is not None and lact.lactating is not None:
+        lact_status = "lactating" if lact.lactating else "not_lactating"
+    conn.execute(
+        _PUT_DEMOGRAPHICS,
+        {
+            "id": profile_id,
+            "set_birth": demo.birth_date is not None,
+            "birth": enc("encrypted_birth_date", demo.birth_date.isoformat() if demo.birth_date else None),
+            "set_sex": demo.sex is not None,
+            "sex": enc("encrypted_sex", demo.sex),
+            "set_preg": preg is not None,
+            "preg": enc("encrypted_pregnancy_status", preg.status if preg else None),
+            "preg_at": enc(
+                "encrypted_pregnancy_recorded_at",
+                preg.recorded_at.astimezone(UTC).isoformat() if preg and preg.status else None,
+            ),
+            "ga": enc("encrypted_gestational_age", gestation),
+            "edd": enc(
+                "encrypted_estimated_delivery_date",
+                preg.estimated_delivery.isoformat() if preg and preg.estimated_delivery else None,
+            ),
+            "set_lact": lact is not None,
+            "lact": enc("encrypted_lactation_status", lact_status),
+            "lact_at": enc(
+                "encrypted_lactation_recorded_at",
+                lact.recorded_at.astimezone(UTC).isoformat() if lact and lact_status else None,
+            ),
+        },
+    )
+    return refresh_integrity(conn, keys, patient_id)

@@ -18,6 +18,12 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "encrypted_pregnancy_status",
         "encrypted_blood_type",
         "encrypted_notes",
+        "encrypted_birth_date",
+        "encrypted_pregnancy_recorded_at",
+        "encrypted_gestational_age",
+        "encrypted_estimated_delivery_date",
+        "encrypted_lactation_status",
+        "encrypted_lactation_recorded_at",
     ),
     "healthcare.medications": (
         "encrypted_generic_name",

@@ -124,6 +124,7 @@ def test_synthea_dennis_durgan_maps_every_resource_type() -> None:
         "diastolic_bp",
         "egfr",
         "glucose",
+        "height_cm",
         "platelets",
         "potassium",
         "sodium",

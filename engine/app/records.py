@@ -17,7 +17,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -25,6 +25,13 @@ from sqlalchemy import Connection
 from engine.app.calls import Calls, audit_failure
 from engine.app.failures import invalid
 from engine.app.validation import MAX_CODE, MAX_DISPLAY, check_id, check_text
+from engine.demographics import (
+    GESTATION_DAYS,
+    MAX_GESTATIONAL_WEEKS,
+    DemographicInputError,
+    check_birth_date,
+    check_gestation,
+)
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
 from store import patients, service_repo
 from store.admin import grant_consent, revoke_consent
@@ -42,10 +49,15 @@ __all__ = [
     "ConditionEntry",
     "ConditionView",
     "ConsentGrant",
+    "DemographicsEntry",
     "HealthProfileView",
+    "LactationEntry",
+    "LactationView",
     "MedicationEntry",
     "MedicationView",
     "MedicationsReplaced",
+    "PregnancyEntry",
+    "PregnancyView",
     "ReadingEntry",
     "ReadingView",
     "RecordWritten",
@@ -222,6 +234,123 @@ class ReadingEntry:
         return patients.BiometricInput(rtype, self.value, check_text(f"{where}.unit", self.unit), self.taken_at)
 
 
+SEXES = ("female", "male", "other", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class PregnancyEntry:
+    status: str = ""  # pregnant | not_pregnant | unknown (clears)
+    recorded_at: datetime | None = None  # aware; None: now
+    gestational_weeks: int | None = None
+    gestational_days: int | None = None
+    estimated_delivery_date: str = ""  # YYYY-MM-DD
+
+
+@dataclass(frozen=True, slots=True)
+class LactationEntry:
+    status: str = ""  # lactating | not_lactating | unknown (clears)
+    recorded_at: datetime | None = None
+
+
+def _when(field: str, value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if value > now + timedelta(minutes=5):
+        raise invalid(field, "is in the future")
+    return value
+
+
+def _iso_date(field: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise invalid(field, "must be a date, YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DemographicsEntry:
+    """A PutDemographics as a door received it; empty fields (None parts) keep what is stored."""
+
+    birth_date: str = ""
+    sex: str = ""
+    pregnancy: PregnancyEntry | None = None
+    lactation: LactationEntry | None = None
+
+    def checked(self) -> patients.DemographicsInput:
+        now = datetime.now(UTC)
+        birth = None
+        if self.birth_date:
+            birth = _iso_date("birth_date", self.birth_date)
+            try:
+                check_birth_date(birth, now.date())
+            except DemographicInputError as exc:
+                field, _, why = str(exc).partition(": ")
+                raise invalid(field, why) from None
+        sex = None
+        if self.sex:
+            sex = self.sex.strip().lower()
+            if sex not in SEXES:
+                raise invalid("sex", f"must be one of {', '.join(SEXES)}")
+        pregnancy = None
+        if self.pregnancy is not None:
+            p = self.pregnancy
+            status = p.status.strip().lower()
+            if status not in ("pregnant", "not_pregnant", "unknown"):
+                raise invalid("pregnancy.status", "must be pregnant, not_pregnant or unknown")
+            recorded = _when("pregnancy.recorded_at", p.recorded_at, now)
+            has_ga = p.gestational_weeks is not None or p.gestational_days is not None
+            if (has_ga or p.estimated_delivery_date) and status != "pregnant":
+                what = "gestational_weeks" if has_ga else "estimated_delivery_date"
+                raise invalid(f"pregnancy.{what}", "only with status pregnant")
+            days = None
+            if has_ga:
+                if p.gestational_weeks is None:
+                    raise invalid("pregnancy.gestational_weeks", "is required with gestational_days")
+                try:
+                    days = check_gestation(p.gestational_weeks, p.gestational_days or 0)
+                except DemographicInputError as exc:
+                    field, _, why = str(exc).partition(": ")
+                    raise invalid(field, why) from None
+            edd = None
+            if p.estimated_delivery_date:
+                edd = _iso_date("pregnancy.estimated_delivery_date", p.estimated_delivery_date)
+                implied = GESTATION_DAYS - (edd - recorded.date()).days
+                if not 0 <= implied <= MAX_GESTATIONAL_WEEKS * 7:
+                    raise invalid(
+                        "pregnancy.estimated_delivery_date",
+                        f"implies a gestational age outside 0 to {MAX_GESTATIONAL_WEEKS} weeks on recorded_at",
+                    )
+            pregnancy = patients.PregnancyInput(None if status == "unknown" else status, recorded, days, edd)
+        lactation = None
+        if self.lactation is not None:
+            status = self.lactation.status.strip().lower()
+            if status not in ("lactating", "not_lactating", "unknown"):
+                raise invalid("lactation.status", "must be lactating, not_lactating or unknown")
+            recorded = _when("lactation.recorded_at", self.lactation.recorded_at, now)
+            lactation = patients.LactationInput(None if status == "unknown" else status == "lactating", recorded)
+        if birth is None and sex is None and pregnancy is None and lactation is None:
+            raise invalid("birth_date", "nothing to write: give birth_date, sex, pregnancy or lactation")
+        return patients.DemographicsInput(birth, sex, pregnancy, lactation)
+
+
+def _refuse_male_pregnancy(record: patients.PatientRecord, demo: patients.DemographicsInput) -> None:
+    """Judgement (README): the record's sex is the sex used for clinical decisions; a pregnancy or
+    lactation on a record whose sex is male is a contradiction the rules would read two ways (their
+    `sex != male` guards), so it is refused, naming the field, until the sex is recorded as female or
+    other (in the same call or before)."""
+    sex = demo.sex if demo.sex is not None else (record.profile.get("sex") or "").strip().lower()
+    if sex != "male":
+        return
+    if demo.pregnancy is not None and demo.pregnancy.status == "pregnant":
+        raise invalid("pregnancy.status", "pregnant is refused for a record whose sex is male: record sex first")
+    if demo.lactation is not None and demo.lactation.lactating:
+        raise invalid("lactation.status", "lactating is refused for a record whose sex is male: record sex first")
+    stored_pregnant = record.profile.get("pregnancy_status") == "pregnant" and demo.pregnancy is None
+    stored_lactating = record.profile.get("lactation_status") == "lactating" and demo.lactation is None
+    if demo.sex == "male" and (stored_pregnant or stored_lactating):
+        raise invalid("sex", "male is refused while the record holds a pregnancy or lactation: clear it in this call")
+
+
 @dataclass(frozen=True, slots=True)
 class RecordWritten:
     id: str
@@ -284,6 +413,21 @@ class ReadingView:
 
 
 @dataclass(frozen=True, slots=True)
+class PregnancyView:
+    status: str  # pregnant | not_pregnant
+    recorded_at: datetime | None
+    gestational_weeks: int | None  # on recorded_at
+    gestational_days: int | None
+    estimated_delivery_date: str  # YYYY-MM-DD or ""
+
+
+@dataclass(frozen=True, slots=True)
+class LactationView:
+    lactating: bool
+    recorded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class HealthProfileView:
     patient_id: str
     version: int
@@ -297,6 +441,9 @@ class HealthProfileView:
     latest_biometrics: tuple[ReadingView, ...]
     # Categories the caller's consent does not cover: absent from this answer, not empty.
     withheld_categories: tuple[str, ...]
+    birth_date: str = ""
+    pregnancy: PregnancyView | None = None
+    lactation: LactationView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +518,25 @@ def _profile_view(rec: patients.PatientRecord) -> HealthProfileView:
             for b in rec.biometrics
         ),
         withheld_categories=tuple(sorted(rec.withheld)),
+        birth_date=rec.date_of_birth.isoformat() if rec.date_of_birth else "",
+        pregnancy=_pregnancy_view(rec),
+        lactation=(
+            LactationView(lact.lactating, lact.recorded_at) if (lact := rec.lactation()) is not None else None
+        ),
+    )
+
+
+def _pregnancy_view(rec: patients.PatientRecord) -> PregnancyView | None:
+    preg = rec.pregnancy()
+    if preg is None:
+        return None
+    days = preg.gestational_days
+    return PregnancyView(
+        status=preg.status,
+        recorded_at=preg.recorded_at,
+        gestational_weeks=None if days is None else days // 7,
+        gestational_days=None if days is None else days % 7,
+        estimated_delivery_date=preg.estimated_delivery.isoformat() if preg.estimated_delivery else "",
     )
 
 
@@ -552,6 +718,25 @@ class Records:
             return patients.put_biometric(conn, self.keys, patient_id, reading, max_active=self.max_active_items)
 
         return self._write("PutBiometricReading", principal, meta, patient_id, write, door)
+
+    def put_demographics(
+        self,
+        principal: Principal,
+        meta: RequestMeta,
+        patient_id: str,
+        entry: DemographicsEntry | Callable[[], DemographicsEntry],
+        *,
+        door: str = "grpc",
+    ) -> RecordWritten:
+        """Birth date, sex, pregnancy and lactation: checked whole before anything is written, then
+        written in one transaction (with the record verified and resealed)."""
+
+        def write(conn: Connection) -> str:
+            demo = (entry if isinstance(entry, DemographicsEntry) else entry()).checked()
+            patients.put_demographics(conn, self.keys, patient_id, demo, check=_refuse_male_pregnancy)
+            return patient_id
+
+        return self._write("PutDemographics", principal, meta, patient_id, write, door)
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ READINGS: dict[str, ReadingCode] = {
     "8462-4": ReadingCode("diastolic_bp", frozenset({"mm[Hg]"}), _SYNTHEA_DW + " (component of 55284-4)"),
     "777-3": ReadingCode("platelets", frozenset({"10*3/uL"}), _SYNTHEA_DW + "; hl7ch/ch-epreg UC1-Platelets"),
     "1742-6": ReadingCode("alt", frozenset({"U/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-1742-6"),
+    "8302-2": ReadingCode("height_cm", frozenset({"cm"}), _SYNTHEA_DW + " (Body Height)"),
     "8867-4": ReadingCode(
         "heart_rate",
         frozenset({"/min"}),
@@ -136,3 +137,19 @@ PREGNANCY_ANSWERS: dict[tuple[str, str], bool | None] = {
     (SNOMED, "60001007"): False,  # Not pregnant
     (SNOMED, "261665006"): None,  # Unknown
 }
+
+# Gestational age and estimated delivery date: components of the pregnancy status Observation or
+# Observations of their own. Rows: hl7ch/ch-epreg@f9d26d9b input/fsh/examples/ObservationPreg/
+# UC1-GestationalAgeInWeeks.fsh ($loinc#49051-6 "Gestational age in weeks", valueQuantity $ucum#wk);
+# hl7ch/hl7ch.github.io@1274bb0b ig/ch-epreg/1.0.0/Observation-UC1-GestationalAgeInDays-20250205.md
+# (49052-4 "Gestational age in days", UCUM d); HL7/fhir-ips@7bd05b66
+# input/fsh/instances/observation-pregnancy-edd-1.fsh ($loinc#11778-8 "Delivery date Estimated",
+# valueDateTime), the same code as a pregnancy status component in ch-epreg's UC1 pregnancy status.
+GESTATIONAL_AGE_WEEKS = "49051-6"
+GESTATIONAL_AGE_DAYS = "49052-4"
+GESTATIONAL_AGE_UNITS = {GESTATIONAL_AGE_WEEKS: {"wk": 7.0}, GESTATIONAL_AGE_DAYS: {"d": 1.0}}
+ESTIMATED_DELIVERY_DATE = "11778-8"
+# Breastfeeding status, valueBoolean: BIH-CEI/medikationsplan@a640f37d input/fsh/Observation-stillzeit.fsh
+# (profile "Breastfeeding": code.coding[loinc] = $loinc#63895-7, value[x] only boolean). No public
+# row we read gives coded answers for it, so only valueBoolean is read (anything else is noted).
+BREASTFEEDING_STATUS = "63895-7"

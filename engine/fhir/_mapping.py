@@ -6,14 +6,22 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import engine.fhir._codes as C
 from engine.fhir._dosage import dosage_text
 from engine.fhir._read import FhirError, FhirIssue, Node, code_value
 from engine.identity import CODE_SYSTEMS, Coding, parse_coding
-from engine.model import AllergyFact, BiometricFact, ConditionFact, MedicationFact, PatientSnapshot
+from engine.model import (
+    AllergyFact,
+    BiometricFact,
+    ConditionFact,
+    LactationFact,
+    MedicationFact,
+    PatientSnapshot,
+    PregnancyFact,
+)
 
 __all__ = ["PatientData", "iter_ndjson", "parse_draft_orders", "parse_patient_data"]
 
@@ -46,6 +54,10 @@ class PatientData:
     birth_date: date | None = None  # a full birthDate only; a partial one is in `_birth`
     sex: str | None = None  # administrative gender: male | female | other | unknown
     pregnant: bool | None = None  # from the latest pregnancy status Observation
+    # That Observation dated, with its gestational age (a component, or the latest gestational age or
+    # estimated delivery date Observation), and the latest breastfeeding status Observation.
+    pregnancy: PregnancyFact | None = None
+    lactation: LactationFact | None = None
     medications: tuple[MedicationFact, ...] = ()
     allergies: tuple[AllergyFact, ...] = ()
     conditions: tuple[ConditionFact, ...] = ()
@@ -90,6 +102,8 @@ class PatientData:
             sex=self.sex,
             birth_date=self.birth_date,
             pregnant=self.pregnant,
+            pregnancy=self.pregnancy,
+            lactation=self.lactation,
             medications=self.medications,
             allergies=self.allergies,
             conditions=self.conditions,
@@ -525,7 +539,62 @@ def _reading(holder: Node, ref: str, when: datetime | None, notes: list[str], lo
     return BiometricFact(id=ref, reading_type=spec.reading_type, value=value, unit=unit, code=mapped, observed_at=when)
 
 
-_Pregnancy = tuple[bool | None, datetime | None]
+# (pregnant, when observed, gestational age in days on that day, estimated delivery date)
+_Pregnancy = tuple[bool | None, datetime | None, int | None, date | None]
+# ("gestation", days, when) | ("edd", date, when) | ("lactation", bool, when)
+_Dated = tuple[str, Any, datetime | None]
+
+
+_DATED_CODES = (C.GESTATIONAL_AGE_WEEKS, C.GESTATIONAL_AGE_DAYS, C.ESTIMATED_DELIVERY_DATE, C.BREASTFEEDING_STATUS)
+
+
+def _gestation(holder: Node, ref: str, notes: list[str], code: str) -> int | None:
+    quantity = holder.obj("valueQuantity")
+    value = quantity.decimal("value") if quantity is not None else None
+    unit = quantity.code("code") if quantity is not None else None
+    factor = C.GESTATIONAL_AGE_UNITS[code].get(unit or "")
+    if value is None or factor is None or (quantity is not None and quantity.string("system") not in (None, C.UCUM)):
+        notes.append(f"{ref}: loinc {code} has no value in UCUM {'/'.join(C.GESTATIONAL_AGE_UNITS[code])}; not used")
+        return None
+    days = round(value * factor)
+    if not 0 <= days <= 45 * 7:
+        notes.append(f"{ref}: loinc {code} gestational age outside 0 to 45 weeks; not used")
+        return None
+    return days
+
+
+def _delivery_date(holder: Node, ref: str, notes: list[str]) -> date | None:
+    moment = holder.datetime("valueDateTime")
+    if moment is None:
+        notes.append(f"{ref}: loinc {C.ESTIMATED_DELIVERY_DATE} has no valueDateTime; not used")
+        return None
+    return moment.date()
+
+
+def _dated_observation(resource: Node, ref: str, notes: list[str]) -> _Dated | None:
+    """A gestational age, estimated delivery date or breastfeeding status Observation of its own, with
+    a result status; None for any other Observation (read by `_observation`)."""
+    concept = resource.obj("code")
+    loinc = _loinc(concept) if concept is not None else []
+    if not any(c in loinc for c in _DATED_CODES):
+        return None
+    if resource.code("status", C.OBSERVATION_STATUS, required=True) not in C.RESULT_STATUS:
+        return None
+    when = _effective(resource)
+    for code in (C.GESTATIONAL_AGE_WEEKS, C.GESTATIONAL_AGE_DAYS):
+        if code in loinc:
+            days = _gestation(resource, ref, notes, code)
+            return None if days is None else ("gestation", days, when)
+    if C.ESTIMATED_DELIVERY_DATE in loinc:
+        edd = _delivery_date(resource, ref, notes)
+        return None if edd is None else ("edd", edd, when)
+    if C.BREASTFEEDING_STATUS in loinc:
+        value = resource.boolean("valueBoolean")
+        if value is None:
+            notes.append(f"{ref}: breastfeeding status without valueBoolean; taken as unknown")
+            return None
+        return ("lactation", value, when)
+    return None
 
 
 def _observation(resource: Node, ref: str, notes: list[str]) -> tuple[list[BiometricFact], _Pregnancy | None]:
@@ -540,6 +609,8 @@ def _observation(resource: Node, ref: str, notes: list[str]) -> tuple[list[Biome
     if status not in C.RESULT_STATUS or not (pregnancy or components or any(c in C.READINGS for c in loinc)):
         return [], None
     when = _effective(resource)
+    gestation: int | None = None
+    edd: date | None = None
     if pregnancy:
         answer = resource.obj("valueCodeableConcept")
         pregnant: bool | None = None
@@ -550,7 +621,17 @@ def _observation(resource: Node, ref: str, notes: list[str]) -> tuple[list[Biome
                     break
             else:
                 notes.append(f"{ref}: pregnancy status answer not recognised; taken as unknown")
-        return [], (pregnant, when)
+        for i, component in enumerate(components):
+            component_code = component.obj("code", required=True)
+            assert component_code is not None
+            codes = _loinc(component_code)
+            where = f"{ref}.component[{i}]"
+            for ga_code in (C.GESTATIONAL_AGE_WEEKS, C.GESTATIONAL_AGE_DAYS):
+                if ga_code in codes:
+                    gestation = _gestation(component, where, notes, ga_code)
+            if C.ESTIMATED_DELIVERY_DATE in codes:
+                edd = _delivery_date(component, where, notes)
+        return [], (pregnant, when, gestation, edd)
     readings: list[BiometricFact] = []
     reading = _reading(resource, ref, when, notes, loinc)
     if reading is not None:
@@ -605,7 +686,9 @@ def parse_patient_data(doc: Any, *, patient: str | None = None) -> PatientData:
     readings: list[BiometricFact] = []
     foods: list[str] = []
     notes: list[str] = []
-    pregnancy: tuple[bool | None, datetime | None] | None = None
+    pregnancy: _Pregnancy | None = None
+    dated: dict[str, _Dated] = {}
+    floor_utc = datetime.min.replace(tzinfo=UTC)
     gender: str | None = None
     birth: tuple[int, int | None, int | None] | None = None
     patient_item: _Item | None = None
@@ -666,6 +749,10 @@ def parse_patient_data(doc: Any, *, patient: str | None = None) -> PatientData:
                 condition = _condition(node, item.ref)
                 if condition is not None:
                     conditions.append(condition)
+            elif kind == "Observation" and (dated_obs := _dated_observation(node, item.ref, notes)) is not None:
+                held = dated.get(dated_obs[0])
+                if held is None or (dated_obs[2] or floor_utc) >= (held[2] or floor_utc):
+                    dated[dated_obs[0]] = dated_obs
             elif kind == "Observation":
                 found, preg = _observation(node, item.ref, notes)
                 readings.extend(found)
@@ -687,12 +774,16 @@ def parse_patient_data(doc: Any, *, patient: str | None = None) -> PatientData:
     if issues:
         raise FhirError.of(issues[:MAX_ISSUES])
     full_birth = date(*birth) if birth is not None and birth[1] and birth[2] else None  # type: ignore[arg-type]
+    pregnancy_fact = _pregnancy_fact(pregnancy, dated)
+    lactation = dated.get("lactation")
     return PatientData(
         patient_ref=patient_item.ref if patient_item is not None else None,
         patient_id=patients.id,
         birth_date=full_birth,
         sex=gender,
         pregnant=pregnancy[0] if pregnancy is not None else None,
+        pregnancy=pregnancy_fact,
+        lactation=LactationFact(bool(lactation[1]), lactation[2]) if lactation is not None else None,
         medications=tuple(medications),
         allergies=tuple(allergies),
         conditions=tuple(conditions),
@@ -702,6 +793,30 @@ def parse_patient_data(doc: Any, *, patient: str | None = None) -> PatientData:
         notes=tuple(notes),
         _birth=birth,
     )
+
+
+def _pregnancy_fact(pregnancy: _Pregnancy | None, dated: Mapping[str, _Dated]) -> PregnancyFact | None:
+    """The latest pregnancy status, dated, with a gestational age: its own component, else the latest
+    gestational age (or estimated delivery date) Observation of the same pregnancy. Judgement: a
+    gestational age or EDD without a pregnancy status is not read as a pregnancy (it may be a newborn's
+    gestational age at birth, or an old pregnancy's)."""
+    if pregnancy is None or pregnancy[0] is None:
+        return None
+    pregnant, when, gestation, edd = pregnancy
+    status = "pregnant" if pregnant else "not_pregnant"
+    if not pregnant:
+        return PregnancyFact(status, when)
+    on = when.date() if when is not None else None
+    if gestation is None and edd is None:
+        floor = datetime.min.replace(tzinfo=UTC)
+        start = (when or floor) - timedelta(days=300)
+        ga, due = dated.get("gestation"), dated.get("edd")
+        # Only an Observation of this pregnancy: not before the status by more than a pregnancy lasts.
+        if ga is not None and (ga[2] or floor) >= start:
+            gestation, on = int(ga[1]), (ga[2].date() if ga[2] is not None else on)
+        elif due is not None and (due[2] or floor) >= start:
+            edd = due[1]
+    return PregnancyFact(status, when, gestation, on if gestation is not None else None, edd)
 
 
 def parse_draft_orders(doc: Any) -> tuple[MedicationFact, ...]:

@@ -566,6 +566,7 @@ def _check(args: argparse.Namespace) -> int:
             child_pugh=args.child_pugh,
             child_pugh_score=args.child_pugh_score,
             child_pugh_date=args.child_pugh_date,
+            demographics=_demographic_flags(args),
         )
         _, snapshot, request = case_from_json(case)
     except CaseError as exc:
@@ -593,6 +594,29 @@ def _check(args: argparse.Namespace) -> int:
         print(f"INCOMPLETE {e.rule_id}: {e.reason}")
     print(f"{len(result.alerts)} alert(s); complete={str(result.complete).lower()}")
     return 0
+
+
+def _demographic_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """--birth-date, --weight, --height, --gestational-weeks, --lactating as a case's fields."""
+    from engine.adhoc import quantity_flag
+
+    out: dict[str, Any] = {"birth_date": args.birth_date, "lactating": args.lactating}
+    if args.weight:
+        out["weight"] = quantity_flag(args.weight, "--weight", "kg")
+    if args.height:
+        out["height"] = quantity_flag(args.height, "--height", "cm")
+    if args.gestational_weeks is not None:
+        if args.pregnant is not True:
+            raise CommandError("--gestational-weeks goes with --pregnant")
+        weeks, _, days = args.gestational_weeks.partition("+")
+        try:
+            pregnancy: dict[str, Any] = {"status": "pregnant", "gestational_weeks": int(weeks)}
+            if days:
+                pregnancy["gestational_days"] = int(days)
+        except ValueError:
+            raise CommandError("--gestational-weeks: whole weeks, or weeks+days (22 or 22+3)") from None
+        out["pregnancy"] = pregnancy
+    return out
 
 
 def _fhir_case(args: argparse.Namespace, flags_request: Any) -> tuple[Any, Any]:
@@ -1061,6 +1085,16 @@ def register(sub: Sub, rules: Sub) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the patient is (or is not) pregnant (default: unknown)",
+    )
+    p.add_argument("--birth-date", metavar="YYYY-MM-DD", help="birth date; age is computed on today's date")
+    p.add_argument("--weight", metavar="W[@DATE]", help="body weight with unit and date taken, e.g. 70kg@2026-01-10")
+    p.add_argument("--height", metavar="H[@DATE]", help="body height with unit, e.g. 170cm")
+    p.add_argument("--gestational-weeks", metavar="W[+D]", help="with --pregnant: gestational age today (22 or 22+3)")
+    p.add_argument(
+        "--lactating",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the patient is (or is not) breastfeeding (default: unknown)",
     )
     p.add_argument(
         "--tier",

@@ -29,8 +29,12 @@ from engine.app.records import (
     CodingText,
     ConditionEntry,
     ConsentGrant,
+    DemographicsEntry,
+    HealthProfileView,
+    LactationEntry,
     MedicationEntry,
     MedicationView,
+    PregnancyEntry,
     ReadingEntry,
     RecordWritten,
     check_coding,
@@ -523,6 +527,43 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
             self._run(context, lambda p, m: self.services.records.put_reading(p, m, request.patient_id, entry))
         )
 
+    def PutDemographics(
+        self, request: pb.PutDemographicsRequest, context: grpc.ServicerContext
+    ) -> pb.RecordWriteResponse:
+        def entry() -> DemographicsEntry:
+            # Inside the call: a bad timestamp or enum is the caller's mistake, answered like any other.
+            pregnancy = lactation = None
+            if request.HasField("pregnancy"):
+                p = request.pregnancy
+                if p.status not in _PREGNANCY_STATUS:
+                    raise invalid("pregnancy.status", "is required: PREGNANT, NOT_PREGNANT or UNKNOWN")
+                pregnancy = PregnancyEntry(
+                    status=_PREGNANCY_STATUS[p.status],
+                    recorded_at=(
+                        _timestamp("pregnancy.recorded_at", p.recorded_at) if p.HasField("recorded_at") else None
+                    ),
+                    gestational_weeks=p.gestational_weeks if p.HasField("gestational_weeks") else None,
+                    gestational_days=p.gestational_days if p.HasField("gestational_days") else None,
+                    estimated_delivery_date=p.estimated_delivery_date,
+                )
+            if request.HasField("lactation"):
+                lact = request.lactation
+                if lact.status not in _LACTATION_STATUS:
+                    raise invalid("lactation.status", "is required: LACTATING, NOT_LACTATING or UNKNOWN")
+                lactation = LactationEntry(
+                    status=_LACTATION_STATUS[lact.status],
+                    recorded_at=(
+                        _timestamp("lactation.recorded_at", lact.recorded_at) if lact.HasField("recorded_at") else None
+                    ),
+                )
+            return DemographicsEntry(
+                birth_date=request.birth_date, sex=request.sex, pregnancy=pregnancy, lactation=lactation
+            )
+
+        return self._written(
+            self._run(context, lambda p, m: self.services.records.put_demographics(p, m, request.patient_id, entry))
+        )
+
     def GetHealthProfile(self, request: pb.GetHealthProfileRequest, context: grpc.ServicerContext) -> pb.HealthProfile:
         v = self._run(context, lambda p, m: self.services.records.health_profile(p, m, request.patient_id))
         return pb.HealthProfile(
@@ -567,6 +608,8 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
                 for b in v.latest_biometrics
             ],
             withheld_categories=list(v.withheld_categories),
+            birth_date=v.birth_date,
+            **_demographics_pb(v),
         )
 
     def GrantConsent(self, request: pb.GrantConsentRequest, context: grpc.ServicerContext) -> pb.GrantConsentResponse:
@@ -698,6 +741,37 @@ def _event_pb(e: service_repo.GrantEvent) -> pb.EmergencyAccessEvent:
 
 # What google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z up to 9999-12-31T23:59:59.999999999Z.
 _TIMESTAMP_SECONDS = (-62135596800, 253402300799)
+
+
+_PREGNANCY_STATUS = {
+    pb.PREGNANCY_STATUS_PREGNANT: "pregnant",
+    pb.PREGNANCY_STATUS_NOT_PREGNANT: "not_pregnant",
+    pb.PREGNANCY_STATUS_UNKNOWN: "unknown",
+}
+_LACTATION_STATUS = {
+    pb.LACTATION_STATUS_LACTATING: "lactating",
+    pb.LACTATION_STATUS_NOT_LACTATING: "not_lactating",
+    pb.LACTATION_STATUS_UNKNOWN: "unknown",
+}
+
+
+def _demographics_pb(v: HealthProfileView) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if v.pregnancy is not None:
+        p = v.pregnancy
+        out["pregnancy"] = pb.Pregnancy(
+            status=pb.PREGNANCY_STATUS_PREGNANT if p.status == "pregnant" else pb.PREGNANCY_STATUS_NOT_PREGNANT,
+            recorded_at=_ts(p.recorded_at) if p.recorded_at else None,
+            gestational_weeks=p.gestational_weeks,
+            gestational_days=p.gestational_days,
+            estimated_delivery_date=p.estimated_delivery_date,
+        )
+    if v.lactation is not None:
+        out["lactation"] = pb.Lactation(
+            status=pb.LACTATION_STATUS_LACTATING if v.lactation.lactating else pb.LACTATION_STATUS_NOT_LACTATING,
+            recorded_at=_ts(v.lactation.recorded_at) if v.lactation.recorded_at else None,
+        )
+    return out
 
 
 def _timestamp(field: str, ts: Timestamp) -> datetime:

@@ -72,6 +72,20 @@ class EmergencyReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ETREAT: _ClassVar[EmergencyReasonCode]
     BTG: _ClassVar[EmergencyReasonCode]
 
+class PregnancyStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PREGNANCY_STATUS_UNSPECIFIED: _ClassVar[PregnancyStatus]
+    PREGNANCY_STATUS_PREGNANT: _ClassVar[PregnancyStatus]
+    PREGNANCY_STATUS_NOT_PREGNANT: _ClassVar[PregnancyStatus]
+    PREGNANCY_STATUS_UNKNOWN: _ClassVar[PregnancyStatus]
+
+class LactationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LACTATION_STATUS_UNSPECIFIED: _ClassVar[LactationStatus]
+    LACTATION_STATUS_LACTATING: _ClassVar[LactationStatus]
+    LACTATION_STATUS_NOT_LACTATING: _ClassVar[LactationStatus]
+    LACTATION_STATUS_UNKNOWN: _ClassVar[LactationStatus]
+
 class FeedbackOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FEEDBACK_OUTCOME_UNSPECIFIED: _ClassVar[FeedbackOutcome]
@@ -129,6 +143,14 @@ INCOMPLETE: Completeness
 EMERGENCY_REASON_CODE_UNSPECIFIED: EmergencyReasonCode
 ETREAT: EmergencyReasonCode
 BTG: EmergencyReasonCode
+PREGNANCY_STATUS_UNSPECIFIED: PregnancyStatus
+PREGNANCY_STATUS_PREGNANT: PregnancyStatus
+PREGNANCY_STATUS_NOT_PREGNANT: PregnancyStatus
+PREGNANCY_STATUS_UNKNOWN: PregnancyStatus
+LACTATION_STATUS_UNSPECIFIED: LactationStatus
+LACTATION_STATUS_LACTATING: LactationStatus
+LACTATION_STATUS_NOT_LACTATING: LactationStatus
+LACTATION_STATUS_UNKNOWN: LactationStatus
 FEEDBACK_OUTCOME_UNSPECIFIED: FeedbackOutcome
 ACCEPTED: FeedbackOutcome
 OVERRIDDEN: FeedbackOutcome
@@ -567,6 +589,42 @@ class PutBiometricReadingRequest(_message.Message):
     reading: BiometricReading
     def __init__(self, patient_id: _Optional[str] = ..., reading: _Optional[_Union[BiometricReading, _Mapping]] = ...) -> None: ...
 
+class Pregnancy(_message.Message):
+    __slots__ = ("status", "recorded_at", "gestational_weeks", "gestational_days", "estimated_delivery_date")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    GESTATIONAL_WEEKS_FIELD_NUMBER: _ClassVar[int]
+    GESTATIONAL_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_DELIVERY_DATE_FIELD_NUMBER: _ClassVar[int]
+    status: PregnancyStatus
+    recorded_at: _timestamp_pb2.Timestamp
+    gestational_weeks: int
+    gestational_days: int
+    estimated_delivery_date: str
+    def __init__(self, status: _Optional[_Union[PregnancyStatus, str]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gestational_weeks: _Optional[int] = ..., gestational_days: _Optional[int] = ..., estimated_delivery_date: _Optional[str] = ...) -> None: ...
+
+class Lactation(_message.Message):
+    __slots__ = ("status", "recorded_at")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    status: LactationStatus
+    recorded_at: _timestamp_pb2.Timestamp
+    def __init__(self, status: _Optional[_Union[LactationStatus, str]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PutDemographicsRequest(_message.Message):
+    __slots__ = ("patient_id", "birth_date", "sex", "pregnancy", "lactation")
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    SEX_FIELD_NUMBER: _ClassVar[int]
+    PREGNANCY_FIELD_NUMBER: _ClassVar[int]
+    LACTATION_FIELD_NUMBER: _ClassVar[int]
+    patient_id: str
+    birth_date: str
+    sex: str
+    pregnancy: Pregnancy
+    lactation: Lactation
+    def __init__(self, patient_id: _Optional[str] = ..., birth_date: _Optional[str] = ..., sex: _Optional[str] = ..., pregnancy: _Optional[_Union[Pregnancy, _Mapping]] = ..., lactation: _Optional[_Union[Lactation, _Mapping]] = ...) -> None: ...
+
 class DeactivateMedicationRequest(_message.Message):
     __slots__ = ("patient_id", "medication_id")
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -590,7 +648,7 @@ class GetHealthProfileRequest(_message.Message):
     def __init__(self, patient_id: _Optional[str] = ...) -> None: ...
 
 class HealthProfile(_message.Message):
-    __slots__ = ("patient_id", "version", "subscription_tier", "age", "sex", "pregnancy_status", "medications", "allergies", "conditions", "latest_biometrics", "withheld_categories")
+    __slots__ = ("patient_id", "version", "subscription_tier", "age", "sex", "pregnancy_status", "medications", "allergies", "conditions", "latest_biometrics", "withheld_categories", "birth_date", "pregnancy", "lactation")
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_TIER_FIELD_NUMBER: _ClassVar[int]
@@ -602,6 +660,9 @@ class HealthProfile(_message.Message):
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     LATEST_BIOMETRICS_FIELD_NUMBER: _ClassVar[int]
     WITHHELD_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    PREGNANCY_FIELD_NUMBER: _ClassVar[int]
+    LACTATION_FIELD_NUMBER: _ClassVar[int]
     patient_id: str
     version: int
     subscription_tier: str
@@ -613,7 +674,10 @@ class HealthProfile(_message.Message):
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     latest_biometrics: _containers.RepeatedCompositeFieldContainer[BiometricReading]
     withheld_categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, patient_id: _Optional[str] = ..., version: _Optional[int] = ..., subscription_tier: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[str] = ..., pregnancy_status: _Optional[str] = ..., medications: _Optional[_Iterable[_Union[Medication, _Mapping]]] = ..., allergies: _Optional[_Iterable[_Union[Allergy, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., latest_biometrics: _Optional[_Iterable[_Union[BiometricReading, _Mapping]]] = ..., withheld_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    birth_date: str
+    pregnancy: Pregnancy
+    lactation: Lactation
+    def __init__(self, patient_id: _Optional[str] = ..., version: _Optional[int] = ..., subscription_tier: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[str] = ..., pregnancy_status: _Optional[str] = ..., medications: _Optional[_Iterable[_Union[Medication, _Mapping]]] = ..., allergies: _Optional[_Iterable[_Union[Allergy, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., latest_biometrics: _Optional[_Iterable[_Union[BiometricReading, _Mapping]]] = ..., withheld_categories: _Optional[_Iterable[str]] = ..., birth_date: _Optional[str] = ..., pregnancy: _Optional[_Union[Pregnancy, _Mapping]] = ..., lactation: _Optional[_Union[Lactation, _Mapping]] = ...) -> None: ...
 
 class GrantConsentRequest(_message.Message):
     __slots__ = ("grantee_user_id", "categories", "expires_in_days", "purpose")

@@ -89,6 +89,11 @@ class ClinicalSafetyStub:
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.PutBiometricReadingRequest.SerializeToString,
                 response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.FromString,
                 _registered_method=True)
+        self.PutDemographics = channel.unary_unary(
+                '/praneya.safety.v1.ClinicalSafety/PutDemographics',
+                request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.PutDemographicsRequest.SerializeToString,
+                response_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.FromString,
+                _registered_method=True)
         self.GetHealthProfile = channel.unary_unary(
                 '/praneya.safety.v1.ClinicalSafety/GetHealthProfile',
                 request_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.GetHealthProfileRequest.SerializeToString,
@@ -195,6 +200,12 @@ class ClinicalSafetyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutDemographics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetHealthProfile(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -295,6 +306,11 @@ def add_ClinicalSafetyServicer_to_server(servicer, server):
             'PutBiometricReading': grpc.unary_unary_rpc_method_handler(
                     servicer.PutBiometricReading,
                     request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.PutBiometricReadingRequest.FromString,
+                    response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.SerializeToString,
+            ),
+            'PutDemographics': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutDemographics,
+                    request_deserializer=praneya_dot_safety_dot_v1_dot_safety__pb2.PutDemographicsRequest.FromString,
                     response_serializer=praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.SerializeToString,
             ),
             'GetHealthProfile': grpc.unary_unary_rpc_method_handler(
@@ -629,6 +645,33 @@ class ClinicalSafety:
             target,
             '/praneya.safety.v1.ClinicalSafety/PutBiometricReading',
             praneya_dot_safety_dot_v1_dot_safety__pb2.PutBiometricReadingRequest.SerializeToString,
+            praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutDemographics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/praneya.safety.v1.ClinicalSafety/PutDemographics',
+            praneya_dot_safety_dot_v1_dot_safety__pb2.PutDemographicsRequest.SerializeToString,
             praneya_dot_safety_dot_v1_dot_safety__pb2.RecordWriteResponse.FromString,
             options,
             channel_credentials,
