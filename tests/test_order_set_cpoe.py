@@ -44,8 +44,10 @@ from engine.model import (
     ConditionFact,
     EvaluationRequest,
     EvaluationResult,
+    LactationFact,
     MedicationFact,
     PatientSnapshot,
+    PregnancyFact,
     Severity,
 )
 from engine.rules import RuleSet, load_rule_files
@@ -129,12 +131,11 @@ def snapshot_of(order: Mapping[str, Any], now: datetime) -> PatientSnapshot:
         "conditions": tuple(_condition(c, i) for i, c in enumerate(patient.get("conditions") or ())),
         "medications": tuple(_med(m, f"c{i}", False) for i, m in enumerate(patient.get("current") or ())),
     }
-    # Patient facts the model does not hold yet (branch demo: lactation, gestational age; branch hepatic:
-    # Child-Pugh class): passed when PatientSnapshot has a field of that name, otherwise left out (the
-    # orders that depend on them are marked `needs`).
-    for key in ("lactating", "gestational_age_weeks"):
-        if key in patient and key in _SNAPSHOT_FIELDS:
-            fields[key] = patient[key]
+    # Dated pregnancy and lactation (engine.demographics): recorded today.
+    if "gestational_age_weeks" in patient:
+        fields["pregnancy"] = PregnancyFact("pregnant", now, int(patient["gestational_age_weeks"]) * 7, now.date())
+    if "lactating" in patient:
+        fields["lactation"] = LactationFact(bool(patient["lactating"]), now)
     return PatientSnapshot("p-" + str(order["id"]), "t", **fields)
 
 
