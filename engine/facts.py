@@ -69,6 +69,7 @@ _LAB_ALIASES = {
     "plt": "platelets",
     "serum_creatinine": "creatinine",
 }
+PREGNANCY_CONDITION = "pregnancy"  # the condition id (conditions.yaml) that means a current pregnancy
 _SEX = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
 _SEX_UNKNOWN = frozenset({"", "unknown", "u", "not recorded"})
 
@@ -251,9 +252,10 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
 
     conditions: list[str] = []
     for condition in snapshot.conditions:
-        normalized = vocabulary.normalize_condition(condition.name, condition.code)
-        conditions.append(normalized.id)
-        ids[("condition", normalized.id)].add(condition.id)
+        normalized = vocabulary.normalize_condition(condition.name, condition.code, condition.codings)
+        for cid in normalized.ids or (normalized.id,):
+            conditions.append(cid)
+            ids[("condition", cid)].add(condition.id)
 
     foods: dict[str, FoodItem] = {}
     food_lines: dict[str, FoodLineItem] = {}
@@ -348,6 +350,12 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
             data["sex"] = _SEX.get(sex, "other")
     if snapshot.pregnant is not None:
         data["pregnant"] = snapshot.pregnant
+    if PREGNANCY_CONDITION in conditions:
+        # A current pregnancy recorded as a condition (the eCQM Pregnancy value set, or the name) is a
+        # pregnancy for the pregnancy rules, even beside a status that says otherwise: the two disagree,
+        # and the safe reading of a disagreement about teratogen exposure is "pregnant".
+        data["pregnant"] = True
+        ids[("demographic", "pregnancy")] |= ids[("condition", PREGNANCY_CONDITION)]
 
     return Facts(
         data=data,
