@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.identity import Coding, coding_from_text
 from engine.evaluate import run_rules
 from engine.facts import build_facts
+from engine.identity import Coding, coding_from_text
 from engine.knowledge import Knowledge
 from engine.model import (
     AllergyFact,

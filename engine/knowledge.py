@@ -40,8 +40,8 @@ from engine.identity import (
     Coding,
     ParsedDrug,
     coding_from_text,
-    parse_coding,
     fold,
+    parse_coding,
     parse_drug_text,
     strip_dose_text,
 )
@@ -1639,7 +1639,8 @@ def parse_condition_codes(text: str, *, where: str = CONDITION_CODES_FILE) -> di
     condition id -> {"icd10": [...], "snomed": [...]}. Every code is checked against its system's shape."""
     lines = text.splitlines()
     if not lines or tuple(lines[0].split("\t")) != CONDITION_CODE_COLUMNS:
-        raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONDITION_CODE_COLUMNS)}")
+        header = " ".join(CONDITION_CODE_COLUMNS)
+        raise KnowledgeFileError(f"{where}: the first line must be the header {header}")
     found: dict[str, dict[str, list[str]]] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line:
@@ -1664,11 +1665,15 @@ def merge_condition_document(
     """vocabulary.yaml's conditions with conditions.yaml's (new ids, added synonyms) and the built
     codes folded in. A code table row for a condition neither file defines is refused."""
     merged = dict(doc)
-    conditions = {str(k): dict(_mapping(v, f"conditions.{k}")) for k, v in _mapping(doc.get("conditions"), "conditions").items()}
+    conditions = {
+        str(k): dict(_mapping(v, f"conditions.{k}")) for k, v in _mapping(doc.get("conditions"), "conditions").items()
+    }
     for cid, entry in _mapping(spec.get("conditions"), f"{CONDITIONS_FILE}: conditions").items():
         entry = _mapping(entry, f"{CONDITIONS_FILE}: conditions.{cid}")
         if not re.fullmatch(r"[a-z0-9_]+", str(cid)):
-            raise KnowledgeFileError(f"{CONDITIONS_FILE}: condition id {cid!r} is not lower-case letters, digits and _")
+            raise KnowledgeFileError(
+                f"{CONDITIONS_FILE}: condition id {cid!r} is not lower-case letters, digits and _"
+            )
         target = conditions.setdefault(str(cid), {})
         synonyms = list(_tuple(target.get("synonyms"), f"conditions.{cid}.synonyms"))
         for synonym in _tuple(entry.get("synonyms"), f"{CONDITIONS_FILE}: conditions.{cid}.synonyms"):
@@ -1677,12 +1682,15 @@ def merge_condition_document(
         target["synonyms"] = synonyms
     for cid, by_system in codes.items():
         if cid not in conditions:
-            raise KnowledgeFileError(f"{CONDITION_CODES_FILE}: condition {cid!r} is defined in neither vocabulary.yaml nor {CONDITIONS_FILE}")
+            raise KnowledgeFileError(
+                f"{CONDITION_CODES_FILE}: condition {cid!r} is defined in neither vocabulary.yaml nor {CONDITIONS_FILE}"
+            )
         target = conditions[cid]
         icd10 = list(_tuple(target.get("icd10"), f"conditions.{cid}.icd10"))
         icd10 += [c for c in by_system["icd10"] if c not in icd10]
         target["icd10"] = icd10
-        target["snomed"] = sorted(set(_tuple(target.get("snomed"), f"conditions.{cid}.snomed")) | set(by_system["snomed"]))
+        snomed = set(_tuple(target.get("snomed"), f"conditions.{cid}.snomed")) | set(by_system["snomed"])
+        target["snomed"] = sorted(snomed)
     merged["conditions"] = conditions
     return merged
 
@@ -1703,7 +1711,8 @@ def _with_conditions(directory: Path, doc: Mapping[str, Any], digest: Any) -> Ma
         spec = yaml.safe_load(spec_text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
-    return merge_condition_document(doc, _mapping(spec, CONDITIONS_FILE), parse_condition_codes(table_text, where=str(table_path)))
+    codes = parse_condition_codes(table_text, where=str(table_path))
+    return merge_condition_document(doc, _mapping(spec, CONDITIONS_FILE), codes)
 
 
 PHARM_CLASS_FILE = "pharm_classes.tsv"

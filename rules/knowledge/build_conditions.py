@@ -101,7 +101,7 @@ def build(
                 value_sets = contents[content]
                 if oid not in value_sets:
                     raise SystemExit(f"{cid}: value set {oid} is not in {content} at the named commit")
-                path, vs = value_sets[oid]
+                _, vs = value_sets[oid]
                 keep = re.compile(source["display"], re.I) if "display" in source else None
                 drop = re.compile(source["exclude"], re.I) if "exclude" in source else None
                 for item in vs.get("expansion", {}).get("contains", []):
@@ -112,7 +112,8 @@ def build(
                     code = str(item["code"])
                     if system == "icd10" and not _known(code, tabular):
                         retired.append(f"{cid}: {code} ({oid})")
-                    rows.add((cid, system, code, display, f"vsac:{oid} {vs.get('title', '')} v{vs.get('version', '')} ({content})"))
+                    where = f"vsac:{oid} {vs.get('title', '')} v{vs.get('version', '')} ({content})"
+                    rows.add((cid, system, code, display, where))
                     got += 1
             elif "icd10cm" in source:
                 for prefix in source["icd10cm"]:
