@@ -173,11 +173,14 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
     for i, item in enumerate(_items(case.get("conditions"), "conditions"), 1):
         w = f"conditions[{i - 1}]"
         coding = _coding(item, w)
+        if coding is not None and coding.system not in ("icd10", "snomed"):
+            raise CaseError(f"{w}.code: conditions take icd10 (ICD-10-CM) or snomed (SNOMED CT) codes")
         conditions.append(
             ConditionFact(
                 id=f"condition-{i}",
                 name=_text(item.get("name"), f"{w}.name") or "",
                 code=coding.code if coding is not None else None,
+                codings=(coding,) if coding is not None else (),
             )
         )
     labs = case.get("labs") or {}

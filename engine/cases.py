@@ -14,6 +14,7 @@ from typing import Any
 from engine.demographics import DEMOGRAPHIC_KEYS, DemographicInputError, read_demographics
 from engine.evaluate import run_rules
 from engine.facts import build_facts
+from engine.identity import Coding, coding_from_text
 from engine.knowledge import Knowledge
 from engine.model import (
     AllergyFact,
@@ -132,7 +133,19 @@ def _condition(value: Any, item_id: str) -> ConditionFact:
     if isinstance(value, str):
         return ConditionFact(id=item_id, name=value)
     if isinstance(value, Mapping) and isinstance(value.get("name"), str):
-        return ConditionFact(id=str(value.get("id", item_id)), name=value["name"], code=value.get("code"))
+        code = value.get("code")
+        codings: tuple[Coding, ...] = ()
+        if code is not None:
+            # `icd10:J45.909`, `snomed:195967001`, `system|code`, or a bare ICD-10 code (as before).
+            try:
+                coding = coding_from_text(str(code))
+            except ValueError as exc:
+                raise CaseFormatError(f"condition code {code!r}: {exc}") from None
+            if coding is not None:
+                if coding.system not in ("icd10", "snomed"):
+                    raise CaseFormatError(f"condition code {code!r}: conditions take icd10 or snomed codes")
+                codings = (coding,)
+        return ConditionFact(id=str(value.get("id", item_id)), name=value["name"], code=code, codings=codings)
     raise CaseFormatError(f"a condition is a name or {{name, code}}, got {value!r}")
 
 

@@ -70,6 +70,7 @@ _LAB_ALIASES = {
     "plt": "platelets",
     "serum_creatinine": "creatinine",
 }
+PREGNANCY_CONDITION = "pregnancy"  # the condition id (conditions.yaml) that means a current pregnancy
 _SEX = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
 _SEX_UNKNOWN = frozenset({"", "unknown", "u", "not recorded"})
 
@@ -252,9 +253,10 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
 
     conditions: list[str] = []
     for condition in snapshot.conditions:
-        normalized = vocabulary.normalize_condition(condition.name, condition.code)
-        conditions.append(normalized.id)
-        ids[("condition", normalized.id)].add(condition.id)
+        normalized = vocabulary.normalize_condition(condition.name, condition.code, condition.codings)
+        for cid in normalized.ids or (normalized.id,):
+            conditions.append(cid)
+            ids[("condition", cid)].add(condition.id)
 
     foods: dict[str, FoodItem] = {}
     food_lines: dict[str, FoodLineItem] = {}
@@ -366,6 +368,12 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
     for key, measure in (("weight_kg", demo.weight_kg), ("height_cm", demo.height_cm), ("bsa_m2", demo.bsa_m2)):
         if measure is not None:
             data[key] = round(measure, 2) if key == "bsa_m2" else measure
+    if PREGNANCY_CONDITION in conditions:
+        # A current pregnancy recorded as a condition (the eCQM Pregnancy value set, or the name) is a
+        # pregnancy for the pregnancy rules, even beside a status that says otherwise: the two disagree,
+        # and the safe reading of a disagreement about teratogen exposure is "pregnant".
+        data["pregnant"] = True
+        ids[("demographic", "pregnancy")] |= ids[("condition", PREGNANCY_CONDITION)]
 
     return Facts(
         data=data,

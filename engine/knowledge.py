@@ -40,7 +40,9 @@ from engine.identity import (
     ROUTE_WORDS,
     Coding,
     ParsedDrug,
+    coding_from_text,
     fold,
+    parse_coding,
     parse_drug_text,
     strip_dose_text,
 )
@@ -316,7 +318,8 @@ class AllergenRecord:
 class ConditionRecord:
     id: str
     synonyms: tuple[str, ...] = ()
-    icd10: tuple[str, ...] = ()
+    icd10: tuple[str, ...] = ()  # ICD-10-CM codes or categories; a code matches them and its children
+    snomed: tuple[str, ...] = ()  # SNOMED CT concept ids, matched exactly (no hierarchy offline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +510,9 @@ class NormalizedAllergen:
 class NormalizedCondition:
     id: str
     recognised: bool
+    # Every condition id the item means: one code can belong to two groups (I11.0, hypertensive heart
+    # disease with heart failure, is both hypertension and heart failure). `id` is the first of them.
+    ids: tuple[str, ...] = ()
 
 
 class Vocabulary:
@@ -559,14 +565,17 @@ class Vocabulary:
         self._class_by_name = {clean_name(c.name): c.id for c in self.classes.values()}
         self._class_by_name.update({cid: cid for cid in self.classes})
         self._condition_by_name: dict[str, str] = {}
-        self._condition_by_icd: dict[str, str] = {}
+        self._condition_by_icd: dict[str, set[str]] = defaultdict(set)
+        self._condition_by_snomed: dict[str, set[str]] = defaultdict(set)
         for cond in self.conditions.values():
             self._condition_by_name[clean_name(cond.id.replace("_", " "))] = cond.id
             self._condition_by_name[cond.id] = cond.id
             for syn in cond.synonyms:
                 self._condition_by_name[clean_name(syn)] = cond.id
             for code in cond.icd10:
-                self._condition_by_icd[code.upper().replace(".", "")] = cond.id
+                self._condition_by_icd[code.upper().replace(".", "")].add(cond.id)
+            for code in cond.snomed:
+                self._condition_by_snomed[code].add(cond.id)
         # Membership is what the vocabulary lists, nothing inferred: the content states it explicitly
         # per ingredient, and `praneya rules lint` cross-checks it against FDA's pharmacologic classes
         # (each class's `fda` and `outside_fda`).
@@ -1112,18 +1121,59 @@ class Vocabulary:
 
     # -- conditions ----------------------------------------------------------------------------
 
-    def normalize_condition(self, name: str, code: str | None = None) -> NormalizedCondition:
-        if code:
-            icd = code.upper().replace(".", "").strip()
-            # ICD-10 is hierarchical: N18.4 is a chronic kidney disease because N18 is.
+    def condition_ids_of_code(self, coding: Coding) -> tuple[str, ...]:
+        """The condition ids a SNOMED CT or ICD-10-CM code belongs to (condition_codes.tsv and the
+        vocabulary's ICD-10 categories); empty for a code no group lists."""
+        found: list[str] = []
+        if coding.system == "snomed":
+            found.extend(sorted(self._condition_by_snomed.get(coding.code.strip(), ())))
+        elif coding.system == "icd10":
+            icd = coding.code.upper().replace(".", "").strip()
+            # ICD-10 is hierarchical: N18.4 is a chronic kidney disease because N18 is. Every level
+            # counts, the most specific first: N18.6 is end-stage renal disease and, through N18,
+            # chronic kidney disease.
             for length in range(len(icd), 2, -1):
-                if icd[:length] in self._condition_by_icd:
-                    return NormalizedCondition(self._condition_by_icd[icd[:length]], True)
+                found.extend(c for c in sorted(self._condition_by_icd.get(icd[:length], ())) if c not in found)
+        return tuple(found)
+
+    def normalize_condition(
+        self, name: str, code: str | None = None, codings: Iterable[Coding] = ()
+    ) -> NormalizedCondition:
+        """A condition by its codes first (every coding given: a FHIR Condition often carries SNOMED CT
+        and ICD-10-CM together), by its name when no code is known to a group. `code` alone, without a
+        system, is read as ICD-10 (what records held before codes carried their system)."""
+        codes = list(codings)
+        if code and not codes:
+            codes.append(_bare_condition_code(code))
+        found: list[str] = []
+        for coding in codes:
+            for cid in self.condition_ids_of_code(coding):
+                if cid not in found:
+                    found.append(cid)
+        if found:
+            return NormalizedCondition(found[0], True, tuple(found))
         text = clean_name(name)
         for candidate in (text, text.replace("_", " "), _singular(text)):
             if candidate and candidate in self._condition_by_name:
-                return NormalizedCondition(self._condition_by_name[candidate], True)
-        return NormalizedCondition(text.replace(" ", "_"), False)
+                cid = self._condition_by_name[candidate]
+                return NormalizedCondition(cid, True, (cid,))
+        unknown = text.replace(" ", "_")
+        return NormalizedCondition(unknown, False, (unknown,))
+
+
+def _bare_condition_code(code: str) -> Coding:
+    """A condition code with or without its system: `snomed:195967001`, `http://snomed.info/sct|195967001`,
+    or a bare code (all digits and SNOMED-shaped: SNOMED CT; otherwise ICD-10, as records always held)."""
+    text = code.strip()
+    try:
+        coding = coding_from_text(text)
+    except ValueError:
+        coding = None
+    if coding is not None and coding.system in ("snomed", "icd10"):
+        return coding
+    if text.isdigit() and len(text) >= 6:
+        return Coding("snomed", text)
+    return Coding("icd10", text)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1608,6 +1658,7 @@ def vocabulary_from_document(
                 id=str(cid),
                 synonyms=_tuple(spec.get("synonyms"), f"conditions.{cid}.synonyms"),
                 icd10=_tuple(spec.get("icd10"), f"conditions.{cid}.icd10"),
+                snomed=_tuple(spec.get("snomed"), f"conditions.{cid}.snomed"),
             )
         )
     return Vocabulary(
@@ -1641,6 +1692,92 @@ def merge_food_document(vocabulary: Mapping[str, Any], foods_doc: Any) -> dict[s
             raise KnowledgeFileError(f"{section}: {', '.join(twice)} also in vocabulary.yaml")
         merged[section] = {**mine, **theirs}
     return merged
+
+
+CONDITIONS_FILE = "conditions.yaml"
+CONDITION_CODES_FILE = "condition_codes.tsv"
+CONDITION_CODE_COLUMNS = ("condition", "system", "code", "display", "source")
+
+
+def parse_condition_codes(text: str, *, where: str = CONDITION_CODES_FILE) -> dict[str, dict[str, list[str]]]:
+    """`condition<TAB>system<TAB>code<TAB>display<TAB>source` (built by build_conditions.py) ->
+    condition id -> {"icd10": [...], "snomed": [...]}. Every code is checked against its system's shape."""
+    lines = text.splitlines()
+    if not lines or tuple(lines[0].split("\t")) != CONDITION_CODE_COLUMNS:
+        header = " ".join(CONDITION_CODE_COLUMNS)
+        raise KnowledgeFileError(f"{where}: the first line must be the header {header}")
+    found: dict[str, dict[str, list[str]]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        cells = line.split("\t")
+        if len(cells) != 5 or not all(cells):
+            raise KnowledgeFileError(f"{where}:{number}: expected condition, system, code, display and source")
+        cid, system, code = cells[0], cells[1], cells[2]
+        if system not in ("icd10", "snomed"):
+            raise KnowledgeFileError(f"{where}:{number}: system {system!r} is not icd10 or snomed")
+        try:
+            parse_coding(system, code)
+        except ValueError as exc:
+            raise KnowledgeFileError(f"{where}:{number}: {exc}") from None
+        found.setdefault(cid, {"icd10": [], "snomed": []})[system].append(code)
+    return found
+
+
+def merge_condition_document(
+    doc: Mapping[str, Any], spec: Mapping[str, Any], codes: Mapping[str, Mapping[str, list[str]]]
+) -> dict[str, Any]:
+    """vocabulary.yaml's conditions with conditions.yaml's (new ids, added synonyms) and the built
+    codes folded in. A code table row for a condition neither file defines is refused."""
+    merged = dict(doc)
+    conditions = {
+        str(k): dict(_mapping(v, f"conditions.{k}")) for k, v in _mapping(doc.get("conditions"), "conditions").items()
+    }
+    for cid, entry in _mapping(spec.get("conditions"), f"{CONDITIONS_FILE}: conditions").items():
+        entry = _mapping(entry, f"{CONDITIONS_FILE}: conditions.{cid}")
+        if not re.fullmatch(r"[a-z0-9_]+", str(cid)):
+            raise KnowledgeFileError(
+                f"{CONDITIONS_FILE}: condition id {cid!r} is not lower-case letters, digits and _"
+            )
+        target = conditions.setdefault(str(cid), {})
+        synonyms = list(_tuple(target.get("synonyms"), f"conditions.{cid}.synonyms"))
+        for synonym in _tuple(entry.get("synonyms"), f"{CONDITIONS_FILE}: conditions.{cid}.synonyms"):
+            if synonym not in synonyms:
+                synonyms.append(synonym)
+        target["synonyms"] = synonyms
+    for cid, by_system in codes.items():
+        if cid not in conditions:
+            raise KnowledgeFileError(
+                f"{CONDITION_CODES_FILE}: condition {cid!r} is defined in neither vocabulary.yaml nor {CONDITIONS_FILE}"
+            )
+        target = conditions[cid]
+        icd10 = list(_tuple(target.get("icd10"), f"conditions.{cid}.icd10"))
+        icd10 += [c for c in by_system["icd10"] if c not in icd10]
+        target["icd10"] = icd10
+        snomed = set(_tuple(target.get("snomed"), f"conditions.{cid}.snomed")) | set(by_system["snomed"])
+        target["snomed"] = sorted(snomed)
+    merged["conditions"] = conditions
+    return merged
+
+
+def _with_conditions(directory: Path, doc: Mapping[str, Any], digest: Any) -> Mapping[str, Any]:
+    """The vocabulary document with conditions.yaml and condition_codes.tsv folded in; unchanged when
+    the folder has neither. Both go together: a code table without its definitions is refused."""
+    spec_path, table_path = directory / CONDITIONS_FILE, directory / CONDITION_CODES_FILE
+    if not spec_path.is_file() and not table_path.is_file():
+        return doc
+    for path in (spec_path, table_path):
+        if not path.is_file():
+            raise KnowledgeFileError(f"{path}: not found ({CONDITIONS_FILE} and {CONDITION_CODES_FILE} go together)")
+    spec_text, table_text = spec_path.read_text(encoding="utf-8"), table_path.read_text(encoding="utf-8")
+    digest.update(spec_text.encode())
+    digest.update(table_text.encode())
+    try:
+        spec = yaml.safe_load(spec_text)
+    except yaml.YAMLError as exc:
+        raise KnowledgeFileError(f"{spec_path}: {exc}") from None
+    codes = parse_condition_codes(table_text, where=str(table_path))
+    return merge_condition_document(doc, _mapping(spec, CONDITIONS_FILE), codes)
 
 
 PHARM_CLASS_FILE = "pharm_classes.tsv"
@@ -1746,6 +1883,7 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         except (yaml.YAMLError, KnowledgeFileError) as exc:
             raise KnowledgeFileError(f"{foods_path}: {exc}") from None
     doc = _with_allergy_classes(directory, _mapping(doc, "vocabulary"), digest)
+    doc = _with_conditions(directory, doc, digest)
     pharm_classes = None
     pharm_path = directory / PHARM_CLASS_FILE
     if pharm_path.is_file():

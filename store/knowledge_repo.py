@@ -119,8 +119,11 @@ def sync_vocabulary(conn: Connection, vocabulary: Vocabulary) -> int:
         ],
     )
     insert(
-        "INSERT INTO clinical.condition_terms (id, synonyms, icd10) VALUES (:id, :s, :i)",
-        [{"id": c.id, "s": list(c.synonyms), "i": list(c.icd10)} for c in vocabulary.conditions.values()],
+        "INSERT INTO clinical.condition_terms (id, synonyms, icd10, snomed) VALUES (:id, :s, :i, :sct)",
+        [
+            {"id": c.id, "s": list(c.synonyms), "i": list(c.icd10), "sct": list(c.snomed)}
+            for c in vocabulary.conditions.values()
+        ],
     )
     insert(
         "INSERT INTO clinical.drug_salt_words (word) VALUES (:w)",
@@ -461,8 +464,8 @@ def load_vocabulary(conn: Connection) -> Vocabulary:
         for r in conn.execute(text("SELECT name, definition FROM clinical.allergen_groups"))
     ]
     conditions = [
-        ConditionRecord(r.id, tuple(r.synonyms), tuple(r.icd10))
-        for r in conn.execute(text("SELECT id, synonyms, icd10 FROM clinical.condition_terms"))
+        ConditionRecord(r.id, tuple(r.synonyms), tuple(r.icd10), tuple(r.snomed))
+        for r in conn.execute(text("SELECT id, synonyms, icd10, snomed FROM clinical.condition_terms"))
     ]
     salts = conn.execute(text("SELECT word FROM clinical.drug_salt_words")).scalars().all()
     return Vocabulary(

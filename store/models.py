@@ -223,7 +223,11 @@ t_condition_terms = Table(
     Column("id", Text, primary_key=True),
     Column("synonyms", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
     Column("icd10", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
+    Column("snomed", ARRAY(Text()), nullable=False, server_default=text("'{}'::text[]")),
     CheckConstraint("id ~ '^[a-z0-9_]+$'::text", name="condition_terms_id_check"),
+    CheckConstraint(
+        "array_to_string(snomed, ','::text) ~ '^([1-9][0-9]{5,17}(,|$))*$'::text", name="condition_terms_snomed_check"
+    ),
     PrimaryKeyConstraint("id", name="condition_terms_pkey"),
     schema="clinical",
 )

@@ -32,7 +32,7 @@ from engine.demographics import (
     check_birth_date,
     check_gestation,
 )
-from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, parse_coding
+from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, coding_from_text, parse_coding
 from store import patients, service_repo
 from store.admin import grant_consent, revoke_consent
 from store.clients import EVALUATE_STORED, RECORDS_WRITE
@@ -104,6 +104,32 @@ def check_coding(field: str, coding: CodingText | None, systems: tuple[str, ...]
     except ValueError:
         raise invalid(f"{field}.code", f"is not a valid {short} code") from None
     return patients.CodedAs(parsed, display)
+
+
+CONDITION_SYSTEMS = ("icd10", "snomed")
+MAX_CONDITION_CODE = 120  # a FHIR system URI, "|" and the code
+_BARE_ICD10 = re.compile(r"^[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?$")
+_BARE_SNOMED = re.compile(r"^[1-9][0-9]{5,17}$")
+
+
+def check_condition_code(field: str, value: str) -> str | None:
+    """A condition code as written (`icd10:J45.909`, `snomed:195967001`, `system|code`, or a bare ICD-10
+    or SNOMED CT code), or None when empty. Stored as given: the engine reads every form, and records
+    written before codes carried their system (bare ICD-10) keep their meaning."""
+    code = check_text(field, value, limit=MAX_CONDITION_CODE)
+    if code is None:
+        return None
+    try:
+        coding = coding_from_text(code)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from None
+    if coding is not None:
+        if coding.system not in CONDITION_SYSTEMS:
+            raise invalid(field, "a condition code is ICD-10-CM (icd10:) or SNOMED CT (snomed:)")
+        return code
+    if not (_BARE_ICD10.match(code) or _BARE_SNOMED.match(code)):
+        raise invalid(field, "is not an ICD-10-CM or SNOMED CT code (write icd10:CODE, snomed:CODE or system|code)")
+    return code
 
 
 def check_external_id(field: str, value: str) -> str | None:
@@ -207,7 +233,7 @@ class ConditionEntry:
     def checked(self, where: str = "condition") -> tuple[str | None, patients.ConditionInput]:
         condition = patients.ConditionInput(
             _required(f"{where}.name", self.name),
-            check_text(f"{where}.code", self.code),
+            check_condition_code(f"{where}.code", self.code),
             None,
             self.is_critical,
             check_external_id(f"{where}.external_id", self.external_id),
