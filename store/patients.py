@@ -235,7 +235,14 @@ class PatientRecord:
             ),
             conditions=tuple(ConditionFact(id=c["id"], name=c["name"], code=c["code"]) for c in self.conditions),
             biometrics=tuple(
-                BiometricFact(id=b["id"], reading_type=b["reading_type"], value=b["value"], unit=b["unit"])
+                BiometricFact(
+                    id=b["id"],
+                    reading_type=b["reading_type"],
+                    value=b["value"],
+                    unit=b["unit"],
+                    # When the sample was taken: lab rules and renal checks refuse a reading too old.
+                    observed_at=datetime.fromisoformat(str(b["taken_at"])) if b.get("taken_at") else None,
+                )
                 for b in self.biometrics
             ),
         )
