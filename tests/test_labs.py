@@ -171,7 +171,11 @@ def test_an_undated_reading_is_insufficient_data(knowledge: Knowledge) -> None:
 
 @pytest.mark.parametrize(
     ("max_age", "message"),
-    [({"ferritin": 7}, "not a reading type"), ({"potassium": 0}, "whole number of days"), ({"potassium": "7"}, "whole")],
+    [
+        ({"ferritin": 7}, "not a reading type"),
+        ({"potassium": 0}, "whole number of days"),
+        ({"potassium": "7"}, "whole number of days"),
+    ],
 )
 def test_max_age_days_is_validated(max_age: dict[str, Any], message: str) -> None:
     with pytest.raises(RuleValidationError) as caught:
