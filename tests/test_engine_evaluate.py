@@ -140,12 +140,9 @@ def test_missing_data_is_insufficient_and_incomplete() -> None:
 
 
 def test_min_tier_is_respected() -> None:
-    low = _run(
-        _snapshot("metformin", subscription_tier="BASIC", biometrics=(BiometricFact("b", "egfr", 20, observed_at=TODAY),))
-    )
-    high = _run(
-        _snapshot("metformin", subscription_tier="ENHANCED", biometrics=(BiometricFact("b", "egfr", 20, observed_at=TODAY),))
-    )
+    egfr = (BiometricFact("b", "egfr", 20, observed_at=TODAY),)
+    low = _run(_snapshot("metformin", subscription_tier="BASIC", biometrics=egfr))
+    high = _run(_snapshot("metformin", subscription_tier="ENHANCED", biometrics=egfr))
     assert low.complete and not [a for a in low.alerts if a.kind is AlertKind.RENAL]
     (renal,) = [a for a in high.alerts if a.kind is AlertKind.RENAL]
     assert renal.involved_ids == ("b", "m0") and renal.rule_version == 2
