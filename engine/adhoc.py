@@ -7,13 +7,15 @@ refuses what it cannot read, naming the field.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.demographics import DEMOGRAPHIC_KEYS, DemographicInputError, read_demographics
 from engine.hepatic import CLASS_CODES, child_pugh_class
 from engine.identity import Coding, coding_from_text, parse_coding
+from engine.labs import LOINC_SYSTEMS, LabInputError, lab_catalog
 from engine.model import (
     AllergyFact,
     BiometricFact,
@@ -24,7 +26,7 @@ from engine.model import (
     PatientSnapshot,
 )
 
-__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "quantity_flag", "result_json"]
+__all__ = ["CaseError", "case_from_json", "coded_item", "flags_case", "parse_lab_text", "quantity_flag", "result_json"]
 
 _CASE_KEYS = frozenset(
     {"id", "medications", "proposed", "allergies", "conditions", "labs", "age", "sex", "pregnant", "foods", "tier"}
@@ -133,6 +135,90 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
+_LAB_KEYS = frozenset({"type", "code", "value", "unit", "taken_at"})
+
+
+def parse_lab_text(text: str) -> dict[str, Any]:
+    """`--lab potassium=5.8mmol/L`, `--lab "loinc:2823-3=5.8 mmol/L@2026-11-30"`, `--lab egfr=25`
+    -> a `labs` list entry {"type" | "code", "value", "unit", "taken_at"}."""
+    name, sep, rest = text.partition("=")
+    rest, _, when = rest.partition("@")
+    match = _LAB_VALUE.match(rest.strip())
+    if not sep or not name.strip() or match is None:
+        raise CaseError(f"--lab {text[:60]!r}: expected TYPE=NUMBER[UNIT][@DATE], e.g. potassium=5.8mmol/L")
+    entry: dict[str, Any] = {"value": float(match.group(1))}
+    key = name.strip()
+    if key.lower().startswith("loinc:"):
+        entry["code"] = key
+    else:
+        entry["type"] = key
+    if match.group(2).strip():
+        entry["unit"] = match.group(2).strip()
+    if when.strip():
+        entry["taken_at"] = when.strip()
+    return entry
+
+
+_LAB_VALUE = re.compile(r"^([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*(.*)$")
+
+
+def _taken_at(value: Any, where: str, now: datetime) -> datetime:
+    text = _text(value, where, required=True)
+    assert text is not None
+    try:
+        taken = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CaseError(f"{where}: expected an ISO date or date-time (2026-11-30, 2026-11-30T08:00:00Z)") from None
+    taken = taken if taken.tzinfo is not None else taken.replace(tzinfo=UTC)
+    if taken > now + timedelta(minutes=5):
+        raise CaseError(f"{where}: is in the future")
+    return taken
+
+
+def _labs(labs: Any) -> tuple[BiometricFact, ...]:
+    """`labs`: {"potassium": 5.8} (the lab catalog's canonical unit, taken now) or a list of
+    {"type" or "code" ("loinc:2823-3"), "value", "unit", "taken_at"}; read through the lab catalog."""
+    now = datetime.now(UTC)
+    if labs is None:
+        return ()
+    entries: list[tuple[str, Mapping[str, Any]]] = []
+    if isinstance(labs, Mapping):
+        entries = [(f"labs.{name}", {"type": str(name), "value": value}) for name, value in sorted(labs.items())]
+    elif isinstance(labs, list):
+        if len(labs) > _MAX_ITEMS:
+            raise CaseError(f"labs: more than {_MAX_ITEMS} items")
+        for i, item in enumerate(labs):
+            if not isinstance(item, Mapping):
+                raise CaseError(f"labs[{i}]: expected an object {{type or code, value, unit, taken_at}}")
+            unknown = set(item) - _LAB_KEYS
+            if unknown:
+                raise CaseError(f"labs[{i}]: unknown field {sorted(map(str, unknown))[0]!r}")
+            entries.append((f"labs[{i}]", item))
+    else:
+        raise CaseError("labs: expected an object of TYPE: NUMBER or a list of readings")
+    catalog = lab_catalog()
+    out = []
+    for i, (where, item) in enumerate(entries, 1):
+        value = _number(item.get("value"), f"{where}.value" if where.startswith("labs[") else where)
+        rtype = _text(item.get("type"), f"{where}.type")
+        code = _text(item.get("code"), f"{where}.code")
+        loinc = None
+        if code is not None:
+            system, _, loinc = code.rpartition("|") if "|" in code else code.partition(":")
+            if system.strip().rstrip("/").lower() not in LOINC_SYSTEMS:
+                raise CaseError(f"{where}.code: a LOINC code, written loinc:CODE or http://loinc.org|CODE")
+        unit = _text(item.get("unit"), f"{where}.unit")
+        try:
+            lab = catalog.reading(value, unit, reading_type=rtype, loinc=loinc, unit_optional=True)
+        except LabInputError as exc:
+            field = {"coding.code": "code", "reading_type": "type"}.get(exc.field, exc.field)
+            target = where if where.startswith("labs.") and field in ("value", "type") else f"{where}.{field}"
+            raise CaseError(f"{target}: {exc.message}") from None
+        taken = _taken_at(item["taken_at"], f"{where}.taken_at", now) if item.get("taken_at") is not None else now
+        out.append(BiometricFact(f"lab-{i}", lab.reading_type, lab.value, lab.unit, lab.code, taken))
+    return tuple(out)
+
+
 def case_from_json(case: Any, *, line: int | None = None) -> tuple[str, PatientSnapshot, EvaluationRequest]:
     """One `--cases` line: {"id", "medications", "proposed", "allergies", "conditions", "labs", "age",
     "sex", "pregnant", "foods"} -> (id, snapshot, request)."""
@@ -183,13 +269,7 @@ def _case(case: Any) -> tuple[str, PatientSnapshot, EvaluationRequest]:
                 codings=(coding,) if coding is not None else (),
             )
         )
-    labs = case.get("labs") or {}
-    if not isinstance(labs, Mapping):
-        raise CaseError("labs: expected an object of TYPE: NUMBER")
-    biometrics = tuple(
-        BiometricFact(f"lab-{i}", str(name).strip().lower(), _number(value, f"labs.{name}"))
-        for i, (name, value) in enumerate(sorted(labs.items()), 1)
-    )
+    biometrics = _labs(case.get("labs"))
     biometrics += _child_pugh(case.get("child_pugh"), case.get("child_pugh_score"))
     age = case.get("age")
     if age is not None and (isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 130):
@@ -350,7 +430,7 @@ def flags_case(
     proposed: Sequence[str],
     allergies: Sequence[str],
     conditions: Sequence[str],
-    labs: Mapping[str, float],
+    labs: Sequence[Mapping[str, Any]] | Mapping[str, float],
     foods: Sequence[str],
     age: int | None,
     sex: str | None,
@@ -383,7 +463,7 @@ def flags_case(
         "proposed": [item(m, "--propose") for m in proposed],
         "allergies": [item(a, "--allergy") for a in allergies],
         "conditions": [condition(c) for c in conditions],
-        "labs": dict(labs),
+        "labs": dict(labs) if isinstance(labs, Mapping) else list(labs),
         "foods": list(foods),
         "tier": tier,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from engine.evaluate import run_rules
 from engine.facts import build_facts
 from engine.identity import Coding, coding_from_text
 from engine.knowledge import Knowledge
+from engine.labs import LabInputError, lab_catalog
 from engine.model import (
     AllergyFact,
     BiometricFact,
@@ -149,6 +151,39 @@ def _condition(value: Any, item_id: str) -> ConditionFact:
     raise CaseFormatError(f"a condition is a name or {{name, code}}, got {value!r}")
 
 
+_READING_KEYS = frozenset({"value", "unit", "days_ago"})
+
+
+def _reading(name: str, value: Any) -> BiometricFact:
+    """`potassium: 5.8` (the catalog's canonical unit, taken now) or
+    `potassium: {value: 5.8, unit: mEq/L, days_ago: 30}` -> a reading, read through the lab catalog."""
+    where = f"given.biometrics.{name}"
+    unit = None
+    days_ago: Any = 0
+    if isinstance(value, Mapping):
+        unknown = set(value) - _READING_KEYS
+        if unknown:
+            raise CaseFormatError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        unit, days_ago, value = value.get("unit"), value.get("days_ago", 0), value.get("value")
+        if unit is not None and not isinstance(unit, str):
+            raise CaseFormatError(f"{where}.unit must be text")
+        if isinstance(days_ago, bool) or not isinstance(days_ago, int | float) or days_ago < 0:
+            raise CaseFormatError(f"{where}.days_ago must be a number of days, 0 or more")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CaseFormatError(f"{where} must be a number, or {{value, unit, days_ago}}")
+    try:
+        lab = lab_catalog().reading(float(value), unit, reading_type=name, unit_optional=True)
+    except LabInputError as exc:
+        raise CaseFormatError(f"{where}: {exc}") from None
+    return BiometricFact(
+        id=f"biometric-{name}",
+        reading_type=lab.reading_type,
+        value=lab.value,
+        unit=lab.unit,
+        observed_at=datetime.now(UTC) - timedelta(days=float(days_ago)),
+    )
+
+
 def _list(given: Mapping[str, Any], key: str) -> list[Any]:
     value = given.get(key) or []
     if not isinstance(value, list):
@@ -168,13 +203,7 @@ def given_to_inputs(given: Mapping[str, Any]) -> tuple[PatientSnapshot, Evaluati
     biometrics = given.get("biometrics") or {}
     if not isinstance(biometrics, Mapping):
         raise CaseFormatError("given.biometrics is a mapping like {egfr: 25}")
-    readings = []
-    for reading_type, value in biometrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CaseFormatError(f"given.biometrics.{reading_type} must be a number")
-        readings.append(
-            BiometricFact(id=f"biometric-{reading_type}", reading_type=str(reading_type), value=float(value))
-        )
+    readings = [_reading(str(name), value) for name, value in biometrics.items()]
     age = given.get("age")
     if age is not None and (isinstance(age, bool) or not isinstance(age, int)):
         raise CaseFormatError("given.age must be whole years")

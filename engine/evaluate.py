@@ -6,8 +6,9 @@ compile) is reported in `rule_errors` and makes the result incomplete. It is nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from engine.allergy import AllergyMatch, allergy_matches
@@ -258,8 +259,33 @@ def _rule_alert(compiled: CompiledRule, facts: Facts) -> Alert:
     )
 
 
-def run_rules(facts: Facts, ruleset: RuleSet) -> list[RuleOutcome]:
-    """Evaluate the rules relevant to these facts, each on its own; nothing merged yet."""
+def _stale_labs(rule_max_age: Mapping[str, int], facts: Facts, now: datetime) -> dict[str, str]:
+    """labs.<type> the rule may not use, each with why: older than the rule's max_age_days, or with
+    no recorded time (a reading of unknown age cannot be shown to be recent enough)."""
+    labs = facts.data.get("labs") or {}
+    stale: dict[str, str] = {}
+    for lab, days in rule_max_age.items():
+        if lab not in labs:
+            continue
+        taken = facts.lab_times.get(lab)
+        if taken is None:
+            stale[lab] = f"{lab} (the reading has no time; the rule needs one at most {days} days old)"
+            continue
+        taken = taken if taken.tzinfo is not None else taken.replace(tzinfo=UTC)
+        age = now - taken
+        if age > timedelta(days=days):
+            stale[lab] = f"{lab} (the latest reading is {age.days} days old; the rule needs one at most {days})"
+    return stale
+
+
+def run_rules(facts: Facts, ruleset: RuleSet, *, now: datetime | None = None) -> list[RuleOutcome]:
+    """Evaluate the rules relevant to these facts, each on its own; nothing merged yet.
+
+    A rule's `max_age_days` hides from it the readings older than it allows: the rule sees them as
+    missing, so a comparison on one is insufficient data (reported with the reading's age), never
+    "safe"."""
+    now = now or datetime.now(UTC)
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
     outcomes: list[RuleOutcome] = []
     tier = str(facts.data.get("tier", "BASIC"))
     for compiled in ruleset.relevant(facts.relevance_keys()):
@@ -271,8 +297,12 @@ def run_rules(facts: Facts, ruleset: RuleSet) -> list[RuleOutcome]:
             error = RuleError(rule.id, rule.version, f"error: rule did not compile: {compiled.compile_error}")
             outcomes.append(RuleOutcome(compiled, "ERROR", error=error))
             continue
+        data = facts.data
+        stale = _stale_labs(rule.max_age_days, facts, now) if rule.max_age_days else {}
+        if stale:
+            data = {**facts.data, "labs": {k: v for k, v in facts.data["labs"].items() if k not in stale}}
         try:
-            outcome = evaluate_condition(compiled.logic, facts.data)
+            outcome = evaluate_condition(compiled.logic, data)
             status = outcome.status.value
         except Exception as exc:  # noqa: BLE001 - reported as a RuleError and complete=false, never dropped
             # The class only: messages can quote patient values (PHI) and travel to logs and audit.
@@ -284,7 +314,9 @@ def run_rules(facts: Facts, ruleset: RuleSet) -> list[RuleOutcome]:
         elif status == "NOT_FIRED":
             outcomes.append(RuleOutcome(compiled, "NOT_FIRED"))
         else:
-            missing = ", ".join(outcome.missing) or "unspecified"
+            missing = ", ".join(
+                stale.get(m.removeprefix("labs."), m) for m in outcome.missing
+            ) or "unspecified"
             error = RuleError(rule.id, rule.version, f"insufficient data: {missing}", insufficient_data=True)
             outcomes.append(RuleOutcome(compiled, "INSUFFICIENT_DATA", error=error))
     return outcomes
@@ -448,6 +480,7 @@ def evaluate(
     knowledge: Knowledge,
     *,
     facts: Facts | None = None,
+    now: datetime | None = None,
 ) -> EvaluationResult:
     facts = facts if facts is not None else build_facts(snapshot, request, knowledge)
     found: list[Alert] = interaction_alerts(facts, knowledge)
@@ -459,7 +492,7 @@ def evaluate(
     # Dose limits (engine.dose_limits): their alerts, and the doses that could not be checked.
     # Renal function and its bands (engine.renal); the dose limits' renal rows get the same, recent, values.
     renal_alerts, errors, renal_values = check_renal(
-        facts.medications, snapshot, knowledge.vocabulary, knowledge.renal, knowledge.dose
+        facts.medications, snapshot, knowledge.vocabulary, knowledge.renal, knowledge.dose, now=now
     )
     found.extend(renal_alerts)
     # Child-Pugh class and its bands (engine.hepatic).
@@ -474,7 +507,7 @@ def evaluate(
     errors.extend(dose_errors)
     shadow: list[Alert] = []
     shadow_errors: list[str] = []
-    outcomes = run_rules(facts, ruleset)
+    outcomes = run_rules(facts, ruleset, now=now)
     for outcome in outcomes:
         is_shadow = outcome.rule.rule.status == "shadow"
         if outcome.alert is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from engine.demographics import demographics
@@ -21,6 +22,7 @@ from engine.knowledge import (
     NormalizedFood,
     clean_name,
 )
+from engine.labs import lab_catalog
 from engine.model import AllergyFact, EvaluationRequest, MedicationFact, PatientSnapshot, UnresolvedItem
 from engine.rules import AppliesTo
 
@@ -48,28 +50,6 @@ _TO_MG = {
     "ug": 0.001,
 }
 
-# Reading types as the store or a device may name them -> the fact model's `labs.<type>`.
-_LAB_ALIASES = {
-    "gfr": "egfr",
-    "e_gfr": "egfr",
-    "k": "potassium",
-    "serum_potassium": "potassium",
-    "na": "sodium",
-    "serum_sodium": "sodium",
-    "qt_c": "qtc",
-    "qtc_interval": "qtc",
-    "sbp": "systolic_bp",
-    "systolic": "systolic_bp",
-    "dbp": "diastolic_bp",
-    "diastolic": "diastolic_bp",
-    "hr": "heart_rate",
-    "pulse": "heart_rate",
-    "blood_glucose": "glucose",
-    "a1c": "hba1c",
-    "weight": "weight_kg",
-    "plt": "platelets",
-    "serum_creatinine": "creatinine",
-}
 PREGNANCY_CONDITION = "pregnancy"  # the condition id (conditions.yaml) that means a current pregnancy
 _SEX = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
 _SEX_UNKNOWN = frozenset({"", "unknown", "u", "not recorded"})
@@ -89,8 +69,10 @@ def parse_dose_mg(text: str | None) -> float | None:
 
 
 def _lab_type(reading_type: str) -> str:
+    """The fact model's labs.<type>: the lab catalog's name for the type or one of its aliases."""
     key = clean_name(reading_type).replace(" ", "_").replace("-", "_")
-    return _LAB_ALIASES.get(key, key)
+    lab = lab_catalog().lab_type(key)
+    return lab.name if lab is not None else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +122,8 @@ class Facts:
     # (FHIR 'refuted', 'entered-in-error'): (allergy id, status).
     ignored_allergies: tuple[tuple[str, str], ...] = ()
     food_lines: tuple[FoodLineItem, ...] = ()
+    # labs.<type> -> when the reading was taken (None: not recorded), for the rules' max_age_days
+    lab_times: Mapping[str, datetime | None] = field(default_factory=dict)
 
     def relevance_keys(self) -> Iterator[tuple[str, str]]:
         yield from self.item_ids
@@ -280,10 +264,12 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
                 ids[("food_group", value)].add(item_id)
 
     labs: dict[str, float] = {}
+    lab_times: dict[str, datetime | None] = {}
     for reading in snapshot.biometrics:
         lab = _lab_type(reading.reading_type)
         # The snapshot holds the latest reading of each type; if a type repeats, the last wins.
         labs[lab] = reading.value
+        lab_times[lab] = reading.observed_at
         ids[("biometric", lab)] = {reading.id}
 
     def ingredients_of(items: Iterable[MedicationItem]) -> list[str]:
@@ -384,4 +370,5 @@ def build_facts(snapshot: PatientSnapshot, request: EvaluationRequest, knowledge
         allergy_ids={k: tuple(sorted(v)) for k, v in allergy_ids.items()},
         ignored_allergies=tuple(ignored),
         food_lines=tuple(food_lines.values()),
+        lab_times=lab_times,
     )

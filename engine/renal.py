@@ -12,10 +12,11 @@ Renal function comes from the patient's readings:
 How recent a reading must be (issue 11, section 4): creatinine, eGFR and CrCl readings at most
 RENAL_MAX_AGE (90 days) before the evaluation, weight at most WEIGHT_MAX_AGE (180 days). An older
 reading is not used; a drug that needs renal function is then insufficient data, with the reason.
-Readings without a time (the record store does not keep reading times yet; FHIR Observations carry
-their effective time): taken as current, and every RENAL alert built on one says that its date was
-not recorded. Judgement: refusing them would make every stored-record evaluation of a renally cleared
-drug incomplete until the store records times; the alert text keeps the uncertainty visible.
+Stored readings carry the time the sample was taken (`taken_at`), FHIR Observations their effective
+time. Readings without a time (an Observation without effective[x]): taken as current, and every RENAL
+alert built on one says that its date was not recorded. Judgement: refusing them would make every
+evaluation of a renally cleared drug from such a source incomplete; the alert text keeps the
+uncertainty visible. (Lab rules are stricter: a rule's max_age_days refuses an undated reading.)
 
 The bands (rules/knowledge/renal.yaml, each with its label and section) are checked for every
 medication on the list, current and proposed: renal function falls while a drug is taken. Missing or

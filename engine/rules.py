@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from engine.labs import lab_catalog
 from engine.logic import CompiledLogic, LogicError, compile_logic
 from engine.model import AlertKind, EvidenceLevel, Severity
 
@@ -23,6 +24,7 @@ __all__ = [
     "APPLIES_TO_DIMENSIONS",
     "DEMOGRAPHICS",
     "LAB_TYPES",
+    "MAX_AGE_DAYS_LIMIT",
     "MAX_NESTING",
     "MAX_NODES",
     "RULE_TYPES",
@@ -56,22 +58,9 @@ RULE_TYPES = (
 TIERS = ("BASIC", "ENHANCED", "PREMIUM")
 STATUSES = ("active", "shadow", "retired")
 DEMOGRAPHICS = ("age", "pregnancy", "sex", "lactation")
-LAB_TYPES = (
-    "egfr",
-    "creatinine",
-    "potassium",
-    "sodium",
-    "inr",
-    "qtc",
-    "systolic_bp",
-    "diastolic_bp",
-    "heart_rate",
-    "glucose",
-    "hba1c",
-    "weight_kg",
-    "alt",
-    "platelets",
-)
+# The fact model's labs.<type>: the lab catalog's reading types (rules/knowledge/labs.yaml).
+LAB_TYPES = lab_catalog().names
+MAX_AGE_DAYS_LIMIT = 3650  # a rule's max_age_days: 1 day to 10 years
 # applies_to key -> the dimension name used in relevance keys (see RuleSet.relevant)
 APPLIES_TO_DIMENSIONS: dict[str, str] = {
     "ingredients": "ingredient",
@@ -103,6 +92,7 @@ _TOP_KEYS = frozenset(
         "alert",
         "min_tier",
         "status",
+        "max_age_days",
         "cases",
     }
 )
@@ -223,6 +213,8 @@ class Rule:
     min_tier: Literal["BASIC", "ENHANCED", "PREMIUM"]
     status: Literal["active", "shadow", "retired"]
     cases: tuple[Mapping[str, Any], ...] = ()
+    # labs.<type> -> how many days old its reading may be; an older one is insufficient data
+    max_age_days: Mapping[str, int] = field(default_factory=dict)
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -357,6 +349,23 @@ class Rule:
                 refs = []
             references = tuple(refs)
 
+        max_age: dict[str, int] = {}
+        max_age_doc = doc.get("max_age_days", {})
+        if not isinstance(max_age_doc, Mapping):
+            problems.append(RuleProblem(("max_age_days",), "expected a mapping of reading type to days"))
+            max_age_doc = {}
+        for lab, days in max_age_doc.items():
+            if lab not in LAB_TYPES:
+                problems.append(
+                    RuleProblem(("max_age_days", str(lab)), f"{lab!r} is not a reading type of the lab catalog")
+                )
+            elif isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_AGE_DAYS_LIMIT:
+                problems.append(
+                    RuleProblem(("max_age_days", str(lab)), f"a whole number of days, 1 to {MAX_AGE_DAYS_LIMIT}")
+                )
+            else:
+                max_age[str(lab)] = days
+
         cases = doc.get("cases", [])
         if not isinstance(cases, list) or not all(isinstance(c, Mapping) for c in cases):
             problems.append(RuleProblem(("cases",), "expected a list of cases"))
@@ -382,6 +391,7 @@ class Rule:
             min_tier=min_tier,  # type: ignore[arg-type]  # checked by choice()
             status=status,  # type: ignore[arg-type]
             cases=tuple(cases),
+            max_age_days=max_age,
             document=doc,
         )
 

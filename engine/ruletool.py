@@ -336,6 +336,19 @@ def _lint_rule(
             why = _check_variable(path, vocabulary)
             if why:
                 error(("when",), why)
+        # Every reading a rule compares must be recent enough for it: the rule says how recent.
+        max_age = document.get("max_age_days")
+        stated = max_age if isinstance(max_age, dict) else {}
+        for lab in sorted({p.split(".")[1] for p in used if p.startswith("labs.") and p.count(".") == 1}):
+            if lab in LAB_TYPES and lab not in stated:
+                error(
+                    ("when",),
+                    f"labs.{lab}: say how recent its reading must be (max_age_days: {{{lab}: DAYS}}); "
+                    "an older reading is then insufficient data",
+                )
+        for lab in stated:
+            if isinstance(lab, str) and f"labs.{lab}" not in used:
+                warning(("max_age_days", lab), f"max_age_days.{lab}: the rule does not read labs.{lab}")
         for path in unguarded:
             if not _is_always_present(path):
                 warning(

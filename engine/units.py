@@ -27,6 +27,7 @@ __all__ = [
     "dose_unit",
     "height_in_cm",
     "to_ucum",
+    "ucum_quantity",
     "warm",
     "weight_in_kg",
 ]
@@ -323,3 +324,26 @@ _CONCENTRATION_SYNONYMS = {
     "mmol/l": "mmol/L",
     "mg/l": "mg/L",
 }
+
+
+_quantities: dict[str, Any] = {}
+
+
+def ucum_quantity(code: str) -> Any:
+    """One of a UCUM unit as a quantity of the unit library (pint), for dimensional checks and
+    conversion (engine.labs). A bare annotation ("{INR}", "{ratio}") is the number 1, as UCUM reads
+    it. UnitError for text that is not UCUM. Cached, bounded like `dose_unit`."""
+    held = _quantities.get(code)
+    if held is not None:
+        return held
+    registry, parser, transformer = _library()
+    from ucumvert import parse_ucum
+
+    try:
+        parsed = transformer.transform(parse_ucum(code, parser))
+    except Exception as exc:
+        raise UnitError("is not a UCUM unit") from exc
+    quantity = parsed if hasattr(parsed, "dimensionality") else registry.Quantity(1, "dimensionless")
+    if len(_quantities) < _CACHE_BOUND:
+        _quantities[code] = quantity
+    return quantity

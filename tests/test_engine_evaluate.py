@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from engine.model import (
     Severity,
 )
 from engine.rules import Rule, RuleSet, load_rule_files
+
+# A reading taken now: lab rules refuse an undated one (max_age_days).
+TODAY = datetime.now(UTC)
 
 DATA = Path(__file__).parent / "data"
 KNOWLEDGE = load_knowledge_files(DATA / "knowledge")
@@ -136,12 +140,9 @@ def test_missing_data_is_insufficient_and_incomplete() -> None:
 
 
 def test_min_tier_is_respected() -> None:
-    low = _run(
-        _snapshot("metformin", subscription_tier="BASIC", biometrics=(BiometricFact("b", "egfr", 20),))
-    )
-    high = _run(
-        _snapshot("metformin", subscription_tier="ENHANCED", biometrics=(BiometricFact("b", "egfr", 20),))
-    )
+    egfr = (BiometricFact("b", "egfr", 20, observed_at=TODAY),)
+    low = _run(_snapshot("metformin", subscription_tier="BASIC", biometrics=egfr))
+    high = _run(_snapshot("metformin", subscription_tier="ENHANCED", biometrics=egfr))
     assert low.complete and not [a for a in low.alerts if a.kind is AlertKind.RENAL]
     (renal,) = [a for a in high.alerts if a.kind is AlertKind.RENAL]
     assert renal.involved_ids == ("b", "m0") and renal.rule_version == 2

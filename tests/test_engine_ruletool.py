@@ -68,8 +68,12 @@ def test_knowledge_is_found_next_to_the_rules(tmp_path: Path) -> None:
             "no case in which the rule does not fire",
         ),
         (
-            ("in: [ssri, {var: classes}]", "'>': [{var: labs.bilirubin}, 3]"),
-            "labs.bilirubin is not a known reading",
+            ("in: [ssri, {var: classes}]", "'>': [{var: labs.ferritin}, 3]"),
+            "labs.ferritin is not a known reading",
+        ),
+        (
+            ("in: [ssri, {var: classes}]", "'>': [{var: labs.potassium}, 5]"),
+            "labs.potassium: say how recent its reading must be (max_age_days",
         ),
         (("in: [ssri, {var: classes}]", "'>': [{var: counts.ssris}, 1]"), "'ssris' is not a drug class"),
     ],

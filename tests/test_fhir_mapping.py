@@ -119,19 +119,25 @@ def test_synthea_dennis_durgan_maps_every_resource_type() -> None:
     assert snapshot.age == 59
     labs = {b.reading_type: b for b in snapshot.biometrics}
     assert set(labs) == {
+        "albumin",
         "alt",
+        "ast",
+        "bilirubin",
         "creatinine",
         "diastolic_bp",
         "egfr",
         "glucose",
         "height_cm",
+        "hemoglobin",
         "platelets",
         "potassium",
         "sodium",
         "systolic_bp",
+        "wbc",
         "weight_kg",
     }
-    assert labs["egfr"].code == "33914-3" and labs["egfr"].unit == "mL/min"
+    # Stored in the lab catalog's canonical unit: Synthea's eGFR "mL/min" is per 1.73 m2 already.
+    assert labs["egfr"].code == "33914-3" and labs["egfr"].unit == "mL/min/{1.73_m2}"
     assert round(labs["egfr"].value, 2) == 19.84
     assert labs["egfr"].observed_at == datetime(2008, 11, 10, 12, 17, 10, tzinfo=UTC)
     assert round(labs["systolic_bp"].value) == 171
@@ -557,7 +563,7 @@ def test_observations_latest_reading_units_comparators_statuses() -> None:
     assert labs["egfr"].observed_at == datetime(2024, 3, 2, tzinfo=UTC)
     assert len(data.readings) == 2
     assert any(n.startswith("Observation/o4:") and "comparator" in n for n in data.notes)
-    assert any(n.startswith("Observation/o5:") and "another unit" in n for n in data.notes)
+    assert any(n.startswith("Observation/o5:") and "not a unit of potassium" in n for n in data.notes)
     err = error_of(observation("o7", "33914-3", egfr(40), effectiveDateTime="2024-13-01"))
     assert err.path == "Observation.effectiveDateTime"
 
@@ -795,3 +801,41 @@ def test_fuzz_random_json(doc: Any) -> None:
             }
         ]
     )
+
+
+def test_observations_are_converted_to_the_catalog_units() -> None:
+    def quantity(value: float, code: str) -> dict[str, Any]:
+        return {"value": value, "unit": code, "system": UCUM, "code": code}
+
+    doc = bundle(
+        patient(),
+        observation("c", "2160-0", quantity(176.8, "umol/L"), effectiveDateTime="2024-07-01"),
+        observation("g", "2345-7", quantity(5.5, "mmol/L"), effectiveDateTime="2024-07-01"),
+        observation("p", "26515-7", quantity(45, "K/uL"), effectiveDateTime="2024-07-01"),
+        observation("m", "19123-9", quantity(0.5, "mmol/L"), effectiveDateTime="2024-07-01"),
+        observation("i", "34714-6", quantity(3.2, "{INR}"), effectiveDateTime="2024-07-01"),
+        observation("q", "8636-3", quantity(0.51, "s"), effectiveDateTime="2024-07-01"),
+    )
+    labs = {b.reading_type: b for b in parse_patient_data(doc).snapshot("p", "t", on=date(2024, 8, 1)).biometrics}
+    assert {k: (round(b.value, 2), b.unit) for k, b in labs.items()} == {
+        "creatinine": (2.0, "mg/dL"),
+        "glucose": (99.09, "mg/dL"),
+        "platelets": (45.0, "10*3/uL"),
+        "magnesium": (1.22, "mg/dL"),
+        "inr": (3.2, "{INR}"),
+        "qtc": (510.0, "ms"),
+    }
+    assert labs["qtc"].code == "8636-3" and labs["qtc"].observed_at == datetime(2024, 7, 1, tzinfo=UTC)
+
+
+def test_an_implausible_observation_is_refused_naming_its_element() -> None:
+    # A creatinine in umol/L sent as mg/dL: 88 mg/dL is no patient's; refused, never silently dropped.
+    doc = bundle(
+        patient(),
+        observation("c", "2160-0", {"value": 88, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}),
+    )
+    with pytest.raises(FhirError) as caught:
+        parse_patient_data(doc)
+    assert caught.value.path.endswith("valueQuantity.value")
+    assert "plausible range for creatinine" in caught.value.problem
+    assert "88" not in str(caught.value)

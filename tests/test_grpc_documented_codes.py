@@ -148,7 +148,9 @@ def test_a_timestamp_outside_what_a_timestamp_can_hold_is_invalid_argument(
     svc: Service, stub: Any, make_patient: Callable[..., str], seconds: int, nanos: int
 ) -> None:
     patient = make_patient(TENANT)
-    reading = pb.BiometricReading(reading_type="egfr", value=50, taken_at=Timestamp(seconds=seconds, nanos=nanos))
+    reading = pb.BiometricReading(
+        reading_type="egfr", value=50, unit="mL/min/{1.73_m2}", taken_at=Timestamp(seconds=seconds, nanos=nanos)
+    )
     details = fail(
         stub.PutBiometricReading,
         pb.PutBiometricReadingRequest(patient_id=patient, reading=reading),

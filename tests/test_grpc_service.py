@@ -288,7 +288,8 @@ def test_patient_record_writes_and_profile(svc: Service, stub: Any, make_patient
     assert list(allergy.reactions) == ["hives", "anaphylaxis"] and allergy.emergency_medication == "epinephrine"
     assert [(c.condition_id, c.name, c.code) for c in profile.conditions] == [(c1.id, "hypertension", "I10")]
     [bio] = profile.latest_biometrics
-    assert (bio.reading_id, bio.reading_type, bio.value, bio.unit) == (b1.id, "egfr", 48.5, "mL/min/1.73m2")
+    # Stored in the lab catalog's canonical unit (the UCUM code of what was written).
+    assert (bio.reading_id, bio.reading_type, bio.value, bio.unit) == (b1.id, "egfr", 48.5, "mL/min/{1.73_m2}")
     assert abs(bio.taken_at.ToDatetime(tzinfo=UTC) - taken) < timedelta(seconds=1)
 
     # The evaluation sees the new records; deactivating one of the pair ends the interaction alert.

@@ -11,7 +11,6 @@ triggers, in the same transaction; reading the profile writes its own.
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 import uuid
@@ -33,6 +32,7 @@ from engine.demographics import (
     check_gestation,
 )
 from engine.identity import CODE_SYSTEMS, SYSTEM_URIS, coding_from_text, parse_coding
+from engine.labs import LOINC_SYSTEMS, LabInputError, lab_catalog
 from store import patients, service_repo
 from store.admin import grant_consent, revoke_consent
 from store.clients import EVALUATE_STORED, RECORDS_WRITE
@@ -244,20 +244,39 @@ class ConditionEntry:
 
 @dataclass(frozen=True, slots=True)
 class ReadingEntry:
+    """A reading as a door received it: a reading type (or alias) or a LOINC coding, or both (which
+    must agree); the value in `unit` as written (UCUM, or a common laboratory spelling). Stored as the
+    lab catalog's canonical type, value and unit (engine.labs)."""
+
     reading_type: str = ""
     value: float = 0.0
     unit: str = ""
     taken_at: datetime | None = None  # aware; None: now
+    coding: CodingText | None = None  # LOINC
 
     def checked(self, where: str = "reading") -> patients.BiometricInput:
-        rtype = self.reading_type.strip().lower()
-        if not _READING_TYPE.match(rtype):
+        rtype = self.reading_type.strip()
+        if rtype and not _READING_TYPE.match(rtype.lower()):
             raise invalid(f"{where}.reading_type", "must be a lower-case name such as egfr or potassium")
-        if not math.isfinite(self.value):
-            raise invalid(f"{where}.value", "must be a finite number")
+        loinc = None
+        coding = self.coding
+        if coding is not None and (coding.system.strip() or coding.code.strip() or coding.display.strip()):
+            system = check_text(f"{where}.coding.system", coding.system, required=True)
+            loinc = check_text(f"{where}.coding.code", coding.code, required=True, limit=MAX_CODE)
+            check_text(f"{where}.coding.display", coding.display, limit=MAX_DISPLAY)
+            assert system is not None
+            if system.strip().rstrip("/").lower() not in LOINC_SYSTEMS:
+                raise invalid(f"{where}.coding.system", "must be LOINC (http://loinc.org)")
+        if not rtype and loinc is None:
+            raise invalid(f"{where}.reading_type", "a reading type or a LOINC coding is required")
+        unit = check_text(f"{where}.unit", self.unit)
         if self.taken_at is not None and self.taken_at > datetime.now(UTC) + timedelta(minutes=5):
             raise invalid(f"{where}.taken_at", "is in the future")
-        return patients.BiometricInput(rtype, self.value, check_text(f"{where}.unit", self.unit), self.taken_at)
+        try:
+            lab = lab_catalog().reading(self.value, unit, reading_type=rtype or None, loinc=loinc)
+        except LabInputError as exc:
+            raise invalid(f"{where}.{exc.field}", exc.message) from None
+        return patients.BiometricInput(lab.reading_type, lab.value, lab.unit, self.taken_at)
 
 
 SEXES = ("female", "male", "other", "unknown")

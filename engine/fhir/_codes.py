@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.labs import lab_catalog
+
 __all__ = ["LOINC", "READINGS", "UCUM", "ReadingCode"]
 
 LOINC = "http://loinc.org"
@@ -89,38 +91,19 @@ REACTION_SEVERITY_TO_ENGINE = {"mild": "MILD", "moderate": "MODERATE", "severe":
 @dataclass(frozen=True, slots=True)
 class ReadingCode:
     reading_type: str  # the fact model's labs.<type> (rules/README.md)
-    units: frozenset[str]  # UCUM codes the rules' thresholds are written in
+    units: frozenset[str]  # the canonical UCUM unit and the others the catalog lists as converted
     source: str
 
 
-_SYNTHEA = "Synthea R4 rows, smart-on-fhir/generated-sample-data@25ac808 R4/SYNTHEA (Apache-2.0)"
-_SYNTHEA_DW = _SYNTHEA + ", e.g. Douglas_Walsh_aa28eaec"
-
-# LOINC code -> reading type. Only codes seen in a source row; units as those rows give them.
-# eGFR 33914-3 is "Glomerular filtration rate/1.73 sq M.predicted": already per 1.73 m2 whatever
-# the unit string, so Synthea's "mL/min" is accepted beside "mL/min/{1.73_m2}".
+# LOINC code -> reading type: the lab catalog's rows (rules/knowledge/labs.yaml, each with its source);
+# no second table here. Values are converted to the catalog's canonical unit by engine.labs.
 READINGS: dict[str, ReadingCode] = {
-    "33914-3": ReadingCode("egfr", frozenset({"mL/min/{1.73_m2}", "mL/min"}), _SYNTHEA_DW),
-    "38483-4": ReadingCode("creatinine", frozenset({"mg/dL"}), _SYNTHEA_DW),
-    "2160-0": ReadingCode("creatinine", frozenset({"mg/dL"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2160-0"),
-    "6298-4": ReadingCode("potassium", frozenset({"mmol/L"}), _SYNTHEA_DW),
-    "2823-3": ReadingCode("potassium", frozenset({"mmol/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2823-3"),
-    "2947-0": ReadingCode("sodium", frozenset({"mmol/L"}), _SYNTHEA_DW),
-    "2951-2": ReadingCode("sodium", frozenset({"mmol/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2951-2"),
-    "2339-0": ReadingCode("glucose", frozenset({"mg/dL"}), _SYNTHEA_DW),
-    "2345-7": ReadingCode("glucose", frozenset({"mg/dL"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-2345-7"),
-    "4548-4": ReadingCode("hba1c", frozenset({"%"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-4548-4"),
-    "29463-7": ReadingCode("weight_kg", frozenset({"kg"}), _SYNTHEA_DW),
-    "8480-6": ReadingCode("systolic_bp", frozenset({"mm[Hg]"}), _SYNTHEA_DW + " (component of 55284-4)"),
-    "8462-4": ReadingCode("diastolic_bp", frozenset({"mm[Hg]"}), _SYNTHEA_DW + " (component of 55284-4)"),
-    "777-3": ReadingCode("platelets", frozenset({"10*3/uL"}), _SYNTHEA_DW + "; hl7ch/ch-epreg UC1-Platelets"),
-    "1742-6": ReadingCode("alt", frozenset({"U/L"}), _SYNTHEA + "; HL7/Vulcan-schedule-ig LOINC-1742-6"),
-    "8302-2": ReadingCode("height_cm", frozenset({"cm"}), _SYNTHEA_DW + " (Body Height)"),
-    "8867-4": ReadingCode(
-        "heart_rate",
-        frozenset({"/min"}),
-        "HL7/fhir-health-care-surveys-reporting-ig input/fsh/instances/observation-heartrate-example.fsh (CC0)",
-    ),
+    code: ReadingCode(
+        row.reading_type,
+        frozenset((lab_catalog().types[row.reading_type].unit, *lab_catalog().types[row.reading_type].also)),
+        row.source,
+    )
+    for code, row in lab_catalog().by_loinc.items()
 }
 
 # Pregnancy status (an Observation whose value is a coded answer).

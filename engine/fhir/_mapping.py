@@ -13,6 +13,7 @@ import engine.fhir._codes as C
 from engine.fhir._dosage import dosage_text
 from engine.fhir._read import FhirError, FhirIssue, Node, code_value
 from engine.identity import CODE_SYSTEMS, Coding, parse_coding
+from engine.labs import LabInputError, lab_catalog
 from engine.model import (
     AllergyFact,
     BiometricFact,
@@ -530,13 +531,25 @@ def _reading(holder: Node, ref: str, when: datetime | None, notes: list[str], lo
     if system is not None and system != C.UCUM:
         notes.append(f"{ref}: loinc {mapped} unit is not UCUM; not used")
         return None
-    if unit is None or unit not in spec.units:
+    catalog = lab_catalog()
+    lab = catalog.types[spec.reading_type]
+    if unit is None and not lab.unitless:
+        notes.append(f"{ref}: loinc {mapped} has no unit code; not used (the lab catalog's unit is {lab.unit})")
+        return None
+    try:
+        converted = catalog.convert(lab, value, unit)
+    except LabInputError as exc:
+        if exc.field == "value":
+            # A value no patient has: a unit slip or a typing error, refused rather than dropped, so the
+            # sender learns of it (400 / INVALID_ARGUMENT naming the element). Never the value itself.
+            raise quantity.error("value", exc.message) from None
         notes.append(
-            f"{ref}: loinc {mapped} {'has no unit code' if unit is None else 'has another unit'} than the rules"
-            f" use for {spec.reading_type} ({', '.join(sorted(spec.units))}); not used"
+            f"{ref}: loinc {mapped} unit is not a unit of {lab.name} (UCUM, e.g. {lab.unit}); not used"
         )
         return None
-    return BiometricFact(id=ref, reading_type=spec.reading_type, value=value, unit=unit, code=mapped, observed_at=when)
+    return BiometricFact(
+        id=ref, reading_type=lab.name, value=converted, unit=lab.unit, code=mapped, observed_at=when
+    )
 
 
 # (pregnant, when observed, gestational age in days on that day, estimated delivery date)

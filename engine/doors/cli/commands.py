@@ -527,7 +527,7 @@ def _check_sources(args: argparse.Namespace) -> tuple[Any, Any]:
 def _check(args: argparse.Namespace) -> int:
     import json
 
-    from engine.adhoc import CaseError, case_from_json, flags_case, medication_classes, result_json
+    from engine.adhoc import CaseError, case_from_json, flags_case, medication_classes, parse_lab_text, result_json
     from engine.evaluate import evaluate
 
     if args.fhir and (args.med or args.allergy or args.condition or args.lab or args.cases):
@@ -544,14 +544,8 @@ def _check(args: argparse.Namespace) -> int:
     knowledge, ruleset = _check_sources(args)
     if args.cases:
         return _check_cases(args, knowledge, ruleset)
-    labs = {}
-    for text in args.lab:
-        name, _, value = text.partition("=")
-        try:
-            labs[name.strip().lower()] = float(value)
-        except ValueError:
-            raise CommandError(f"--lab {text!r}: expected TYPE=NUMBER, e.g. egfr=25") from None
     try:
+        labs = [parse_lab_text(text) for text in args.lab]
         case = flags_case(
             meds=args.med,
             proposed=args.propose,
@@ -1070,7 +1064,14 @@ def register(sub: Sub, rules: Sub) -> None:
         "--condition", action="append", default=[], help="a condition: a name, icd10:CODE or snomed:CODE (repeatable)"
     )
     p.add_argument("--food", action="append", default=[], help="a proposed food or recipe ingredient")
-    p.add_argument("--lab", action="append", default=[], help="a latest reading, TYPE=VALUE (egfr=25)")
+    p.add_argument(
+        "--lab",
+        action="append",
+        default=[],
+        help="a latest reading: TYPE=VALUE[UNIT][@DATE] or loinc:CODE=VALUE UNIT[@DATE] "
+        "(potassium=5.8mmol/L, 'loinc:2823-3=5.8 mmol/L@2026-11-30', egfr=25 in the catalog's unit; "
+        "no @DATE: taken now)",
+    )
     p.add_argument("--age", type=int, help="the patient's age in years")
     p.add_argument("--sex", choices=["female", "male", "other"], help="the patient's sex")
     p.add_argument(

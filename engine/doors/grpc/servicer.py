@@ -521,7 +521,9 @@ class ClinicalSafetyServicer(pb_grpc.ClinicalSafetyServicer):  # type: ignore[mi
         def entry() -> ReadingEntry:
             # Inside the call: a timestamp out of range is the caller's mistake, answered like any other.
             taken = _timestamp("reading.taken_at", r.taken_at) if r.HasField("taken_at") else None
-            return ReadingEntry(reading_type=r.reading_type, value=r.value, unit=r.unit, taken_at=taken)
+            return ReadingEntry(
+                reading_type=r.reading_type, value=r.value, unit=r.unit, taken_at=taken, coding=_coding_text(r)
+            )
 
         return self._written(
             self._run(context, lambda p, m: self.services.records.put_reading(p, m, request.patient_id, entry))

@@ -544,18 +544,20 @@ class Condition(_message.Message):
     def __init__(self, condition_id: _Optional[str] = ..., name: _Optional[str] = ..., code: _Optional[str] = ..., is_critical: _Optional[bool] = ..., external_id: _Optional[str] = ...) -> None: ...
 
 class BiometricReading(_message.Message):
-    __slots__ = ("reading_id", "reading_type", "value", "unit", "taken_at")
+    __slots__ = ("reading_id", "reading_type", "value", "unit", "taken_at", "coding")
     READING_ID_FIELD_NUMBER: _ClassVar[int]
     READING_TYPE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     TAKEN_AT_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     reading_id: str
     reading_type: str
     value: float
     unit: str
     taken_at: _timestamp_pb2.Timestamp
-    def __init__(self, reading_id: _Optional[str] = ..., reading_type: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., taken_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    coding: Coding
+    def __init__(self, reading_id: _Optional[str] = ..., reading_type: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., taken_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., coding: _Optional[_Union[Coding, _Mapping]] = ...) -> None: ...
 
 class PutMedicationRequest(_message.Message):
     __slots__ = ("patient_id", "medication")
