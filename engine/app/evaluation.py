@@ -24,6 +24,7 @@ from engine.app.calls import Calls, audit_failure
 from engine.app.engine_cache import EngineCache
 from engine.app.failures import Code, Failure
 from engine.evaluate import evaluate
+from engine.knowledge import Knowledge
 from engine.model import (
     Alert,
     AlertKind,
@@ -34,9 +35,10 @@ from engine.model import (
     PatientSnapshot,
     Severity,
 )
+from engine.rules import RuleSet
 from store import patients, service_repo
 from store.keys import KeyStore
-from store.session import Database, Principal, RequestMeta
+from store.session import Database, Principal, RequestMeta, Tx
 from store.signing import Signer
 
 __all__ = [
@@ -280,7 +282,8 @@ class Evaluations:
             asked.check()
             if asked.recipe_id:
                 check_id("recipe_id", asked.recipe_id)
-            with self.db.scoped(principal, meta) as conn:
+            engine = self._engine(principal, meta)
+            with self.db.lean_scoped(principal, meta) as conn:
                 record = patients.read_patient(conn, self.keys, patient_id, expected_role=principal.role)
                 needed = record.withheld & _EVALUATION_NEEDS
                 if needed:
@@ -302,6 +305,7 @@ class Evaluations:
                 via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
                 answer, evaluation_id = self._evaluate(
                     conn,
+                    engine,
                     principal,
                     meta,
                     record.to_snapshot(),
@@ -367,9 +371,11 @@ class Evaluations:
                         f"the supplied data has {len(items)} active {category}, over the limit of"
                         f" {self.max_active_items} (PRANEYA_MAX_ACTIVE_ITEMS)",
                     )
-            with self.db.scoped(principal, meta, verify=True) as conn:
+            engine = self._engine(principal, meta)
+            with self.db.lean_scoped(principal, meta, verify=True) as conn:
                 answer, evaluation_id = self._evaluate(
                     conn,
+                    engine,
                     principal,
                     meta,
                     supplied.snapshot,
@@ -404,6 +410,14 @@ class Evaluations:
 
     # -- shared ----------------------------------------------------------------------------------------
 
+    def _engine(self, principal: Principal, meta: RequestMeta) -> tuple[RuleSet, Knowledge]:
+        """The tenant's rules and knowledge. When its fingerprints are due for a check (once per
+        `refresh_seconds`), the check runs in a transaction of its own, in the caller's scope and only
+        after the caller is verified there (a caller the database does not know never makes its
+        tenant's engine check or rebuild), and before the evaluation's transaction opens, so that a
+        rebuild of seconds never keeps that transaction idle."""
+        return self.engines.get_via(principal.tenant_id, lambda: self.db.scoped(principal, meta, verify=True))
+
     def _require_bounded(self, record: patients.PatientRecord) -> None:
         # A record written before the bound (or behind the service's back) is refused, not evaluated
         # for seconds: the write path keeps new records within it.
@@ -422,7 +436,8 @@ class Evaluations:
 
     def _evaluate(
         self,
-        conn: Any,
+        conn: Tx,
+        engine: tuple[RuleSet, Knowledge],
         principal: Principal,
         meta: RequestMeta,
         snapshot: PatientSnapshot,
@@ -435,7 +450,7 @@ class Evaluations:
     ) -> tuple[R, str]:
         evaluation_id = str(uuid.uuid4())
         started = time.perf_counter()
-        ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
+        ruleset, knowledge = engine
         result = evaluate(snapshot, EvaluationRequest(proposal.medications, proposal.foods), ruleset, knowledge)
         evaluated_at = datetime.now(UTC)
         shown, omitted = _capped(result.alerts, self.max_alerts)
