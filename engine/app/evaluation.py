@@ -23,6 +23,7 @@ from engine.app import metrics
 from engine.app.calls import Calls, audit_failure
 from engine.app.engine_cache import EngineCache
 from engine.app.failures import Code, Failure
+from engine.app.signed_result import SCHEME, result_digest
 from engine.evaluate import evaluate
 from engine.knowledge import Knowledge
 from engine.model import (
@@ -51,8 +52,8 @@ __all__ = [
     "ResultSignature",
     "SuppliedPatient",
     "alert_id",
-    "canonical_bytes",
     "json_time",
+    "signed_digest",
 ]
 
 R = TypeVar("R")
@@ -95,7 +96,8 @@ class SuppliedPatient:
 class ResultSignature:
     algorithm: str
     key_id: str
-    canonical: bytes  # the exact bytes signed
+    scheme: str  # the serialisation whose SHA-256 is signed (engine/app/signed_result.py)
+    digest: bytes  # the bytes signed
     signature: bytes
 
 
@@ -141,7 +143,7 @@ def _unresolved_reason(reason: str) -> str:
     return reason.upper() if reason.upper() in _UNRESOLVED_REASONS else "UNRESOLVED_REASON_UNSPECIFIED"
 
 
-def canonical_bytes(
+def signed_digest(
     *,
     evaluation_id: str,
     patient_id: str,
@@ -150,58 +152,50 @@ def canonical_bytes(
     complete: bool,
     evaluated_at: datetime,
 ) -> bytes:
-    """The exact bytes the service signs: the answer's clinical content as sorted, compact JSON, with
-    the enum names of the gRPC API (README: "Verifying a result")."""
-    doc = {
-        "evaluation_id": evaluation_id,
-        "patient_id": patient_id,
-        "complete": complete,
-        "completeness": "COMPLETE" if complete else "INCOMPLETE",
-        "ruleset_version": result.ruleset_version,
-        "knowledge_version": result.knowledge_version,
-        "evaluated_at": json_time(evaluated_at),
-        "vocabulary_version": result.vocabulary_version,
-        "alerts": [
-            {
-                "alert_id": aid,
-                "kind": a.kind.value,
-                "severity": a.severity.name,
-                "summary": a.summary,
-                "detail": a.detail,
-                "recommendation": a.recommendation,
-                "evidence": _EVIDENCE_NAME.get(a.evidence, a.evidence.name),
-                "involved_item_ids": list(a.involved_ids),
-                "rule_id": a.rule_id,
-                "rule_version": a.rule_version,
-                "interruptive": a.interruptive,
-                "references": list(a.references),
-            }
+    """The digest the service signs: SHA-256 of the deterministic serialisation of the answer's
+    clinical content, with the enum names of the gRPC API (engine/app/signed_result.py; README:
+    "Verifying a result")."""
+    return result_digest(
+        evaluation_id=evaluation_id,
+        patient_id=patient_id,
+        complete=complete,
+        completeness="COMPLETE" if complete else "INCOMPLETE",
+        ruleset_version=result.ruleset_version,
+        knowledge_version=result.knowledge_version,
+        evaluated_at=json_time(evaluated_at),
+        vocabulary_version=result.vocabulary_version,
+        alerts=[
+            (
+                aid,
+                a.kind.value,
+                a.severity.name,
+                a.summary,
+                a.detail,
+                a.recommendation,
+                _EVIDENCE_NAME.get(a.evidence, a.evidence.name),
+                a.involved_ids,
+                a.rule_id,
+                a.rule_version,
+                a.interruptive,
+                a.references,
+            )
             for aid, a in alerts
         ],
-        "incomplete_rules": [
-            {
-                "rule_id": r.rule_id,
-                "rule_version": r.rule_version,
-                "reason": r.reason,
-                "insufficient_data": r.insufficient_data,
-            }
-            for r in result.rule_errors
-        ],
+        incomplete_rules=[(r.rule_id, r.rule_version, r.reason, r.insufficient_data) for r in result.rule_errors],
         # What was not screened is clinical content too: a verifier must see the answer was partial.
-        "unresolved_items": [
-            {
-                "item_id": u.item_id,
-                "kind": _UNRESOLVED_KINDS.get(u.kind, "UNRESOLVED_KIND_UNSPECIFIED"),
-                "reason": _unresolved_reason(u.reason),
-                "text": u.text,
-                "parts": list(u.parts),
-                "suggestions": list(u.suggestions),
-                "notes": list(u.notes),
-            }
+        unresolved_items=[
+            (
+                u.item_id,
+                _UNRESOLVED_KINDS.get(u.kind, "UNRESOLVED_KIND_UNSPECIFIED"),
+                _unresolved_reason(u.reason),
+                u.text,
+                u.parts,
+                u.suggestions,
+                u.notes,
+            )
             for u in result.unresolved
         ],
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    )
 
 
 def _capped(alerts: Sequence[Alert], cap: int) -> tuple[Sequence[Alert], Sequence[Alert]]:
@@ -458,7 +452,7 @@ class Evaluations:
         if omitted:
             alerts += (_omitted_alert(omitted, self.max_alerts),)
         complete = result.complete and not omitted
-        canonical = canonical_bytes(
+        digest = signed_digest(
             evaluation_id=evaluation_id,
             patient_id=patient_id,
             result=result,
@@ -477,8 +471,9 @@ class Evaluations:
             signature=ResultSignature(
                 algorithm=self.signer.algorithm,
                 key_id=self.signer.key_id,
-                canonical=canonical,
-                signature=self.signer.sign(canonical),
+                scheme=SCHEME,
+                digest=digest,
+                signature=self.signer.sign(digest),
             ),
         )
         # The door's answer, before the audit row: an answer it cannot send (too large) raises here,
