@@ -11,9 +11,10 @@ SQL (the store's own `text()` statements, compiled once for psycopg) runs on a p
   runs (`SET_CONTEXT`, transaction-local, so a pooled connection never carries one call's identity
   into the next);
 - no pre-ping: a connection the server closed while it sat in the pool fails its first statement,
-  and only then — before anything of the transaction ran — the transaction is retried once on
-  another connection. A failure after the first statement is never retried (it may follow a write);
-  it rolls back and reaches the caller as today. The pool discards a broken connection when it
+  and only then — before anything of the transaction ran — the pool's idle connections are tested
+  (dead ones replaced) and the transaction is retried once on another connection. A failure after
+  the first statement is never retried (it may follow a write): it rolls back and reaches the
+  caller as today. The pool discards a broken connection when it
   comes back, and replaces connections after 30 minutes (`pool_recycle` of the layer's pool).
 
 `LeanConnection` answers the small part of SQLAlchemy's `Connection.execute` that the store's
@@ -112,10 +113,11 @@ class LeanResult:
 class LeanConnection:
     """One transaction on a pooled psycopg connection, as the store's functions use a connection."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("first", "raw")
 
-    def __init__(self, raw: PgConnection[tuple[Any, ...]]) -> None:
+    def __init__(self, raw: PgConnection[tuple[Any, ...]], first: LeanResult) -> None:
         self.raw = raw
+        self.first = first  # what the transaction's first statement returned
 
     def execute(self, statement: TextClause, parameters: Mapping[str, Any] | None = None, /) -> LeanResult:
         return LeanResult(self.raw.execute(psycopg_sql(statement), parameters or {}))
@@ -174,16 +176,20 @@ class LeanPool:
         sql = psycopg_sql(first)
         conn = pool.getconn()
         try:
-            conn.execute(sql, parameters)
+            first_rows = LeanResult(conn.execute(sql, parameters))
         except psycopg.OperationalError:
             retry = conn.broken
             _roll_back(conn)
             pool.putconn(conn)  # a broken connection is discarded, not kept
             if not retry:
                 raise
+            # The server went away once (a restart, a failover): the other idle connections are
+            # likely dead too. Test them now (as the layer's pool invalidates itself on a
+            # disconnect), so that the retry and the calls after it get live ones.
+            pool.check()
             conn = pool.getconn()
             try:
-                conn.execute(sql, parameters)
+                first_rows = LeanResult(conn.execute(sql, parameters))
             except BaseException:
                 _roll_back(conn)
                 pool.putconn(conn)
@@ -193,13 +199,19 @@ class LeanPool:
             pool.putconn(conn)
             raise
         try:
-            yield LeanConnection(conn)
+            yield LeanConnection(conn, first_rows)
             conn.commit()
         except BaseException:
             _roll_back(conn)
             raise
         finally:
             pool.putconn(conn)
+
+    def run_one(self, statement: TextClause, parameters: Mapping[str, Any]) -> LeanResult:
+        """One statement in a transaction of its own, committed before this returns. Retried like any
+        first statement: only when the connection was found gone, so nothing was committed."""
+        with self.transaction(statement, parameters) as conn:
+            return conn.first
 
     def close(self) -> None:
         with self._lock:
