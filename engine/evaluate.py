@@ -77,7 +77,9 @@ def _food_keys(item: FoodItem) -> list[EntityKey]:
     return [("food", item.food.name)] + [("food_group", g) for g in item.food.groups]
 
 
-def _pair_alert(pair: InteractionPair, kind: AlertKind, ids: Sequence[str], a: str, b: str) -> Alert:
+def _pair_alert(
+    pair: InteractionPair, kind: AlertKind, ids: Sequence[str], a: str, b: str, drug: Mapping[str, str]
+) -> Alert:
     headline = f"{a} with {b}"
     if pair.description:
         headline += f": {_first_sentence(pair.description)}"
@@ -95,7 +97,8 @@ def _pair_alert(pair: InteractionPair, kind: AlertKind, ids: Sequence[str], a: s
         involved_ids=tuple(sorted(set(ids))),
         rule_id=f"kb:{pair.id}",
         rule_version=0,
-        finding_key=finding_key(kind, ids),
+        # Keyed by ingredient at once (what `_keyed_by_ingredient` would make of it).
+        finding_key=finding_key(kind, (drug.get(i, i) for i in ids)),
         references=(pair.source,) if pair.source else (),
     )
 
@@ -121,6 +124,10 @@ def _different_ingredients_meet(
     meet the NSAID + NSAID class pair.
     """
     end_a, end_b = pair.keys
+    if end_a[0] == "ingredient" and end_b[0] == "ingredient":
+        # Two ingredients, one on each medication (that is how the pair was found): they meet
+        # unless they are one ingredient twice.
+        return end_a[1] != end_b[1]
     for first, second in ((end_a, end_b), (end_b, end_a)):
         left, right = _holders(ma, first, knowledge), _holders(mb, second, knowledge)
         if any(x != y for x in left for y in right):
@@ -138,6 +145,7 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
     """Drug-drug pairs among all medications (current and proposed) and drug-food pairs against the
     proposed foods, at ingredient and class level."""
     kb = knowledge.interactions
+    drug = _ingredient_names(facts)
     alerts: list[Alert] = []
     # In id order, so that the wording ("A with B") does not depend on the order of the record.
     keys = [(m, _drug_keys(m)) for m in sorted(facts.medications, key=lambda m: m.fact.id)]
@@ -147,7 +155,7 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
         ma, mb = keys[i][0], keys[j][0]
         if not _different_ingredients_meet(pair, ma, mb, knowledge):
             continue
-        alerts.append(_pair_alert(pair, _pair_kind(pair), (ma.fact.id, mb.fact.id), _label(ma), _label(mb)))
+        alerts.append(_pair_alert(pair, _pair_kind(pair), (ma.fact.id, mb.fact.id), _label(ma), _label(mb), drug))
     for food in facts.foods:
         food_keys = _food_keys(food)
         for med, mk in keys:
@@ -159,6 +167,7 @@ def interaction_alerts(facts: Facts, knowledge: Knowledge) -> list[Alert]:
                         (med.fact.id, food.id),
                         _label(med),
                         food.food.name,
+                        drug,
                     )
                 )
     return alerts
@@ -380,13 +389,20 @@ def _keyed_by_ingredient(alerts: Iterable[Alert], facts: Facts) -> list[Alert]:
     The current and the proposed warfarin are one drug: "warfarin with ibuprofen" is one finding
     whichever warfarin order the knowledge base or a rule paired with the ibuprofen.
     """
-    drug = {m.fact.id: "drug:" + "/".join(m.drug.ingredients) for m in facts.medications if m.drug.ingredients}
+    drug = _ingredient_names(facts)
     keyed = []
     for alert in alerts:
         if alert.involved_ids and alert.kind is not AlertKind.OTHER:
-            alert = replace(alert, finding_key=finding_key(alert.kind, (drug.get(i, i) for i in alert.involved_ids)))
+            key = finding_key(alert.kind, (drug.get(i, i) for i in alert.involved_ids))
+            if key != alert.finding_key:
+                alert = replace(alert, finding_key=key)
         keyed.append(alert)
     return keyed
+
+
+def _ingredient_names(facts: Facts) -> dict[str, str]:
+    """A medication's record id → its ingredients, as finding keys name a drug."""
+    return {m.fact.id: "drug:" + "/".join(m.drug.ingredients) for m in facts.medications if m.drug.ingredients}
 
 
 def _rank_key(alert: Alert) -> tuple[int, int, str, str, str, str, tuple[str, ...], int]:

@@ -1202,6 +1202,10 @@ class InteractionKnowledge:
 
     pairs: tuple[InteractionPair, ...]
     _by_entity: Mapping[EntityKey, tuple[InteractionPair, ...]] = field(repr=False)
+    # Beside each entity's pairs, in the same order, the other endpoint of each (one shared key
+    # object per entity, so this costs a pointer per endpoint): the walk in `pairs_among` looks
+    # the other end up without rebuilding it from the pair.
+    _others: Mapping[EntityKey, tuple[EntityKey, ...]] = field(repr=False, default_factory=dict)
 
     @classmethod
     def from_pairs(
@@ -1210,6 +1214,8 @@ class InteractionKnowledge:
         by_id = {o.pair_id: o for o in overrides}
         kept: list[InteractionPair] = []
         by_entity: dict[EntityKey, list[InteractionPair]] = defaultdict(list)
+        others: dict[EntityKey, list[EntityKey]] = defaultdict(list)
+        canonical: dict[EntityKey, EntityKey] = {}
         for pair in pairs:
             if pair.unresolved:
                 continue
@@ -1221,12 +1227,16 @@ class InteractionKnowledge:
                     pair = replace(pair, severity=override.severity)
             kept.append(pair)
             a, b = pair.keys
+            a, b = canonical.setdefault(a, a), canonical.setdefault(b, b)
             by_entity[a].append(pair)
+            others[a].append(b)
             if b != a:
                 by_entity[b].append(pair)
+                others[b].append(a)
         return cls(
             pairs=tuple(kept),
             _by_entity={k: tuple(v) for k, v in by_entity.items()},
+            _others={k: tuple(v) for k, v in others.items()},
         )
 
     def __len__(self) -> int:
@@ -1256,14 +1266,19 @@ class InteractionKnowledge:
             for key in keys:
                 holders[key].append(idx)
         found: dict[tuple[int, int, str], InteractionPair] = {}
+        by_entity, others = self._by_entity, self._others
         for idx, keys in enumerate(distinct):
             for key in keys:
-                for pair in self._by_entity.get(key, ()):
-                    a, b = pair.keys
-                    other = b if a == key else a
-                    for j in holders.get(other, ()):
+                entity_pairs = by_entity.get(key)
+                if not entity_pairs:
+                    continue
+                for pair, other in zip(entity_pairs, others[key], strict=True):
+                    js = holders.get(other)
+                    if js is None:
+                        continue
+                    for j in js:
                         if j != idx:
-                            found.setdefault((min(idx, j), max(idx, j), pair.id), pair)
+                            found.setdefault((idx, j, pair.id) if idx < j else (j, idx, pair.id), pair)
         return [(i, j, found[(i, j, pid)]) for i, j, pid in sorted(found)]
 
     def involving(self, kind: str, name: str) -> tuple[InteractionPair, ...]:

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 
 __all__ = [
     "ALGORITHMS",
+    "CLAIM_TOKEN",
     "EVALUATE_STORED",
     "EVALUATE_SUPPLIED",
     "RECORDS_WRITE",
@@ -175,15 +176,15 @@ def load_active_clients(conn: Connection) -> list[ClientRecord]:
     ]
 
 
+CLAIM_TOKEN = text("SELECT public.claim_client_token(:c, :j, :e)")
+
+
 def claim_token(conn: Connection, client_id: str, jti: str, expires_at: datetime) -> str:
     """'accepted' the first time a token id is presented, 'replayed' afterwards, 'inactive' when the
     client is not an active client (whatever a cache says). Commit the caller's transaction at once:
-    the claim must hold for every other worker before this call goes on."""
-    return str(
-        conn.execute(
-            text("SELECT public.claim_client_token(:c, :j, :e)"), {"c": client_id, "j": jti, "e": expires_at}
-        ).scalar_one()
-    )
+    the claim must hold for every other worker before this call goes on. (The service claims on its
+    psycopg pool with the same statement, `CLAIM_TOKEN`: engine/app/clients.py.)"""
+    return str(conn.execute(CLAIM_TOKEN, {"c": client_id, "j": jti, "e": expires_at}).scalar_one())
 
 
 # --- operators (admin connection) -------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, text
 
 from store.crypto import KeyProvider, KeyProviderError, TenantKeyring, wrap_context
 from store.phi import ENCRYPTED_COLUMNS
+from store.session import Tx
 
 __all__ = ["KeyStore", "ReencryptProgress", "create_data_key", "reencrypt_tenant", "rotate_master_key"]
 
@@ -83,7 +84,7 @@ class KeyStore:
         self._cache: dict[str, tuple[float, TenantKeyring]] = {}
         self._lock = threading.Lock()
 
-    def keyring(self, conn: Connection, tenant_id: str, *, refresh: bool = False) -> TenantKeyring:
+    def keyring(self, conn: Tx, tenant_id: str, *, refresh: bool = False) -> TenantKeyring:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(tenant_id)

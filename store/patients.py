@@ -34,7 +34,7 @@ from engine.model import (
 )
 from store.crypto import TenantKeyring
 from store.keys import KeyStore
-from store.session import PrincipalMismatch
+from store.session import PrincipalMismatch, Tx
 
 __all__ = [
     "SNAPSHOT_STATEMENT",
@@ -492,7 +492,7 @@ def _load(conn: Connection, keys: KeyStore, patient_id: str) -> tuple[PatientRec
     return _decrypt_snapshot(conn, keys, row)
 
 
-def _fetch(conn: Connection, patient_id: str, expected_role: str | None = None) -> Any:
+def _fetch(conn: Tx, patient_id: str, expected_role: str | None = None) -> Any:
     row = conn.execute(_SNAPSHOT, {"patient": patient_id, "caller_role": expected_role}).mappings().one()
     # In this order: whether the patient exists is nobody's business until the caller is known.
     if expected_role is not None and row["caller_role"] != expected_role:
@@ -502,7 +502,7 @@ def _fetch(conn: Connection, patient_id: str, expected_role: str | None = None) 
     return row
 
 
-def _decrypt_snapshot(conn: Connection, keys: KeyStore, raw: Any) -> tuple[PatientRecord, str | None, dict[str, bytes]]:
+def _decrypt_snapshot(conn: Tx, keys: KeyStore, raw: Any) -> tuple[PatientRecord, str | None, dict[str, bytes]]:
     row = dict(raw)
     for group in ("medications", "allergies", "conditions", "biometrics"):
         row[group] = json.loads(row[group])
@@ -588,7 +588,7 @@ def _needs_newer_key(ring: TenantKeyring, row: Any) -> bool:
 
 
 def read_patient(
-    conn: Connection, keys: KeyStore, patient_id: str, *, expected_role: str | None = None
+    conn: Tx, keys: KeyStore, patient_id: str, *, expected_role: str | None = None
 ) -> PatientRecord:
     """The decrypted snapshot; raises PatientNotFound, IntegrityError, DecryptionError or PrincipalMismatch.
 

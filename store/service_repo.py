@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from store.keys import KeyStore
 from store.patients import PatientNotFound
+from store.session import Tx
 
 __all__ = [
     "AUDIT_INSERT",
@@ -62,7 +63,7 @@ AUDIT_INSERT = text("""
 
 
 def write_audit(
-    conn: Connection,
+    conn: Tx,
     *,
     audit_id: str,
     tenant_id: str,
@@ -101,7 +102,7 @@ def write_audit(
     )
 
 
-def recipe_ingredients(conn: Connection, recipe_id: str) -> list[str]:
+def recipe_ingredients(conn: Tx, recipe_id: str) -> list[str]:
     rows = (
         conn.execute(
             text(

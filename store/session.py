@@ -8,13 +8,16 @@ identity into the next. Store code may flush, never commit: the transaction belo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.sql.elements import TextClause
 
 from store.config import app_database_url
+from store.lean import LeanConnection, LeanPool
 
 __all__ = [
     "CLIENT_ROLE",
@@ -24,6 +27,7 @@ __all__ = [
     "Principal",
     "PrincipalMismatch",
     "RequestMeta",
+    "Tx",
     "verify_caller",
 ]
 
@@ -65,6 +69,30 @@ class RequestMeta:
     statement_timeout_ms: int | None = None
 
 
+class _MappingRows(Protocol):
+    def one(self) -> Mapping[Any, Any]: ...
+
+
+class _ScalarRows(Protocol):
+    def all(self) -> Sequence[Any]: ...
+
+
+class _Rows(Protocol):
+    def mappings(self) -> _MappingRows: ...
+    def all(self) -> Sequence[Any]: ...
+    def first(self) -> Any: ...
+    def scalars(self) -> _ScalarRows: ...
+    def scalar_one(self) -> Any: ...
+    def scalar_one_or_none(self) -> Any: ...
+
+
+class Tx(Protocol):
+    """A connection inside one scoped transaction, as the read-path and audit functions of the store
+    use it: SQLAlchemy's `Connection` (`Database.scoped`) or psycopg's (`Database.lean_scoped`)."""
+
+    def execute(self, statement: TextClause, parameters: Mapping[str, Any] | None = None, /) -> _Rows: ...
+
+
 class PrincipalMismatch(PermissionError):
     """The token's user is not an active user of its tenant with the role it claims."""
 
@@ -74,7 +102,7 @@ class PrincipalMismatch(PermissionError):
 _CALLER = text("SELECT public.current_caller_role()")
 
 
-def verify_caller(conn: Connection, principal: Principal) -> None:
+def verify_caller(conn: Tx, principal: Principal) -> None:
     """A well-signed token is not enough: its user must be an active user of its tenant, in its role
     (or its client an active client of its tenant)."""
     if conn.execute(_CALLER).scalar_one_or_none() != principal.role:
@@ -129,6 +157,13 @@ class Database:
             pool_recycle=1800,
             connect_args=connect_args,
         )
+        # The evaluation path's own pool (store/lean.py): the same URL, role and options, on psycopg.
+        self.lean = LeanPool(
+            self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            connect_args,
+            size=pool_size,
+            timeout=pool_timeout,
+        )
 
     @contextmanager
     def scoped(
@@ -143,6 +178,18 @@ class Database:
         """
         with self.engine.begin() as conn:
             conn.execute(_SET_CONTEXT, self.context_parameters(principal, meta))
+            if verify:
+                verify_caller(conn, principal)
+            yield conn
+
+    @contextmanager
+    def lean_scoped(
+        self, principal: Principal, meta: RequestMeta | None = None, *, verify: bool = False
+    ) -> Iterator[LeanConnection]:
+        """`scoped` on the evaluation path's psycopg pool (store/lean.py): the same role, the same RLS
+        context set first by the same statement, the same commit-or-roll-back; no pre-ping (a dead
+        connection is replaced before the first statement, and nothing after it is retried)."""
+        with self.lean.transaction(_SET_CONTEXT, self.context_parameters(principal, meta)) as conn:
             if verify:
                 verify_caller(conn, principal)
             yield conn
@@ -166,4 +213,5 @@ class Database:
         }
 
     def dispose(self) -> None:
+        self.lean.close()
         self.engine.dispose()

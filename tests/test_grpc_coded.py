@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import text
 
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.verify import signed_content, verify_response
 from engine.identity import Coding
 from store import patients
 from store.config import PROJECT_ROOT
 from store.keys import KeyStore
-from store.signing import verify_signature
 from tests.fix_grpc import Service
 from tests.test_grpc_service import ADVISOR, SPOUSE, TENANT, admin_exec, audit_row, audit_rows_for, evaluate, fail
 
@@ -104,11 +104,11 @@ def unresolved_of(resp: Any, item_id: str) -> list[Any]:
     return [u for u in resp.unresolved_items if u.item_id == item_id]
 
 
-def signed(stub: Any, svc: Service, resp: Any) -> dict[str, Any]:
+def signed(stub: Any, svc: Service, resp: Any, patient_id: str = SPOUSE) -> dict[str, Any]:
+    """The signed content of `resp`, after verifying it as a client does."""
     key = stub.GetSigningKey(pb.GetSigningKeyRequest(), metadata=svc.md(ADVISOR), timeout=15)
-    assert verify_signature(key.public_key, resp.signature.canonical, resp.signature.signature)
-    doc: dict[str, Any] = json.loads(resp.signature.canonical)
-    return doc
+    assert verify_response(resp, key.public_key, patient_id)
+    return signed_content(resp, patient_id)
 
 
 # -- EvaluateSafety ----------------------------------------------------------------------------------

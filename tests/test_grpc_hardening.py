@@ -19,8 +19,8 @@ from google.protobuf.json_format import MessageToJson
 
 from engine.doors.cli import main as praneya
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.verify import signed_content, verify_response
 from store.config import PROJECT_ROOT
-from store.signing import verify_signature
 from tests.fix_grpc import Service
 from tests.test_grpc_service import ADVISOR, PARENT, SPOUSE, evaluate, fail, put_meds
 
@@ -72,18 +72,24 @@ def test_completeness_is_explicit_in_json_and_signed(
     # A patient with nothing recorded: every rule that applies has what it needs.
     tenant = make_tenant()
     clinician = make_patient(tenant, role="CLINICAL_ADVISOR")
-    complete = evaluate(stub, svc, make_patient(tenant), clinician)
+    complete_patient = make_patient(tenant)
+    complete = evaluate(stub, svc, complete_patient, clinician)
     assert complete.complete is True and complete.completeness == pb.COMPLETE
     assert json.loads(MessageToJson(complete))["completeness"] == "COMPLETE"
 
     key = stub.GetSigningKey(pb.GetSigningKeyRequest(), metadata=svc.md(ADVISOR), timeout=15)
     assert (incomplete.signature.key_id, complete.signature.key_id) == (key.key_id, key.key_id)
-    for resp, name in ((incomplete, "INCOMPLETE"), (complete, "COMPLETE")):
-        sig = resp.signature
-        assert verify_signature(key.public_key, sig.canonical, sig.signature)
-        assert json.loads(sig.canonical)["completeness"] == name
-    forged = incomplete.signature.canonical.replace(b'"INCOMPLETE"', b'"COMPLETE"')
-    assert not verify_signature(key.public_key, forged, incomplete.signature.signature)
+    for resp, name, patient in ((incomplete, "INCOMPLETE", SPOUSE), (complete, "COMPLETE", None)):
+        asked = patient or complete_patient
+        assert verify_response(resp, key.public_key, asked)
+        assert signed_content(resp, asked)["completeness"] == name
+    # An incomplete answer relabelled complete (the enum, the bool, or both) no longer verifies.
+    for relabel in ({"completeness": pb.COMPLETE}, {"complete": True}, {"completeness": pb.COMPLETE, "complete": True}):
+        forged = pb.EvaluateSafetyResponse()
+        forged.CopyFrom(incomplete)
+        for name, value in relabel.items():
+            setattr(forged, name, value)
+        assert not verify_response(forged, key.public_key, SPOUSE), relabel
 
 
 # -- item 12: request ids and log lines -----------------------------------------------------------

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from engine.app.tokens import generate_dev_keypair
 from engine.doors.cli import main as praneya
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.verify import signed_content, verify_response
 from store.admin import add_family_member, create_family
 from store.keys import KeyStore
 from store.signing import verify_signature
@@ -168,10 +169,20 @@ def test_evaluate_safety_ranks_signs_and_reports_completeness(svc: Service, stub
     key = stub.GetSigningKey(pb.GetSigningKeyRequest(), metadata=svc.md(ADVISOR), timeout=15)
     assert key.public_key == svc.signing_public_key
     sig = resp.signature
-    assert sig.algorithm == "Ed25519" and sig.key_id == key.key_id
-    assert verify_signature(key.public_key, sig.canonical, sig.signature)
-    assert not verify_signature(key.public_key, sig.canonical.replace(b"HIGH", b"LOW_"), sig.signature)
-    doc = json.loads(sig.canonical)
+    assert sig.algorithm == "Ed25519" and sig.key_id == key.key_id and sig.scheme == "praneya-result-v2"
+    assert not sig.canonical, "no copy of the content travels with the answer"
+    assert verify_response(resp, key.public_key, PARENT)
+    # A client verifies what it reads: any signed field changed, or another patient, fails.
+    tampered = pb.EvaluateSafetyResponse()
+    tampered.CopyFrom(resp)
+    tampered.alerts[0].severity = pb.LOW
+    assert not verify_response(tampered, key.public_key, PARENT)
+    tampered.CopyFrom(resp)
+    del tampered.alerts[-1]
+    assert not verify_response(tampered, key.public_key, PARENT)
+    assert not verify_response(resp, key.public_key, SPOUSE)
+    assert verify_signature(key.public_key, sig.digest, sig.signature)
+    doc = signed_content(resp, PARENT)
     assert doc["evaluation_id"] == resp.evaluation_id and doc["patient_id"] == PARENT
     assert doc["complete"] == resp.complete
     assert doc["ruleset_version"] == resp.ruleset_version and doc["knowledge_version"] == resp.knowledge_version

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from engine.app.supplied import digest_of
 from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
+from engine.doors.grpc.verify import signed_content, verify_response
 from store.config import PROJECT_ROOT
-from store.signing import verify_signature
 from tests.fix_grpc import Service, answer
 from tests.test_grpc_coded import rxnorm_ingredient
 from tests.test_grpc_service import ADVISOR, SPOUSE, admin_exec, audit_row, evaluate, fail
@@ -80,8 +80,8 @@ def test_a_synthea_patient_is_evaluated_without_a_record_and_audited_by_digest(g
     assert any(WARFARIN_ORDER in a.involved_item_ids and a.severity >= pb.HIGH for a in hits)
     # Signed like any evaluation, for the caller's reference of the patient.
     key = stub.GetSigningKey(pb.GetSigningKeyRequest(), metadata=grpc_service.md(ADVISOR), timeout=10)
-    assert verify_signature(key.public_key, resp.signature.canonical, resp.signature.signature)
-    doc = json.loads(resp.signature.canonical)
+    assert verify_response(resp, key.public_key, f"Patient/{CLEO_ID}")
+    doc = signed_content(resp, f"Patient/{CLEO_ID}")
     assert doc["patient_id"] == f"Patient/{CLEO_ID}" and doc["evaluation_id"] == resp.evaluation_id
 
     # Nothing stored; the audit row holds a digest and counts, no patient id and none of the content.

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from engine.app.tokens import AuthError, TokenVerifier
 from store.clients import (
     ALGORITHMS,
+    CLAIM_TOKEN,
     EVALUATE_STORED,
     EVALUATE_SUPPLIED,
     RECORDS_WRITE,
@@ -51,7 +52,6 @@ from store.clients import (
     ClientError,
     ClientRecord,
     PublicJwk,
-    claim_token,
     load_active_clients,
     parse_jwks,
 )
@@ -334,8 +334,10 @@ class DatabaseReplayGuard:
 
     def claim(self, client_id: str, jti: str, expires_at: datetime) -> str:
         try:
-            with self.db.engine.begin() as conn:  # committed before the call goes on
-                return claim_token(conn, client_id, jti, expires_at)
+            # Committed before the call goes on; on the evaluation path's psycopg pool (store/lean.py:
+            # no pre-ping round trip, the statement prepared once per connection).
+            row = self.db.lean.run_one(CLAIM_TOKEN, {"c": client_id, "j": jti, "e": expires_at})
+            return str(row.scalar_one())
         except Exception as exc:  # noqa: BLE001 - no replay check, no entry
             log.warning("client token id could not be recorded", extra={"error_type": type(exc).__name__})
             raise ClientAuthUnavailable("the token could not be checked for replay; retry with backoff") from None

@@ -12,6 +12,8 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -57,6 +59,13 @@ class EngineCache:
         self.rebuilds = 0
 
     def get(self, conn: Connection, tenant_id: str) -> tuple[RuleSet, Knowledge]:
+        return self.get_via(tenant_id, lambda: nullcontext(conn))
+
+    def get_via(
+        self, tenant_id: str, connect: Callable[[], AbstractContextManager[Connection]]
+    ) -> tuple[RuleSet, Knowledge]:
+        """The tenant's engine; `connect()` opens a transaction in the caller's scope only when the
+        fingerprints are due for a check (every `refresh_seconds`), so most calls open none."""
         now = time.monotonic()
         entry = self._entries.get(tenant_id)
         if entry is not None and now - entry.checked_at < self.refresh_seconds:
@@ -70,7 +79,11 @@ class EngineCache:
             assert entry is not None
             return entry.ruleset, entry.knowledge
         try:
-            return self._refresh(conn, tenant_id)
+            entry = self._entries.get(tenant_id)  # loaded or checked while this call waited
+            if entry is not None and time.monotonic() - entry.checked_at < self.refresh_seconds:
+                return entry.ruleset, entry.knowledge
+            with connect() as conn:
+                return self._refresh(conn, tenant_id)
         finally:
             self._lock.release()
 

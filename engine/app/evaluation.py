@@ -23,7 +23,9 @@ from engine.app import metrics
 from engine.app.calls import Calls, audit_failure
 from engine.app.engine_cache import EngineCache
 from engine.app.failures import Code, Failure
+from engine.app.signed_result import SCHEME, result_digest
 from engine.evaluate import evaluate
+from engine.knowledge import Knowledge
 from engine.model import (
     Alert,
     AlertKind,
@@ -34,9 +36,10 @@ from engine.model import (
     PatientSnapshot,
     Severity,
 )
+from engine.rules import RuleSet
 from store import patients, service_repo
 from store.keys import KeyStore
-from store.session import Database, Principal, RequestMeta
+from store.session import Database, Principal, RequestMeta, Tx
 from store.signing import Signer
 
 __all__ = [
@@ -49,8 +52,8 @@ __all__ = [
     "ResultSignature",
     "SuppliedPatient",
     "alert_id",
-    "canonical_bytes",
     "json_time",
+    "signed_digest",
 ]
 
 R = TypeVar("R")
@@ -93,7 +96,8 @@ class SuppliedPatient:
 class ResultSignature:
     algorithm: str
     key_id: str
-    canonical: bytes  # the exact bytes signed
+    scheme: str  # the serialisation whose SHA-256 is signed (engine/app/signed_result.py)
+    digest: bytes  # the bytes signed
     signature: bytes
 
 
@@ -139,7 +143,7 @@ def _unresolved_reason(reason: str) -> str:
     return reason.upper() if reason.upper() in _UNRESOLVED_REASONS else "UNRESOLVED_REASON_UNSPECIFIED"
 
 
-def canonical_bytes(
+def signed_digest(
     *,
     evaluation_id: str,
     patient_id: str,
@@ -148,58 +152,50 @@ def canonical_bytes(
     complete: bool,
     evaluated_at: datetime,
 ) -> bytes:
-    """The exact bytes the service signs: the answer's clinical content as sorted, compact JSON, with
-    the enum names of the gRPC API (README: "Verifying a result")."""
-    doc = {
-        "evaluation_id": evaluation_id,
-        "patient_id": patient_id,
-        "complete": complete,
-        "completeness": "COMPLETE" if complete else "INCOMPLETE",
-        "ruleset_version": result.ruleset_version,
-        "knowledge_version": result.knowledge_version,
-        "evaluated_at": json_time(evaluated_at),
-        "vocabulary_version": result.vocabulary_version,
-        "alerts": [
-            {
-                "alert_id": aid,
-                "kind": a.kind.value,
-                "severity": a.severity.name,
-                "summary": a.summary,
-                "detail": a.detail,
-                "recommendation": a.recommendation,
-                "evidence": _EVIDENCE_NAME.get(a.evidence, a.evidence.name),
-                "involved_item_ids": list(a.involved_ids),
-                "rule_id": a.rule_id,
-                "rule_version": a.rule_version,
-                "interruptive": a.interruptive,
-                "references": list(a.references),
-            }
+    """The digest the service signs: SHA-256 of the deterministic serialisation of the answer's
+    clinical content, with the enum names of the gRPC API (engine/app/signed_result.py; README:
+    "Verifying a result")."""
+    return result_digest(
+        evaluation_id=evaluation_id,
+        patient_id=patient_id,
+        complete=complete,
+        completeness="COMPLETE" if complete else "INCOMPLETE",
+        ruleset_version=result.ruleset_version,
+        knowledge_version=result.knowledge_version,
+        evaluated_at=json_time(evaluated_at),
+        vocabulary_version=result.vocabulary_version,
+        alerts=[
+            (
+                aid,
+                a.kind.value,
+                a.severity.name,
+                a.summary,
+                a.detail,
+                a.recommendation,
+                _EVIDENCE_NAME.get(a.evidence, a.evidence.name),
+                a.involved_ids,
+                a.rule_id,
+                a.rule_version,
+                a.interruptive,
+                a.references,
+            )
             for aid, a in alerts
         ],
-        "incomplete_rules": [
-            {
-                "rule_id": r.rule_id,
-                "rule_version": r.rule_version,
-                "reason": r.reason,
-                "insufficient_data": r.insufficient_data,
-            }
-            for r in result.rule_errors
-        ],
+        incomplete_rules=[(r.rule_id, r.rule_version, r.reason, r.insufficient_data) for r in result.rule_errors],
         # What was not screened is clinical content too: a verifier must see the answer was partial.
-        "unresolved_items": [
-            {
-                "item_id": u.item_id,
-                "kind": _UNRESOLVED_KINDS.get(u.kind, "UNRESOLVED_KIND_UNSPECIFIED"),
-                "reason": _unresolved_reason(u.reason),
-                "text": u.text,
-                "parts": list(u.parts),
-                "suggestions": list(u.suggestions),
-                "notes": list(u.notes),
-            }
+        unresolved_items=[
+            (
+                u.item_id,
+                _UNRESOLVED_KINDS.get(u.kind, "UNRESOLVED_KIND_UNSPECIFIED"),
+                _unresolved_reason(u.reason),
+                u.text,
+                u.parts,
+                u.suggestions,
+                u.notes,
+            )
             for u in result.unresolved
         ],
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    )
 
 
 def _capped(alerts: Sequence[Alert], cap: int) -> tuple[Sequence[Alert], Sequence[Alert]]:
@@ -280,7 +276,8 @@ class Evaluations:
             asked.check()
             if asked.recipe_id:
                 check_id("recipe_id", asked.recipe_id)
-            with self.db.scoped(principal, meta) as conn:
+            engine = self._engine(principal, meta)
+            with self.db.lean_scoped(principal, meta) as conn:
                 record = patients.read_patient(conn, self.keys, patient_id, expected_role=principal.role)
                 needed = record.withheld & _EVALUATION_NEEDS
                 if needed:
@@ -302,6 +299,7 @@ class Evaluations:
                 via_grant = principal.role not in _PHI_ROLES_ANY_PATIENT and patient_id != principal.user_id
                 answer, evaluation_id = self._evaluate(
                     conn,
+                    engine,
                     principal,
                     meta,
                     record.to_snapshot(),
@@ -367,9 +365,11 @@ class Evaluations:
                         f"the supplied data has {len(items)} active {category}, over the limit of"
                         f" {self.max_active_items} (PRANEYA_MAX_ACTIVE_ITEMS)",
                     )
-            with self.db.scoped(principal, meta, verify=True) as conn:
+            engine = self._engine(principal, meta)
+            with self.db.lean_scoped(principal, meta, verify=True) as conn:
                 answer, evaluation_id = self._evaluate(
                     conn,
+                    engine,
                     principal,
                     meta,
                     supplied.snapshot,
@@ -404,6 +404,14 @@ class Evaluations:
 
     # -- shared ----------------------------------------------------------------------------------------
 
+    def _engine(self, principal: Principal, meta: RequestMeta) -> tuple[RuleSet, Knowledge]:
+        """The tenant's rules and knowledge. When its fingerprints are due for a check (once per
+        `refresh_seconds`), the check runs in a transaction of its own, in the caller's scope and only
+        after the caller is verified there (a caller the database does not know never makes its
+        tenant's engine check or rebuild), and before the evaluation's transaction opens, so that a
+        rebuild of seconds never keeps that transaction idle."""
+        return self.engines.get_via(principal.tenant_id, lambda: self.db.scoped(principal, meta, verify=True))
+
     def _require_bounded(self, record: patients.PatientRecord) -> None:
         # A record written before the bound (or behind the service's back) is refused, not evaluated
         # for seconds: the write path keeps new records within it.
@@ -422,7 +430,8 @@ class Evaluations:
 
     def _evaluate(
         self,
-        conn: Any,
+        conn: Tx,
+        engine: tuple[RuleSet, Knowledge],
         principal: Principal,
         meta: RequestMeta,
         snapshot: PatientSnapshot,
@@ -435,7 +444,7 @@ class Evaluations:
     ) -> tuple[R, str]:
         evaluation_id = str(uuid.uuid4())
         started = time.perf_counter()
-        ruleset, knowledge = self.engines.get(conn, principal.tenant_id)
+        ruleset, knowledge = engine
         result = evaluate(snapshot, EvaluationRequest(proposal.medications, proposal.foods), ruleset, knowledge)
         evaluated_at = datetime.now(UTC)
         shown, omitted = _capped(result.alerts, self.max_alerts)
@@ -443,7 +452,7 @@ class Evaluations:
         if omitted:
             alerts += (_omitted_alert(omitted, self.max_alerts),)
         complete = result.complete and not omitted
-        canonical = canonical_bytes(
+        digest = signed_digest(
             evaluation_id=evaluation_id,
             patient_id=patient_id,
             result=result,
@@ -462,8 +471,9 @@ class Evaluations:
             signature=ResultSignature(
                 algorithm=self.signer.algorithm,
                 key_id=self.signer.key_id,
-                canonical=canonical,
-                signature=self.signer.sign(canonical),
+                scheme=SCHEME,
+                digest=digest,
+                signature=self.signer.sign(digest),
             ),
         )
         # The door's answer, before the audit row: an answer it cannot send (too large) raises here,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import enum
 
+import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
 from sqlalchemy import exc as sa_exc
 
 from store import patients, service_repo
@@ -82,10 +84,14 @@ def classify(exc: BaseException) -> Failure:
         return Failure(Code.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, LookupError):
         return Failure(Code.NOT_FOUND, str(exc) or "not found")
-    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
+    if isinstance(exc, (sa_exc.TimeoutError, PoolTimeout)):  # pool exhausted
         return Failure(Code.UNAVAILABLE, "the service is at capacity; retry with backoff")
-    if isinstance(exc, sa_exc.DBAPIError):
-        orig = exc.orig
+    # The driver's error, through SQLAlchemy (wrapped) or from the evaluation path's psycopg pool
+    # (store/lean.py, bare): the same outcome either way.
+    orig: BaseException | None = (
+        exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc if isinstance(exc, psycopg.Error) else None
+    )
+    if orig is not None:
         if isinstance(orig, pg_errors.QueryCanceled):
             return Failure(Code.DEADLINE_EXCEEDED, "the database did not answer in time")
         if isinstance(orig, pg_errors.InsufficientPrivilege):
@@ -110,7 +116,7 @@ def classify(exc: BaseException) -> Failure:
                 f"rejected by constraint {getattr(diag, 'constraint_name', None) or 'of the database'}",
             )
         if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or isinstance(
-            orig, (pg_errors.OperationalError, pg_errors.AdminShutdown)
+            orig, (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.AdminShutdown)
         ):
             return Failure(Code.UNAVAILABLE, "the database is unavailable; retry with backoff")
     return Failure(Code.INTERNAL, "internal error")

@@ -59,7 +59,7 @@ from engine.ops.dev import ensure_dev_client, ensure_dev_keys, free_port
 from engine.ops.rxnorm_bench import print_rxnorm_section, run_rxnorm_bench
 from store.config import PROJECT_ROOT, app_database_url, sqlalchemy_url
 
-__all__ = ["run_bench"]
+__all__ = ["Scale", "prepare_database", "run_bench"]
 
 
 
@@ -345,18 +345,15 @@ def _ratios(phases: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | No
     return out
 
 
-def run_bench(
-    *, quick: bool = False, out_path: Path | None = None, log: Callable[[str], None] = print
-) -> dict[str, Any]:
+def prepare_database(scale: Scale, log: Callable[[str], None]) -> tuple[str, PatientMix, dict[str, Path], Any, Any]:
+    """A fresh copy of the seeded benchmark database (the template is built first when missing):
+    its URL, the patient mix, the development key files, the key provider and a key store. Also the
+    in-process benchmark's (engine/ops/bench_inproc.py)."""
     from store import provision
     from store.crypto import key_provider_from_env
     from store.keys import KeyStore
-    from store.knowledge_repo import load_vocabulary
-    from store.session import Database, Principal
+    from store.session import Database
 
-    scale = Scale.quick() if quick else Scale()
-    run_started = time.perf_counter()
-    load_at_start = os.getloadavg()
     server_url = os.environ.get("DATABASE_URL") or provision.up()
     paths = ensure_dev_keys(PROJECT_ROOT / ".local" / "bench")
     os.environ["PRANEYA_MASTER_KEY_FILE"] = str(paths["master.key"])
@@ -383,7 +380,20 @@ def run_bench(
     name = os.environ.get("PRANEYA_BENCH_DATABASE", "praneya_bench")
     key = fingerprint(scale.patients, scale.pairs, scale.rules, paths["master.key"])
     db_url, plan = bench_database(server_url, name, key, build, log)
-    mix = PatientMix.from_plan(plan)
+    return db_url, PatientMix.from_plan(plan), paths, provider, keys
+
+
+def run_bench(
+    *, quick: bool = False, out_path: Path | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    from store.knowledge_repo import load_vocabulary
+    from store.session import Database, Principal
+
+    scale = Scale.quick() if quick else Scale()
+    run_started = time.perf_counter()
+    load_at_start = os.getloadavg()
+    db_url, mix, paths, _provider, keys = prepare_database(scale, log)
+    name = os.environ.get("PRANEYA_BENCH_DATABASE", "praneya_bench")
     log(f"bench database {name}: a copy of the template ({len(mix.patients)} patients)")
     workers = int(os.environ.get("PRANEYA_WORKERS", "2"))
     env = {

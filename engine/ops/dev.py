@@ -317,7 +317,7 @@ def call_evaluate(
 
     from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2 as pb
     from engine.doors.grpc.gen.praneya.safety.v1 import safety_pb2_grpc as pb_grpc
-    from store.signing import verify_signature
+    from engine.doors.grpc.verify import signed_content, verify_response
 
     paths = ensure_dev_keys()
     creds = grpc.ssl_channel_credentials(root_certificates=paths["ca.pem"].read_bytes())
@@ -338,9 +338,9 @@ def call_evaluate(
         except grpc.RpcError as err:
             print(f"{err.code().name}: {err.details()}", file=sys.stderr)
             return 1
-    verified = verify_signature(key.public_key, resp.signature.canonical, resp.signature.signature)
+    verified = verify_response(resp, key.public_key, patient_id)
     if as_json:
-        doc: dict[str, Any] = json.loads(resp.signature.canonical)
+        doc: dict[str, Any] = signed_content(resp, patient_id)
         doc["signature_verified"] = verified
         print(json.dumps(doc, indent=2))
         return 0 if verified else 1

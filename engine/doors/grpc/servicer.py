@@ -263,8 +263,9 @@ def evaluation_pb(e: Evaluation) -> pb.EvaluateSafetyResponse:
         signature=pb.ResultSignature(
             algorithm=e.signature.algorithm,
             key_id=e.signature.key_id,
-            canonical=e.signature.canonical,
             signature=e.signature.signature,
+            digest=e.signature.digest,
+            scheme=e.signature.scheme,
         ),
     )
 

@@ -256,16 +256,20 @@ class RuleIssue(_message.Message):
     def __init__(self, rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., reason: _Optional[str] = ..., insufficient_data: _Optional[bool] = ...) -> None: ...
 
 class ResultSignature(_message.Message):
-    __slots__ = ("algorithm", "key_id", "canonical", "signature")
+    __slots__ = ("algorithm", "key_id", "canonical", "signature", "digest", "scheme")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     CANONICAL_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
     algorithm: str
     key_id: str
     canonical: bytes
     signature: bytes
-    def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., canonical: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    digest: bytes
+    scheme: str
+    def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., canonical: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., scheme: _Optional[str] = ...) -> None: ...
 
 class UnresolvedItem(_message.Message):
     __slots__ = ("item_id", "kind", "reason", "text", "parts", "suggestions", "notes")
