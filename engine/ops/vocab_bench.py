@@ -12,7 +12,8 @@ which the child checks). The parent prints the ratios against the 1.10 limit and
 
     python -m engine.ops.vocab_bench [--quick] [--json PATH]
 
-This is the engine alone, no database and no gRPC: what the vocabulary adds to a worker. The full
+Each child imports what a worker imports (gRPC server, HTTPS door, use cases, database layer) before
+loading, then loads from files, not the database: what the vocabulary adds to a worker. The full
 `make bench` measures the served path with the full vocabulary (memory per worker, the vocabulary
 built from the database).
 """
@@ -51,6 +52,12 @@ def _rss_mb() -> float:
 def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str, Any]:
     """Runs in the child: load `folder`, then evaluate `patients` patients `rounds` times each."""
     import random
+
+    # A worker's baseline first: what `praneya serve` holds before any knowledge (the gRPC server, the
+    # HTTPS door, the use cases, the database layer), so the ratio compares workers, not bare engines.
+    import engine.doors.cdshooks.server
+    import engine.doors.grpc.server
+    import engine.doors.serve  # noqa: F401
 
     rss_before = _rss_mb()
     t0 = time.perf_counter()
