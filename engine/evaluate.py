@@ -29,7 +29,7 @@ from engine.model import (
     UnresolvedItem,
 )
 from engine.renal import check_renal
-from engine.rules import SUMMARY_MAX, CompiledRule, RuleSet, tier_allows
+from engine.rules import SUMMARY_MAX, CompiledRule, Rule, RuleSet, tier_allows
 
 __all__ = [
     "AllergyMatch",
@@ -287,6 +287,18 @@ def _stale_labs(rule_max_age: Mapping[str, int], facts: Facts, now: datetime) ->
     return stale
 
 
+def _only_absent_readings(missing: Iterable[str], rule: Rule, facts: Facts, stale: Mapping[str, str]) -> bool:
+    """Every missing variable is a `labs.<type>` the rule's max_age_days names and the patient has no
+    reading of at all (a stale or undated one does not count as absent: it stays insufficient)."""
+    labs = facts.data.get("labs") or {}
+    names = list(missing)
+    for name in names:
+        lab = name.removeprefix("labs.")
+        if lab == name or lab not in rule.max_age_days or lab in stale or lab in labs:
+            return False
+    return bool(names)
+
+
 def run_rules(facts: Facts, ruleset: RuleSet, *, now: datetime | None = None) -> list[RuleOutcome]:
     """Evaluate the rules relevant to these facts, each on its own; nothing merged yet.
 
@@ -321,6 +333,9 @@ def run_rules(facts: Facts, ruleset: RuleSet, *, now: datetime | None = None) ->
         if status == "FIRED":
             outcomes.append(RuleOutcome(compiled, "FIRED", alert=_rule_alert(compiled, facts)))
         elif status == "NOT_FIRED":
+            outcomes.append(RuleOutcome(compiled, "NOT_FIRED"))
+        elif rule.missing_reading == "quiet" and _only_absent_readings(outcome.missing, rule, facts, stale):
+            # A monitoring rule and no reading at all of what it watches: nothing known to be abnormal.
             outcomes.append(RuleOutcome(compiled, "NOT_FIRED"))
         else:
             missing = ", ".join(

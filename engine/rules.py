@@ -93,6 +93,7 @@ _TOP_KEYS = frozenset(
         "min_tier",
         "status",
         "max_age_days",
+        "missing_reading",
         "cases",
     }
 )
@@ -215,6 +216,9 @@ class Rule:
     cases: tuple[Mapping[str, Any], ...] = ()
     # labs.<type> -> how many days old its reading may be; an older one is insufficient data
     max_age_days: Mapping[str, int] = field(default_factory=dict)
+    # A monitoring rule (fires on a recent abnormal value) says "quiet": a patient with no reading at all
+    # of a max_age_days type is not reported for it; a reading too old, or undated, stays insufficient.
+    missing_reading: Literal["insufficient", "quiet"] = "insufficient"
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -366,6 +370,13 @@ class Rule:
             else:
                 max_age[str(lab)] = days
 
+        missing_reading = doc.get("missing_reading", "insufficient")
+        if missing_reading not in ("insufficient", "quiet"):
+            problems.append(RuleProblem(("missing_reading",), "expected insufficient or quiet"))
+            missing_reading = "insufficient"
+        elif missing_reading == "quiet" and not max_age:
+            problems.append(RuleProblem(("missing_reading",), "quiet needs max_age_days: the readings it is about"))
+
         cases = doc.get("cases", [])
         if not isinstance(cases, list) or not all(isinstance(c, Mapping) for c in cases):
             problems.append(RuleProblem(("cases",), "expected a list of cases"))
@@ -392,6 +403,7 @@ class Rule:
             status=status,  # type: ignore[arg-type]
             cases=tuple(cases),
             max_age_days=max_age,
+            missing_reading=missing_reading,
             document=doc,
         )
 

@@ -169,6 +169,42 @@ def test_an_undated_reading_is_insufficient_data(knowledge: Knowledge) -> None:
     assert outcome.status == "INSUFFICIENT_DATA" and "no time" in outcome.error.reason
 
 
+def _quiet_outcome(knowledge: Knowledge, readings: tuple[BiometricFact, ...], now: datetime) -> Any:
+    snapshot = PatientSnapshot("p", "t", medications=(MedicationFact("m1", "lisinopril 10 mg"),), biometrics=readings)
+    facts = build_facts(snapshot, EvaluationRequest(), knowledge)
+    rule = Rule.from_dict({**RULE, "missing_reading": "quiet"})
+    return run_rules(facts, RuleSet.build([rule], "t"), now=now)[0]
+
+
+def test_a_monitoring_rule_is_quiet_without_a_reading_but_never_with_an_old_one(knowledge: Knowledge) -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert _quiet_outcome(knowledge, (), now).status == "NOT_FIRED"
+    old = (BiometricFact("b1", "potassium", 6.0, "mmol/L", observed_at=now - timedelta(days=30)),)
+    stale = _quiet_outcome(knowledge, old, now)
+    assert stale.status == "INSUFFICIENT_DATA" and "30 days old" in stale.error.reason
+    undated = _quiet_outcome(knowledge, (BiometricFact("b1", "potassium", 6.0, "mmol/L"),), now)
+    assert undated.status == "INSUFFICIENT_DATA"
+    recent = (BiometricFact("b1", "potassium", 6.0, "mmol/L", observed_at=now - timedelta(days=1)),)
+    assert _quiet_outcome(knowledge, recent, now).status == "FIRED"
+    # the default stays insufficient data when there is no reading at all
+    assert run_rules(
+        build_facts(PatientSnapshot("p", "t", medications=(MedicationFact("m1", "lisinopril 10 mg"),)),
+                    EvaluationRequest(), knowledge),
+        RuleSet.build([Rule.from_dict(RULE)], "t"), now=now,
+    )[0].status == "INSUFFICIENT_DATA"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [({"missing_reading": "sometimes"}, "insufficient or quiet"),
+     ({"missing_reading": "quiet", "max_age_days": {}}, "quiet needs max_age_days")],
+)  # fmt: skip
+def test_missing_reading_is_validated(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(RuleValidationError) as caught:
+        Rule.from_dict({**RULE, **doc})
+    assert message in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("max_age", "message"),
     [
