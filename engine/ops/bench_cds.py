@@ -38,7 +38,11 @@ def patient_bundle(record: Any, ingredient_codes: dict[str, str]) -> dict[str, l
 
     pid = record.patient_id
     subject = {"reference": f"Patient/{pid}"}
-    loinc = {c.reading_type: (code, sorted(c.units)[0]) for code, c in READINGS.items()}
+    from engine.labs import lab_catalog
+
+    # Each reading in its catalog's canonical unit (the value the mix holds is in it).
+    canonical = lab_catalog().types
+    loinc = {c.reading_type: (code, canonical[c.reading_type].unit) for code, c in READINGS.items()}
     patient: dict[str, Any] = {"resourceType": "Patient", "id": pid, "gender": record.profile.get("sex") or "unknown"}
     if record.date_of_birth:
         patient["birthDate"] = record.date_of_birth.isoformat()
