@@ -204,6 +204,17 @@ def test_a_reduce_band_without_a_maximum_states_its_adjustment_passively() -> No
     assert not _renal(_run("spironolactone", "25 mg", "daily", _r("egfr", 70, "mL/min/{1.73_m2}")))
 
 
+def test_the_added_bands_meropenem_by_three_bands_and_levocetirizine_in_esrd() -> None:
+    # CRCL_28: 28.3 mL/min -> meropenem's 26-50 band: 1 g q8h (3 g/day) is within the q12h maximum of 4 g
+    assert not _renal(_run("meropenem", "1 g", "q8h", *CRCL_28))
+    severe = (_r("creatinine", 3.0, "mg/dL"), _r("weight", 60, "kg"))  # 14.2 mL/min: the 10-25 band
+    (over,) = _renal(_run("meropenem", "1 g", "q8h", *severe))
+    assert over.rule_id == "kb:renal:meropenem-crcl-25" and over.severity is Severity.HIGH
+    esrd = (_r("creatinine", 6.0, "mg/dL"), _r("weight", 60, "kg"))  # 7.1 mL/min
+    (contra,) = _renal(_run("levocetirizine", "2.5 mg", "daily", *esrd))
+    assert contra.rule_id == "kb:renal:levocetirizine-crcl-10" and contra.severity is Severity.CRITICAL
+
+
 def test_gabapentins_dose_limits_use_the_computed_crcl() -> None:
     result = _run("gabapentin", "600 mg", "tid", *CRCL_28)
     assert any(a.rule_id == "kb:dose:gabapentin-crcl-30" for a in result.alerts)
