@@ -248,3 +248,57 @@ def test_0010_downgrade_keeps_reviews_and_ended_grants(fresh_db: Callable[[], st
         ).fetchone()
         assert closed == {"closed": True}
     migrate(url)
+
+
+_HELPERS = ("current_tenant_id", "current_user_id", "current_healthcare_role", "current_client_id",
+            "current_acting_for", "is_family_member", "can_access_family_data", "has_emergency_access",
+            "current_client_scopes", "current_caller_role", "audit_row_hash", "redact_phi")  # fmt: skip
+
+
+def _helpers(c: Conn) -> dict[str, tuple[Any, ...]]:
+    rows = c.execute(
+        "SELECT p.proname, l.lanname, p.prosecdef, p.provolatile, p.proparallel, p.proconfig,"
+        " pg_get_function_identity_arguments(p.oid) AS args, p.prorettype::regtype::text AS returns,"
+        " coalesce(p.proacl::text, '') AS acl"
+        " FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('public', 'audit') AND p.proname = ANY(%s)",
+        (list(_HELPERS),),
+    ).fetchall()
+    return {r["proname"]: tuple(v for k, v in r.items() if k != "proname") for r in rows}
+
+
+def _answers(c: Conn) -> list[Any]:
+    # The helpers' results in one caller's context: the same before and after the language changes.
+    c.execute("BEGIN")
+    c.execute("SELECT set_config('app.tenant_id', 't', true), set_config('app.user_id', 'u', true),"
+              " set_config('app.role', 'END_USER', true)")  # fmt: skip
+    row = c.execute(
+        "SELECT current_tenant_id() AS t, current_user_id() AS u, current_healthcare_role()::text AS r,"
+        " current_client_id() AS c, current_acting_for() AS a, is_family_member('f') AS fm,"
+        " can_access_family_data('other') AS fam, has_emergency_access('other') AS btg,"
+        " current_client_scopes() AS scopes, current_caller_role() AS caller,"
+        " audit.audit_row_hash('{\"a\": 1, \"row_hash\": \"x\"}'::jsonb) AS h,"
+        " audit.redact_phi('{\"encrypted_x\": \"pv1\", \"wrapped_key\": \"k\", \"y\": 2}'::jsonb) AS red"
+    ).fetchone()
+    c.execute("ROLLBACK")
+    return list(row.values()) if row else []
+
+
+def test_0016_rls_helpers_are_plpgsql_with_the_same_attributes_and_answers(fresh_db: Callable[[], str]) -> None:
+    # SQL functions with a SET clause are parsed and planned on every call; PL/pgSQL keeps its plans.
+    # The language is all that changes: security, volatility, search_path, privileges and results stay.
+    url = fresh_db()
+    migrate(url)
+    with _connect(url) as c:
+        head, head_answers = _helpers(c), _answers(c)
+    assert sorted(head) == sorted(_HELPERS)
+    assert {name: h[0] for name, h in head.items()} == {name: "plpgsql" for name in _HELPERS}
+    assert head_answers[:3] == ["t", "u", "END_USER"] and head_answers[6] is False
+    assert head_answers[11] == {"encrypted_x": "sha256:" + head_answers[11]["encrypted_x"][7:], "wrapped_key":
+                                "[redacted]", "y": 2} and len(head_answers[11]["encrypted_x"]) == 23  # fmt: skip
+    migrate(url, "0015_condition_snomed", down=True)
+    with _connect(url) as c:
+        before, before_answers = _helpers(c), _answers(c)
+    assert {name: h[0] for name, h in before.items()} == {name: "sql" for name in _HELPERS}
+    assert {n: h[1:] for n, h in before.items()} == {n: h[1:] for n, h in head.items()}
+    assert before_answers == head_answers
