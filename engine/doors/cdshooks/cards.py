@@ -195,9 +195,13 @@ def suggestion_uuid(alert_id: str, reference: str) -> str:
     return str(uuid.uuid5(_SUGGESTION_NAMESPACE, f"{alert_id}|delete|{reference}"))
 
 
+# Control characters (C0 and DEL) read as spaces.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
     """`text` on one line, at most `limit` characters: cut at the last word that fits, then "…"."""
-    text = " ".join("".join(c if ord(c) >= 32 and ord(c) != 127 else " " for c in text).split())
+    text = " ".join(_CONTROL.sub(" ", text).split())
     if len(text) <= limit:
         return text
     head = text[: limit - 1]
@@ -209,14 +213,19 @@ def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return head.rstrip(" ,;:-–—") + "…"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+# The backslash first, so that the escapes added after it are not escaped again. (A replace per
+# character present is several times faster than a regular expression's substitution here.)
+_MD_SPECIAL = "\\`*_{}[]<>()#+!|~&"
 _MD_LINE_START = re.compile(r"^(\s*)(\d*)([-=+.)])")
 
 
 def _md(text: str, limit: int | None = None) -> str:
     """Plain text as markdown that renders as that text: one line, every markdown character escaped."""
     one_line = shorten(text, limit) if limit is not None else shorten(text, 1_000_000)
-    escaped = _MD_SPECIAL.sub(r"\\\1", one_line)
+    escaped = one_line
+    for c in _MD_SPECIAL:
+        if c in escaped:
+            escaped = escaped.replace(c, "\\" + c)
     # A line that starts like a list item or a setext underline ("- x", "1. x", "= x"): escape the
     # punctuation (a backslash before a digit is not an escape in CommonMark).
     return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
