@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import TextClause
 __all__ = ["LeanConnection", "LeanPool", "LeanResult", "psycopg_sql"]
 
 _COMPILED: dict[str, str] = {}
+_NAMES: dict[str, list[str]] = {}  # the column names of each statement's result, by its SQL
 _COMPILED_LOCK = threading.Lock()
 _DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 
@@ -82,10 +83,21 @@ class LeanResult:
 
     __slots__ = ("_names", "_rows")
 
-    def __init__(self, cursor: psycopg.Cursor[tuple[Any, ...]]) -> None:
-        description = cursor.description
-        self._names = [d.name for d in description] if description else []
-        self._rows: list[tuple[Any, ...]] = cursor.fetchall() if description else []
+    def __init__(self, cursor: psycopg.Cursor[tuple[Any, ...]], sql: str) -> None:
+        result = cursor.pgresult
+        columns = result.nfields if result is not None else 0
+        if not columns:
+            self._names: list[str] = []
+            self._rows: list[tuple[Any, ...]] = []
+            return
+        # A statement's column names are fixed by its text: read once (the cursor's `description`
+        # builds a Column object per column on every call), checked against the count every time.
+        names = _NAMES.get(sql)
+        if names is None or len(names) != columns:
+            names = [d.name for d in cursor.description or ()]
+            _NAMES[sql] = names
+        self._names = names
+        self._rows = cursor.fetchall()
 
     def mappings(self) -> _Mappings:
         return _Mappings(self._names, self._rows)
@@ -120,7 +132,8 @@ class LeanConnection:
         self.first = first  # what the transaction's first statement returned
 
     def execute(self, statement: TextClause, parameters: Mapping[str, Any] | None = None, /) -> LeanResult:
-        return LeanResult(self.raw.execute(psycopg_sql(statement), parameters or {}))
+        sql = psycopg_sql(statement)
+        return LeanResult(self.raw.execute(sql, parameters or {}), sql)
 
 
 def _prepare_at_once(conn: PgConnection[Any]) -> None:
@@ -176,7 +189,7 @@ class LeanPool:
         sql = psycopg_sql(first)
         conn = pool.getconn()
         try:
-            first_rows = LeanResult(conn.execute(sql, parameters))
+            first_rows = LeanResult(conn.execute(sql, parameters), sql)
         except psycopg.OperationalError:
             retry = conn.broken
             _roll_back(conn)
@@ -189,7 +202,7 @@ class LeanPool:
             pool.check()
             conn = pool.getconn()
             try:
-                first_rows = LeanResult(conn.execute(sql, parameters))
+                first_rows = LeanResult(conn.execute(sql, parameters), sql)
             except BaseException:
                 _roll_back(conn)
                 pool.putconn(conn)
