@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The engine's hot modules compiled with mypyc (engine/ops/native.py); rebuilt when one of them changes.
+NATIVE := engine/_native.json
+NATIVE_SRC := $(patsubst %,engine/%.py,logic identity allergy facts evaluate) engine/ops/native.py
 LOCK := requirements.lock
 # The tool that writes the lock; it runs from a throwaway virtualenv, never from .venv.
 UV_VERSION ?= 0.13.8
@@ -36,8 +39,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip check
 	@touch $(STAMP)
 
+$(NATIVE): $(STAMP) $(NATIVE_SRC)
+	$(PY) -m engine.ops.native build
+
 .PHONY: install
-install: $(STAMP) ## create .venv and install the project (editable, with dev tools) from requirements.lock, hashes checked
+install: $(STAMP) $(NATIVE) ## create .venv and install the project (editable, with dev tools) from requirements.lock, hashes checked
+
+.PHONY: native
+native: $(STAMP) ## compile the engine's hot modules with mypyc (make install does; an edited module runs from source until then)
+	$(PY) -m engine.ops.native build
 
 # uv keeps the versions already in the lock (only what pyproject.toml added or dropped changes);
 # UPGRADE=1 moves every package to its newest release. Universal: one lock for Python 3.11+ on any
@@ -63,11 +73,11 @@ migrate: $(STAMP) ## apply the migrations to DATABASE_URL (or the provisioned da
 	@$(DB) $(VENV)/bin/praneya migrate
 
 .PHONY: run
-run: migrate ## set everything up (database, keys, knowledge, rules, demo) and serve on 127.0.0.1, PORT (default 50051)
+run: migrate $(NATIVE) ## set everything up (database, keys, knowledge, rules, demo) and serve on 127.0.0.1, PORT (default 50051)
 	@$(DB) $(VENV)/bin/praneya dev up
 
 .PHONY: test
-test: $(STAMP) ## run the test suite against a real PostgreSQL (T=tests/path for a subset)
+test: $(STAMP) $(NATIVE) ## run the test suite against a real PostgreSQL (T=tests/path for a subset)
 	@$(DB) $(PY) -m pytest -n 2 $(T) $(PYTEST_ARGS)
 
 .PHONY: lint
@@ -76,11 +86,11 @@ lint: $(STAMP) ## ruff and mypy (strict)
 	$(VENV)/bin/mypy engine store tests
 
 .PHONY: bench
-bench: $(STAMP) ## EvaluateSafety and CDS Hooks vs two floors: wall clock and CPU per call, 1,000 patients; writes bench-results.json (QUICK=1: shorter)
+bench: $(STAMP) $(NATIVE) ## EvaluateSafety and CDS Hooks vs two floors: wall clock and CPU per call, 1,000 patients; writes bench-results.json (QUICK=1: shorter)
 	@$(DB) $(PY) -m engine.ops.bench $(if $(QUICK),--quick,)
 
 .PHONY: soak
-soak: $(STAMP) ## 20,000 evaluations from 32 clients with a database restart, a killed worker, a slow database
+soak: $(STAMP) $(NATIVE) ## 20,000 evaluations from 32 clients with a database restart, a killed worker, a slow database
 	@$(PY) -m engine.ops.soak $(if $(QUICK),--quick,)
 
 .PHONY: check-drift
@@ -89,4 +99,4 @@ check-drift: $(STAMP) ## migrations and store/models.py agree (alembic check)
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the local database)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build/native engine/*.so $(NATIVE)

@@ -437,7 +437,13 @@ _Fn = Callable[[Any, _Budget], Any]
 
 
 def _operand_error(op: str, exc: BaseException) -> LogicEvaluationError:
-    return LogicEvaluationError(f"JsonLogic operator {op!r} failed on its operands ({type(exc).__name__})")
+    error = LogicEvaluationError(f"JsonLogic operator {op!r} failed on its operands ({type(exc).__name__})")
+    # What `raise ... from None` does, set here too: compiled by mypyc (engine/ops/native.py), the
+    # `from None` is not applied, and the operands' own error (its message can quote a patient's
+    # value) must not be chained to this one in a traceback or a log.
+    error.__cause__ = None
+    error.__suppress_context__ = True
+    return error
 
 
 class _Sized:

@@ -175,13 +175,14 @@ def test_a_rule_that_raises_is_reported_not_swallowed() -> None:
 
 
 def test_exception_inside_evaluation_becomes_rule_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.evaluate as ev
-
     def explode(*_: Any) -> Any:
         raise ZeroDivisionError("patient value 42 leaked")
 
-    monkeypatch.setattr(ev, "evaluate_condition", explode)
-    result = _run(_snapshot("ibuprofen"), ruleset=RuleSet.build([_rule("r", True)], "v"))
+    # The rule's compiled condition raises (patched on the object: the engine may be compiled, and a
+    # compiled module calls its own functions directly, not through the module's attributes).
+    ruleset = RuleSet.build([_rule("r", True)], "v")
+    monkeypatch.setattr(ruleset.rules[0].logic, "_kleene", explode)
+    result = _run(_snapshot("ibuprofen"), ruleset=ruleset)
     assert not result.complete
     assert result.rule_errors[0].reason == "error: ZeroDivisionError"  # the class, never the message
     assert result.alerts == () or all(a.rule_id != "r" for a in result.alerts)
