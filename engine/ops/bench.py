@@ -38,6 +38,7 @@ from typing import Any
 import grpc
 from sqlalchemy import Engine, create_engine, text
 
+from engine import native_status
 from engine.app.tokens import mint_token
 from engine.ops.bench_cds import CdsBench, patient_bundle
 from engine.ops.bench_data import (
@@ -531,6 +532,8 @@ def run_bench(
             "version": vocabulary.version,
         },
         "engine_alone": engine_alone,
+        # Which engine modules ran compiled (mypyc, engine/ops/native.py) in this checkout.
+        "engine_native": native_status(),
         "curves": curves,
         "cds_hooks": cds,
         "snapshot_cache_off": cold,
@@ -794,6 +797,10 @@ def _print_table(r: dict[str, Any], log: Callable[[str], None]) -> None:
         _print_cds(r["cds_hooks"], log)
     if r.get("rxnorm_import") and not r["rxnorm_import"].get("error"):
         print_rxnorm_section(r["rxnorm_import"], log)
+    native = r.get("engine_native") or {}
+    compiled = sorted(n for n, state in native.items() if state == "compiled")
+    log(f"\nengine modules compiled with mypyc: {', '.join(compiled) or 'none'}"
+        + "".join(f"; {n}: {state}" for n, state in sorted(native.items()) if state != "compiled"))
     log("")
     for name, t in r["targets"].items():
         log(f"target {name:48} {t['value']!s:>8} (target {t['target']}) {'met' if t['met'] else 'MISSED'}")
