@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from engine.concept_store import ConceptRows
 from engine.dose_limits import shipped_dose_knowledge
 from engine.hepatic import shipped_hepatic_knowledge
 from engine.knowledge import (
@@ -34,7 +35,7 @@ from engine.knowledge import (
     NdcIndex,
     PairOverride,
     Vocabulary,
-    parse_concept_lines,
+    read_concept_lines,
 )
 from engine.model import EvidenceLevel, Severity
 from engine.renal import shipped_renal_knowledge
@@ -482,10 +483,11 @@ def load_vocabulary(conn: Connection) -> Vocabulary:
     )
 
 
-def _load_rxnorm_concepts(conn: Connection) -> list[DrugConcept]:
-    """The RxNorm concepts as the shipped table's lines (one COPY, parsed row by row as it arrives by
-    the engine's own parser), several times faster than a row object each, and never the whole table
-    as one text. Only backslashes are escaped in COPY's text format, and the query leaves no NULLs."""
+def _load_rxnorm_concepts(conn: Connection) -> ConceptRows:
+    """The RxNorm concepts as the shipped table's lines (one COPY, read row by row as it arrives by
+    the engine's own reader straight into the vocabulary's columns), several times faster than a row
+    object each, and never the whole table as one text nor a DrugConcept per row. Only backslashes
+    are escaped in COPY's text format, and the query leaves no NULLs."""
     raw = conn.connection.driver_connection
     assert raw is not None
     query = (
@@ -506,7 +508,7 @@ def _load_rxnorm_concepts(conn: Connection) -> list[DrugConcept]:
         if rest:
             yield rest.decode("utf-8")
 
-    return list(parse_concept_lines(lines(), where="clinical.drug_concepts"))
+    return read_concept_lines(lines(), where="clinical.drug_concepts")
 
 
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
@@ -514,33 +516,52 @@ _NDC_ROW = struct.Struct(">hiqiq")  # 2 fields: (length 8, bigint) twice
 
 
 def _load_ndc_index(conn: Connection) -> NdcIndex:
-    """Over 200,000 NDCs as one binary COPY of (ndc, rxcui) bigints in NDC order, read straight into
-    the index's arrays: no string or tuple per NDC is kept, so loading leaves no heap of small
+    """Over 200,000 NDCs as one binary COPY of (ndc, rxcui) bigints in NDC order, unpacked about
+    64 kB at a time as the messages arrive (PostgreSQL sends a message per row) straight into the
+    index's arrays: no string, tuple or message per NDC is kept, so loading leaves no heap of small
     objects behind in the worker."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    chunks: list[bytes] = []
-    with raw.cursor().copy(
-        "COPY (SELECT code::bigint, product::bigint FROM clinical.drug_concepts"
-        " WHERE system = 'ndc' AND product IS NOT NULL ORDER BY 1) TO STDOUT (FORMAT binary)"
-    ) as copy:
-        for data in copy:
-            chunks.append(bytes(data))
-    body = b"".join(chunks)
-    if not body.startswith(_PGCOPY_HEADER) or body[-2:] != b"\xff\xff":
-        raise RuntimeError("unexpected COPY BINARY framing reading NDCs")
-    extension = struct.unpack_from(">i", body, 15)[0]
-    rows = memoryview(body)[19 + extension : -2]
-    if len(rows) % _NDC_ROW.size:
-        raise RuntimeError("unexpected COPY BINARY row layout reading NDCs")
 
-    def pairs() -> Iterator[tuple[int, int]]:
-        for fields, len_a, ndc, len_b, product in _NDC_ROW.iter_unpack(rows):
-            if (fields, len_a, len_b) != (2, 8, 8):
-                raise RuntimeError("unexpected COPY BINARY row reading NDCs")
-            yield ndc, product
+    def blocks() -> Iterator[tuple[list[int], list[int]]]:
+        pending = bytearray()
+        header = False
+        with raw.cursor().copy(
+            "COPY (SELECT code::bigint, product::bigint FROM clinical.drug_concepts"
+            " WHERE system = 'ndc' AND product IS NOT NULL ORDER BY 1) TO STDOUT (FORMAT binary)"
+        ) as copy:
+            for data in copy:
+                pending += data
+                if not header:
+                    if len(pending) < 19:
+                        continue
+                    if not pending.startswith(_PGCOPY_HEADER):
+                        raise RuntimeError("unexpected COPY BINARY framing reading NDCs")
+                    extension = struct.unpack_from(">i", pending, 15)[0]
+                    if len(pending) < 19 + extension:
+                        continue
+                    del pending[: 19 + extension]
+                    header = True
+                if len(pending) >= 1 << 16:
+                    whole = len(pending) - len(pending) % _NDC_ROW.size
+                    yield _ndc_rows(bytes(pending[:whole]))
+                    del pending[:whole]
+        if not header or pending[-2:] != b"\xff\xff" or (len(pending) - 2) % _NDC_ROW.size:
+            raise RuntimeError("unexpected COPY BINARY framing reading NDCs")
+        yield _ndc_rows(bytes(pending[:-2]))
 
-    return NdcIndex.from_sorted(pairs())
+    return NdcIndex.from_blocks(blocks())
+
+
+def _ndc_rows(data: bytes) -> tuple[list[int], list[int]]:
+    """The (NDCs, products) of whole COPY BINARY rows, each checked to be two 8-byte fields."""
+    rows = list(_NDC_ROW.iter_unpack(data))
+    if not rows:
+        return [], []
+    fields, len_a, ndcs, len_b, products = zip(*rows, strict=True)
+    if set(fields) != {2} or set(len_a) != {8} or set(len_b) != {8}:
+        raise RuntimeError("unexpected COPY BINARY row reading NDCs")
+    return list(ndcs), list(products)
 
 
 def load_knowledge(
