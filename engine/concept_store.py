@@ -15,7 +15,7 @@ import operator
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -39,11 +39,12 @@ def _ids(values: array[int], table_size: int) -> array[int]:
 
 class NdcIndex:
     """NDC (11 digits) -> the RXCUI of the product it packages, for a few hundred thousand NDCs in
-    under 2 MB: the NDCs sorted and split by their high bits (an 11-digit NDC is below 2**37) into
-    buckets of 32-bit low parts searched by bisection, beside 32-bit product RXCUIs. A DrugConcept
-    per NDC would cost a worker over 150 MB, two 64-bit arrays 3.4 MB."""
+    about 1.3 MB: the NDCs sorted and split by their high bits (an 11-digit NDC is below 2**37) into
+    buckets of 32-bit low parts searched by bisection, beside each NDC's product as a 16-bit number
+    in a table of the distinct product RXCUIs (tens of thousands of products have NDCs). A
+    DrugConcept per NDC would cost a worker over 150 MB, two 64-bit arrays 3.4 MB."""
 
-    __slots__ = ("_low", "_products", "_starts")
+    __slots__ = ("_low", "_product_ids", "_products", "_starts")
 
     # An NDC has 11 digits; the bucket table covers up to 12 (2**40 > 10**12), never more.
     _MAX_KEY = 1 << 40
@@ -71,7 +72,8 @@ class NdcIndex:
         # _starts[b] is the first row whose NDC is at least b * 2**32; the last entry is the count.
         starts: array[int] = array("I")
         low: array[int] = array("I")
-        products: array[int] = array("I")
+        ids: array[int] = array("H")
+        products: dict[int, int] = {}  # product RXCUI -> its number, in order of first sight
         previous = -1
         for ndcs, block_products in blocks:
             if len(ndcs) != len(block_products):
@@ -89,11 +91,12 @@ class NdcIndex:
             halves: array[int] = array("I")
             halves.frombytes(array("q", ndcs).tobytes())
             low.extend(halves[_LOW_HALF::2])
-            if products.typecode == "I" and not (min(block_products) >= 0 and max(block_products) <= _U32):
-                products = array("q", products)  # an RXCUI beyond 32 bits: none so far
-            products.extend(block_products)
+            ids.extend([products.setdefault(p, len(products)) for p in block_products])
+            if ids.typecode == "H" and len(products) > 0xFFFF:
+                ids = array("I", ids)
         starts.append(len(low))
-        self._starts, self._low, self._products = starts, low, products
+        self._starts, self._low, self._product_ids = starts, low, ids
+        self._products: array[int] = array("q", products)
 
     def __len__(self) -> int:
         return len(self._low)
@@ -102,7 +105,7 @@ class NdcIndex:
         """(NDC, product RXCUI) as integers, in NDC order."""
         for bucket in range(len(self._starts) - 1):
             for i in range(self._starts[bucket], self._starts[bucket + 1]):
-                yield (bucket << 32) | self._low[i], self._products[i]
+                yield (bucket << 32) | self._low[i], self._products[self._product_ids[i]]
 
     def product(self, ndc: str) -> str | None:
         if not ndc.isdigit():
@@ -114,7 +117,7 @@ class NdcIndex:
         low, end = key & _U32, self._starts[bucket + 1]
         i = bisect_left(self._low, low, self._starts[bucket], end)
         if i < end and self._low[i] == low:
-            return str(self._products[i])
+            return str(self._products[self._product_ids[i]])
         return None
 
 
@@ -246,17 +249,24 @@ class ConceptTable(Mapping[str, CodedDrug]):
 
     def __init__(self, rows: ConceptRows, ingredients: Sequence[tuple[str, ...] | None]) -> None:
         """`ingredients[n]`: the names of the n-th RXCUI list of `rows` (None: one not known)."""
-        numbered = sorted((key, row) for row, key in enumerate(rows.keys) if key >= 0)
-        # A code given twice answers as its last row (what a dict filled in order held).
-        kept = [row for i, (key, row) in enumerate(numbered) if i + 1 == len(numbered) or numbered[i + 1][0] != key]
+        keys = rows.keys
+        # Rows by code (a stable sort: a code given twice keeps its rows in arrival order), and of
+        # each code its last row, what a dict filled in order held. Integers and arrays only.
+        numbered = [row for row in range(len(keys)) if keys[row] >= 0]
+        numbered.sort(key=keys.__getitem__)
+        last_of_code = zip(numbered, islice(numbered, 1, None), strict=False)  # each row and the next
+        order: array[int] = array("I", (row for row, after in last_of_code if keys[row] != keys[after]))
+        if numbered:
+            order.append(numbered[-1])
+        del numbered
+        self._codes: array[int] = array("I", map(keys.__getitem__, order))
         last: dict[str, int] = {code: row for row, code in rows.other_codes.items()}
-        self._codes: array[int] = array("I", [rows.keys[row] for row in kept])
-        order = kept + list(last.values())
-        self._other: dict[str, int] = {code: len(kept) + i for i, code in enumerate(last)}
-        self._sets = _ids(array("I", [rows.sets[r] for r in order]), len(ingredients))
-        self._strengths = _ids(array("I", [rows.strengths[r] for r in order]), len(rows.strength_ids))
-        self._forms = _ids(array("I", [rows.forms[r] for r in order]), len(rows.form_ids))
-        self._active = bytes(rows.active[r] for r in order)
+        self._other: dict[str, int] = {code: len(order) + i for i, code in enumerate(last)}
+        order.extend(last.values())
+        self._sets = _ids(array("I", map(rows.sets.__getitem__, order)), len(ingredients))
+        self._strengths = _ids(array("I", map(rows.strengths.__getitem__, order)), len(rows.strength_ids))
+        self._forms = _ids(array("I", map(rows.forms.__getitem__, order)), len(rows.form_ids))
+        self._active = bytes(map(rows.active.__getitem__, order))
         self._ingredients: tuple[tuple[str, ...] | None, ...] = tuple(ingredients)
         self._strength_values: tuple[str | None, ...] = tuple(rows.strength_ids)
         self._form_values: tuple[str | None, ...] = tuple(rows.form_ids)
@@ -377,30 +387,32 @@ def _gram_key(gram: str) -> int:
 
 class TrigramIndex:
     """Trigram -> the positions of the names (in a sorted tuple) that hold it, ascending: the
-    trigrams as sorted integers, each with its slice of one array of positions."""
+    trigrams as sorted integers, each with its slice of one array of positions. Built by counting
+    first and then placing each position (two passes over the names): no list per trigram."""
 
     __slots__ = ("_keys", "_positions", "_starts")
 
-    def __init__(self, grams_of_names: Iterable[Iterable[str]]) -> None:
-        grams: dict[str, list[int]] = {}
-        count = 0
-        for position, name_grams in enumerate(grams_of_names):
-            for gram in name_grams:
-                held = grams.get(gram)
-                if held is None:
-                    grams[gram] = [position]
-                else:
-                    held.append(position)
-            count = position + 1
-        keyed = sorted((_gram_key(gram), gram) for gram in grams)
-        self._keys: array[int] = array("q", [key for key, _ in keyed])
+    def __init__(self, names: Sequence[str], grams_of: Callable[[str], Iterable[str]]) -> None:
+        counts: dict[str, int] = {}
+        for name in names:
+            for gram in grams_of(name):
+                counts[gram] = counts.get(gram, 0) + 1
+        ordered = sorted(counts, key=_gram_key)
+        self._keys: array[int] = array("q", map(_gram_key, ordered))
         starts: array[int] = array("I", [0])
-        positions: array[int] = array("I")
-        for _, gram in keyed:
-            positions.extend(grams[gram])
-            starts.append(len(positions))
+        free: dict[str, int] = {}  # where the next position of each trigram goes
+        for gram in ordered:
+            free[gram] = starts[-1]
+            starts.append(starts[-1] + counts[gram])
+        del counts, ordered
+        positions: array[int] = array("H" if len(names) <= 0xFFFF else "I", [0]) * starts[-1]
+        for position, name in enumerate(names):
+            for gram in grams_of(name):
+                at = free[gram]
+                positions[at] = position
+                free[gram] = at + 1
         self._starts = starts
-        self._positions = _ids(positions, count)
+        self._positions = positions
 
     def get(self, gram: str) -> Sequence[int]:
         if len(gram) != 3:

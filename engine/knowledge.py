@@ -714,7 +714,7 @@ class Vocabulary:
         suggestable = set(self.ingredients) | {fold(a) for a in self.aliases}
         suggestable.update(rows.suggestable)
         self._suggestable = tuple(sorted(suggestable))
-        self._trigram_index = TrigramIndex(_trigrams(name) for name in self._suggestable)
+        self._trigram_index = TrigramIndex(self._suggestable, _trigrams)
 
     @staticmethod
     def _concept_ingredients(rxcuis: Sequence[str], in_names: Mapping[str, str]) -> tuple[str, ...] | None:
