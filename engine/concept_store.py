@@ -324,13 +324,17 @@ class NameIndex(Mapping[str, "tuple[str, ...] | None"]):
 
     __slots__ = ("_data", "_ends", "_hashes", "_sets", "_values")
 
+    # What orders and finds the names; only equal names must hash equal (a test weakens it to
+    # make names collide).
+    _hash: Callable[[str], int] = staticmethod(hash)
+
     def __init__(self, names: Mapping[str, tuple[str, ...] | None]) -> None:
-        ordered = sorted(names, key=hash)
+        ordered = sorted(names, key=self._hash)
         values: dict[tuple[str, ...] | None, int] = {}
         set_ids = array("I", [values.setdefault(names[n], len(values)) for n in ordered])
         self._values: tuple[tuple[str, ...] | None, ...] = tuple(values)
         self._sets = _ids(set_ids, len(values))
-        self._hashes: array[int] = array("q", [hash(n) for n in ordered])
+        self._hashes: array[int] = array("q", map(self._hash, ordered))
         data = bytearray()
         ends: array[int] = array("I")
         for name in ordered:
@@ -340,7 +344,7 @@ class NameIndex(Mapping[str, "tuple[str, ...] | None"]):
         self._ends = ends
 
     def _find(self, name: str) -> int:
-        key = hash(name)
+        key = self._hash(name)
         hashes = self._hashes
         i = bisect_left(hashes, key)
         if i == len(hashes) or hashes[i] != key:
