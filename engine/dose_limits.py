@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from engine import _yaml
 from engine.demographics import demographics
 from engine.dose import Amount, Dose, Strength, parse_dose, parse_strengths
 from engine.identity import fold, parse_drug_text
@@ -324,7 +325,7 @@ def load_dose_knowledge(directory: Path) -> DoseKnowledge | None:
         return None
     text = path.read_text(encoding="utf-8")
     try:
-        doc = yaml.safe_load(text)
+        doc = _yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{path}: {exc}") from None
     warm()

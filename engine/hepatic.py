@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from engine import _yaml
 from engine.dose_limits import DoseKnowledge, Vocabulary
 from engine.identity import fold
 from engine.model import Alert, AlertKind, EvidenceLevel, PatientSnapshot, RuleError, Severity
@@ -213,7 +214,7 @@ def load_hepatic_knowledge(directory: Path) -> HepaticKnowledge | None:
         return None
     text = path.read_text(encoding="utf-8")
     try:
-        doc = yaml.safe_load(text)
+        doc = _yaml.safe_load(text)
         if not isinstance(doc, dict):
             raise HepaticKnowledgeError("expected a mapping")
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]

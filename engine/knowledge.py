@@ -15,8 +15,6 @@ import hashlib
 import io
 import re
 import sys
-from array import array
-from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
+from engine import _yaml
 from engine.allergy_knowledge import (
     ALLERGY_FILE,
     MEMBERSHIP_FILE,
@@ -32,6 +31,7 @@ from engine.allergy_knowledge import (
     merge_allergy_document,
     parse_memberships,
 )
+from engine.concept_store import CodedDrug, ConceptRows, ConceptTable, NameIndex, NdcIndex, TrigramIndex
 from engine.dose_limits import DOSE_FILE, DoseKnowledge, DoseKnowledgeError, load_dose_knowledge
 from engine.hepatic import HEPATIC_FILE, HepaticKnowledge, HepaticKnowledgeError, load_hepatic_knowledge
 from engine.identity import (
@@ -62,6 +62,8 @@ __all__ = [
     "INTERACTION_FILES",
     "AliasRecord",
     "AllergenRecord",
+    "CodedDrug",
+    "ConceptRows",
     "ConditionRecord",
     "CrossReactivity",
     "CsvImportError",
@@ -88,6 +90,8 @@ __all__ = [
     "parse_concept_lines",
     "parse_concepts_tsv",
     "parse_interactions_csv",
+    "read_concept_lines",
+    "read_ndc_file",
     "severity_from_source",
 ]
 
@@ -171,16 +175,12 @@ def parse_concepts_tsv(text: str, *, where: str = "concepts") -> list[DrugConcep
     """Reads the shipped concept table (rules/knowledge/rxnorm*.tsv): a header row with
     CONCEPT_COLUMNS, then one concept a line, tab-separated; `ingredients` comma-separated."""
     lines = iter(io.StringIO(text))
-    header = next(lines, "").rstrip("\r\n")
-    if tuple(header.split("\t")) != CONCEPT_COLUMNS:
-        raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONCEPT_COLUMNS)}")
+    _check_header(next(lines, ""), where)
     return list(parse_concept_lines(lines, where=where, first_line=2))
 
 
-def parse_concept_lines(lines: Iterable[str], *, where: str = "concepts", first_line: int = 1) -> Iterator[DrugConcept]:
-    """The concepts of the concept table's data lines (no header), one at a time: a caller that
-    streams its lines (a COPY from the database) never holds the whole table as text."""
-    shared: dict[str, tuple[str, ...]] = {}
+def _concept_cells(lines: Iterable[str], *, where: str, first_line: int) -> Iterator[list[str]]:
+    """The checked cells of the concept table's data lines (no header), one line at a time."""
     for number, raw in enumerate(lines, start=first_line):
         line = raw.rstrip("\r\n")
         if not line:
@@ -188,11 +188,20 @@ def parse_concept_lines(lines: Iterable[str], *, where: str = "concepts", first_
         cells = line.split("\t")
         if len(cells) != len(CONCEPT_COLUMNS):
             raise KnowledgeFileError(f"{where}:{number}: {len(cells)} columns, expected {len(CONCEPT_COLUMNS)}")
-        system, code, tty, name, ingredients, product, strength, dose_form, unii, active, source = cells
+        system, code, tty, name, _, _, _, _, _, active, _ = cells
         if system not in ("rxnorm", "ndc") or not code or not tty or not name:
             raise KnowledgeFileError(f"{where}:{number}: system, code, tty and name are required")
         if active not in ("1", "0"):
             raise KnowledgeFileError(f"{where}:{number}: active must be 1 or 0")
+        yield cells
+
+
+def parse_concept_lines(lines: Iterable[str], *, where: str = "concepts", first_line: int = 1) -> Iterator[DrugConcept]:
+    """The concepts of the concept table's data lines (no header), one at a time: a caller that
+    streams its lines (a COPY from the database) never holds the whole table as text."""
+    shared: dict[str, tuple[str, ...]] = {}
+    for cells in _concept_cells(lines, where=where, first_line=first_line):
+        system, code, tty, name, ingredients, product, strength, dose_form, unii, active, source = cells
         # Few distinct values repeat over tens of thousands of rows (tty, dose forms, strengths,
         # source keys, ingredient lists): one shared string or tuple each, not one per row.
         yield DrugConcept(
@@ -210,51 +219,25 @@ def parse_concept_lines(lines: Iterable[str], *, where: str = "concepts", first_
         )
 
 
-class NdcIndex:
-    """NDC (11 digits) -> the RXCUI of the product it packages, for a few hundred thousand NDCs in a
-    few megabytes: two sorted integer arrays searched by bisection (DrugConcept objects for every
-    NDC would cost a worker over 150 MB)."""
-
-    __slots__ = ("_keys", "_products")
-
-    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        ordered = sorted((int(ndc), int(product)) for ndc, product in pairs if ndc.isdigit() and product.isdigit())
-        self._keys = array("q", [k for k, _ in ordered])
-        self._products = array("q", [v for _, v in ordered])
-
-    @classmethod
-    def from_sorted(cls, pairs: Iterable[tuple[int, int]]) -> NdcIndex:
-        """From (NDC, RXCUI) integers already in NDC order, streamed: no list of all of them is built."""
-        index = cls()
-        previous = -1
-        for ndc, product in pairs:
-            if ndc <= previous:
-                raise ValueError("NDCs are not in ascending order")
-            index._keys.append(ndc)
-            index._products.append(product)
-            previous = ndc
-        return index
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def product(self, ndc: str) -> str | None:
-        if not ndc.isdigit():
-            return None
-        key = int(ndc)
-        i = bisect_left(self._keys, key)
-        if i < len(self._keys) and self._keys[i] == key:
-            return str(self._products[i])
-        return None
+def read_concept_lines(
+    lines: Iterable[str], *, where: str = "concepts", first_line: int = 1, rows: ConceptRows | None = None
+) -> ConceptRows:
+    """The concept table's data lines (no header) straight into the columns a Vocabulary is built
+    from, with the checks of parse_concept_lines and no DrugConcept made (what a worker loads)."""
+    rows = rows if rows is not None else ConceptRows()
+    for cells in _concept_cells(lines, where=where, first_line=first_line):
+        rows.add_cells(cells)
+    return rows
 
 
-def parse_ndc_tsv(text: str, *, where: str = "ndc") -> Iterator[tuple[str, str]]:
-    """The NDC rows of a concept table as (ndc, product RXCUI) pairs, without building a DrugConcept
-    per row."""
-    lines = iter(text.splitlines())
-    header = next(lines, "")
-    if tuple(header.split("\t")) != CONCEPT_COLUMNS:
+def _check_header(header: str, where: str) -> None:
+    if tuple(header.rstrip("\r\n").split("\t")) != CONCEPT_COLUMNS:
         raise KnowledgeFileError(f"{where}: the first line must be the header {' '.join(CONCEPT_COLUMNS)}")
+
+
+def _ndc_pairs(lines: Iterable[str], *, where: str) -> Iterator[tuple[str, str]]:
+    lines = iter(lines)
+    _check_header(next(lines, ""), where)
     for number, line in enumerate(lines, start=2):
         if not line:
             continue
@@ -264,15 +247,102 @@ def parse_ndc_tsv(text: str, *, where: str = "ndc") -> Iterator[tuple[str, str]]
         yield cells[1], cells[5]
 
 
-@dataclass(frozen=True, slots=True)
-class CodedDrug:
-    """What an RxNorm code denotes, as the vocabulary keeps it in memory (a DrugConcept less its
-    names, which are in the name index)."""
+def parse_ndc_tsv(text: str, *, where: str = "ndc") -> Iterator[tuple[str, str]]:
+    """The NDC rows of a concept table as (ndc, product RXCUI) pairs, without building a DrugConcept
+    per row."""
+    return _ndc_pairs(iter(text.splitlines()), where=where)
 
-    ingredients: tuple[str, ...] | None  # ingredient names; None when one of them is not known
-    strength: str | None
-    dose_form: str | None
-    active: bool
+
+def _gzip_text_blocks(path: Path) -> Iterator[str]:
+    """The text of a gzipped UTF-8 file, decompressed 64 kB at a time, each block ending after a
+    newline (or at the end): the whole text is never held, and the blocks are small enough to be
+    reused in place rather than mapped and unmapped one after another."""
+    rest = b""
+    with gzip.open(path, "rb") as handle:
+        while data := handle.read(1 << 16):
+            block = rest + data
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            yield block[:cut].decode("utf-8")
+    if rest:
+        yield rest.decode("utf-8")
+
+
+# What splitlines() splits a line on besides "\n".
+_OTHER_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _ndc_columns(text: str, width: int) -> tuple[list[int], list[int]] | None:
+    """The NDCs and products of a block of lines when every line is a plain NDC row (ndc, then ten
+    more cells, code and product digits), read by column at C speed; None for any other block.
+    Every line starts with "ndc" and no other cell is "ndc", so every 11th cell starting with the
+    first is exactly a line's first: each line has its eleven cells."""
+    trailing = text.endswith("\n")
+    rows = text.count("\n") + (not trailing)
+    cells = text.replace("\n", "\t").split("\t")
+    if trailing:
+        cells.pop()
+    ndcs, products = cells[1::width], cells[5::width]
+    if (
+        len(cells) == rows * width
+        and text.startswith("ndc\t")
+        and text.count("\nndc\t") == rows - 1
+        and cells.count("ndc") == rows
+        and cells[0::width].count("ndc") == rows
+        and all(map(str.isdigit, ndcs))
+        and all(map(str.isdigit, products))
+        and not any(map(text.__contains__, _OTHER_LINE_BREAKS))
+    ):
+        return list(map(int, ndcs)), list(map(int, products))
+    return None
+
+
+def read_ndc_file(path: Path) -> NdcIndex:
+    """The NDC index of a gzipped NDC table (rxnorm_ndc.tsv.gz), with parse_ndc_tsv's rows and
+    checks, streamed into the index's arrays: no string or tuple per NDC is held. A block of plain
+    NDC rows is read by column at C speed (_ndc_columns); any other block line by line, to skip or
+    report exactly what parse_ndc_tsv would. The table is in NDC order, as build_rxnorm.py writes
+    it; when it is not, it is read again and sorted."""
+    where = str(path)
+    width = len(CONCEPT_COLUMNS)
+
+    def blocks() -> Iterator[tuple[list[int], list[int]]]:
+        number = 0  # the lines read so far
+        for text in _gzip_text_blocks(path):
+            columns = _ndc_columns(text, width) if number else None  # the header is read line by line
+            if columns is not None:
+                yield columns
+                number += text.count("\n") + (not text.endswith("\n"))
+                continue
+            ndcs: list[int] = []
+            products: list[int] = []
+            for line in text.splitlines():
+                number += 1
+                if number == 1:
+                    _check_header(line, where)
+                    continue
+                if not line:
+                    continue
+                cells = line.split("\t")
+                if len(cells) != width or cells[0] != "ndc" or not cells[5]:
+                    raise KnowledgeFileError(f"{where}:{number}: expected an ndc row naming its product")
+                if cells[1].isdigit() and cells[5].isdigit():
+                    ndcs.append(int(cells[1]))
+                    products.append(int(cells[5]))
+            yield ndcs, products
+        if number == 0:
+            _check_header("", where)
+
+    try:
+        return NdcIndex.from_blocks(blocks())
+    except KnowledgeFileError:
+        raise
+    except ValueError as exc:
+        if "ascending" not in str(exc):
+            raise KnowledgeFileError(f"{where}: {exc}") from None
+    # Out of order (a table not written by build_rxnorm.py): read again and sorted by NdcIndex.
+    lines = (line for text in _gzip_text_blocks(path) for line in text.splitlines())
+    return NdcIndex(_ndc_pairs(lines, where=where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,7 +598,7 @@ class Vocabulary:
         allergens: Iterable[AllergenRecord] = (),
         conditions: Iterable[ConditionRecord] = (),
         salt_words: Iterable[str] = (),
-        concepts: Iterable[DrugConcept] = (),
+        concepts: Iterable[DrugConcept] | ConceptRows = (),
         ndc: NdcIndex | None = None,
         version: str = "",
         pharm_classes: Mapping[str, tuple[str, ...]] | None = None,
@@ -588,28 +658,37 @@ class Vocabulary:
 
     # -- drugs ---------------------------------------------------------------------------------
 
-    def _build_drug_index(self, concepts: Iterable[DrugConcept]) -> None:
+    def _build_drug_index(self, concepts: Iterable[DrugConcept] | ConceptRows) -> None:
         """Every name a drug is known by (folded) -> the ingredient set it denotes. A name that two
         sources give different ingredient sets is ambiguous: kept, and never resolved."""
-        self.concepts: dict[str, CodedDrug] = {}  # RXCUI -> what the code denotes
+        if isinstance(concepts, ConceptRows):
+            rows = concepts
+        else:
+            rows = ConceptRows()
+            for c in concepts:
+                rows.add(c.system, c.code, c.tty, c.name, ",".join(c.ingredients), c.strength, c.dose_form, c.active)
         self.ingredient_codes: dict[str, str] = {}  # ingredient name -> RXCUI
-        concept_list = list(concepts)
         in_names: dict[str, str] = {}  # RXCUI of an IN -> our ingredient name
-        for c in concept_list:
-            if c.system == "rxnorm" and c.tty == "IN":
-                name = fold(c.name)
-                in_names[c.code] = name
-                if c.active or name not in self.ingredient_codes:
-                    self.ingredient_codes[name] = c.code
-                if name not in self.ingredients:
-                    self.ingredients[name] = IngredientRecord(name)
-                    self._ingredient_classes[name] = ()
-        self._in_names = in_names
+        for code, name, active in rows.ingredients:
+            in_names[code] = name
+            if active or name not in self.ingredient_codes:
+                self.ingredient_codes[name] = code
+            if name not in self.ingredients:
+                self.ingredients[name] = IngredientRecord(name)
+                self._ingredient_classes[name] = ()
+        # The ingredient names of each distinct RXCUI list (None when one of them is not an IN we
+        # know), one shared tuple per distinct set.
+        shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        resolved: list[tuple[str, ...] | None] = []
+        for rxcuis in rows.ingredient_rxcuis():
+            found = self._concept_ingredients(rxcuis, in_names)
+            resolved.append(shared.setdefault(found, found) if found is not None else None)
+        # Only what a lookup needs is kept: the names go into the name index.
+        self.concepts: ConceptTable = ConceptTable(rows, resolved)  # RXCUI -> what the code denotes
         # Folded name -> its one ingredient set; a name given a second, different set is ambiguous
         # (its sets collected apart: a set per name for the few, not for the tens of thousands).
         names: dict[str, tuple[str, ...] | None] = {}
         clashes: dict[str, set[tuple[str, ...]]] = {}
-        shared: dict[tuple[str, ...], tuple[str, ...]] = {}
 
         def add(name: str, found: tuple[str, ...]) -> None:
             held = names.get(name, found)
@@ -623,32 +702,23 @@ class Vocabulary:
             add(fold(name), (name,))
         for alias, ingredients in self.aliases.items():
             add(fold(alias), tuple(sorted(ingredients)))
-        for c in concept_list:
-            if c.system != "rxnorm":
-                continue  # NDCs live in the NdcIndex
-            found = self._concept_ingredients(c)
+        for name, row in rows.names():
+            found = resolved[rows.sets[row]]
             if found is not None:
-                found = shared.setdefault(found, found)
-            # Only what a lookup needs is kept: the names went into the index, the rest stays in the store.
-            self.concepts[c.code] = CodedDrug(found, c.strength, c.dose_form, c.active)
-            if c.active and found is not None:
-                add(fold(c.name), found)
-        self._names: dict[str, tuple[str, ...] | None] = names
+                add(name, found)
+        self._names: NameIndex = NameIndex(names)
         self.ambiguous_names: dict[str, tuple[tuple[str, ...], ...]] = {
             name: tuple(sorted(sets)) for name, sets in clashes.items()
         }
         # "Did you mean": ingredient and brand names, and aliases (not whole product strings).
         suggestable = set(self.ingredients) | {fold(a) for a in self.aliases}
-        suggestable.update(fold(c.name) for c in concept_list if c.tty in ("IN", "BN", "PIN") and c.active)
+        suggestable.update(rows.suggestable)
         self._suggestable = tuple(sorted(suggestable))
-        grams: dict[str, list[int]] = defaultdict(list)
-        for index, name in enumerate(self._suggestable):
-            for gram in _trigrams(name):
-                grams[gram].append(index)
-        self._trigram_index = {gram: tuple(ids) for gram, ids in grams.items()}
+        self._trigram_index = TrigramIndex(self._suggestable, _trigrams)
 
-    def _concept_ingredients(self, concept: DrugConcept) -> tuple[str, ...] | None:
-        names = [self._in_names.get(code) for code in concept.ingredients]
+    @staticmethod
+    def _concept_ingredients(rxcuis: Sequence[str], in_names: Mapping[str, str]) -> tuple[str, ...] | None:
+        names = [in_names.get(code) for code in rxcuis]
         if not names or any(n is None for n in names):
             return None
         return tuple(sorted({n for n in names if n is not None}))
@@ -741,7 +811,7 @@ class Vocabulary:
         # not a scan of every name); the closest few by similarity ratio are offered.
         shared: Counter[int] = Counter()
         for gram in _trigrams(text):
-            shared.update(self._trigram_index.get(gram, ()))
+            shared.update(self._trigram_index.get(gram))
         pool = [self._suggestable[i] for i, _ in shared.most_common(40)]
         scored = []
         matcher = difflib.SequenceMatcher(b=text)
@@ -1583,7 +1653,7 @@ def _fda_class(value: str, where: str) -> str:
 def vocabulary_from_document(
     doc: Mapping[str, Any],
     *,
-    concepts: Iterable[DrugConcept] = (),
+    concepts: Iterable[DrugConcept] | ConceptRows = (),
     ndc: NdcIndex | None = None,
     version: str = "",
     pharm_classes: Mapping[str, tuple[str, ...]] | None = None,
@@ -1788,7 +1858,7 @@ def _with_conditions(directory: Path, doc: Mapping[str, Any], digest: Any) -> Ma
     digest.update(spec_text.encode())
     digest.update(table_text.encode())
     try:
-        spec = yaml.safe_load(spec_text)
+        spec = _yaml.safe_load(spec_text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
     codes = parse_condition_codes(table_text, where=str(table_path))
@@ -1830,16 +1900,17 @@ CONCEPT_FILE = "rxnorm.tsv"
 NDC_FILE = "rxnorm_ndc.tsv.gz"
 
 
-def load_concept_files(directory: Path) -> tuple[list[DrugConcept], NdcIndex]:
-    """The shipped RxNorm concept table and its NDCs from a knowledge folder (empty when absent)."""
-    concepts: list[DrugConcept] = []
+def load_concept_files(directory: Path) -> tuple[ConceptRows, NdcIndex]:
+    """The shipped RxNorm concept table and its NDCs from a knowledge folder (empty when absent),
+    read line by line into their compact forms (engine.concept_store)."""
+    concepts = ConceptRows()
     path = directory / CONCEPT_FILE
     if path.is_file():
-        concepts = parse_concepts_tsv(path.read_text(encoding="utf-8"), where=str(path))
+        with path.open(encoding="utf-8") as handle:
+            _check_header(next(handle, ""), str(path))
+            read_concept_lines(handle, where=str(path), first_line=2, rows=concepts)
     ndc_path = directory / NDC_FILE
-    ndc = NdcIndex()
-    if ndc_path.is_file():
-        ndc = NdcIndex(parse_ndc_tsv(gzip.decompress(ndc_path.read_bytes()).decode("utf-8"), where=str(ndc_path)))
+    ndc = read_ndc_file(ndc_path) if ndc_path.is_file() else NdcIndex()
     return concepts, ndc
 
 
@@ -1865,7 +1936,7 @@ def _with_allergy_classes(directory: Path, doc: Mapping[str, Any], digest: Any) 
     digest.update(spec_text.encode())
     digest.update(table_text.encode())
     try:
-        spec = yaml.safe_load(spec_text)
+        spec = _yaml.safe_load(spec_text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
     try:
@@ -1883,7 +1954,7 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         raise KnowledgeFileError(f"{vocab_path}: not found")
     vocab_text = vocab_path.read_text(encoding="utf-8")
     try:
-        doc = yaml.safe_load(vocab_text)
+        doc = _yaml.safe_load(vocab_text)
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{vocab_path}: {exc}") from None
     concepts, ndc = load_concept_files(directory)
@@ -1894,7 +1965,7 @@ def load_knowledge_files(directory: Path) -> Knowledge:
         foods_text = foods_path.read_text(encoding="utf-8")
         digest.update(foods_text.encode())
         try:
-            doc = merge_food_document(_mapping(doc, "vocabulary"), yaml.safe_load(foods_text))
+            doc = merge_food_document(_mapping(doc, "vocabulary"), _yaml.safe_load(foods_text))
         except (yaml.YAMLError, KnowledgeFileError) as exc:
             raise KnowledgeFileError(f"{foods_path}: {exc}") from None
     doc = _with_allergy_classes(directory, _mapping(doc, "vocabulary"), digest)

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from engine import _yaml
 from engine.dose import parse_dose
 from engine.dose_limits import DoseKnowledge, Vocabulary, medication_dose
 from engine.identity import fold
@@ -204,7 +205,7 @@ def load_renal_knowledge(directory: Path) -> RenalKnowledge | None:
         return None
     text = path.read_text(encoding="utf-8")
     try:
-        doc = yaml.safe_load(text)
+        doc = _yaml.safe_load(text)
         if not isinstance(doc, dict):
             raise RenalKnowledgeError("expected a mapping")
         return renal_knowledge_from_document(doc, version=f"renal:{hashlib.sha256(text.encode()).hexdigest()[:12]}")

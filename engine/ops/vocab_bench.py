@@ -60,12 +60,13 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
     import engine.doors.serve  # noqa: F401
 
     rss_before = _rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     from engine.knowledge import load_knowledge_files
 
     knowledge = load_knowledge_files(folder)
     load_s = time.perf_counter() - t0
     load_cpu_s = time.process_time()
+    load_only_cpu_s = load_cpu_s - c0
     from engine.evaluate import evaluate
     from engine.model import EvaluationRequest, MedicationFact, PatientSnapshot
     from engine.rules import RuleSet, load_rule_files
@@ -109,6 +110,7 @@ def measure(folder: Path, *, patients: int, meds: int, rounds: int) -> dict[str,
         "ndcs": len(vocab.ndc),
         "load_seconds": round(load_s, 3),
         "load_cpu_seconds_incl_imports": round(load_cpu_s, 3),
+        "load_cpu_seconds": round(load_only_cpu_s, 3),  # the load alone: what a busy machine does not inflate
         "rss_mb_before_load": round(rss_before, 1),
         "rss_mb_loaded": round(rss_loaded, 1),
         "rss_mb_after_evaluations": round(_rss_mb(), 1),
@@ -170,11 +172,11 @@ def print_section(r: dict[str, Any], log: Any = print) -> None:
     s, f = r["starter"], r["full"]
     log(f"vocabulary, full vs starter (engine alone, {r['patients']} patients x {r['medications_per_patient']}"
         f" curated medications, {r['rounds']} rounds; best of two child processes each):")  # fmt: skip
-    log(f"  {'':10} {'ingredients':>11} {'concepts':>9} {'NDCs':>8} {'load s':>7} {'cpu s':>6} {'RSS MB':>7}"
+    log(f"  {'':10} {'ingredients':>11} {'concepts':>9} {'NDCs':>8} {'load s':>7} {'load cpu s':>10} {'RSS MB':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'wall p50':>8}")  # fmt: skip
     for label, x in (("starter", s), ("full", f)):
         log(f"  {label:10} {x['ingredients']:11,} {x['concepts']:9,} {x['ndcs']:8,} {x['load_seconds']:7.2f}"
-            f" {x['load_cpu_seconds_incl_imports']:6.2f} {x['rss_mb_after_evaluations']:7.1f} {x['p50_ms']:7.3f}"
+            f" {x.get('load_cpu_seconds', 0.0):10.2f} {x['rss_mb_after_evaluations']:7.1f} {x['p50_ms']:7.3f}"
             f" {x['p99_ms']:7.3f} {x['wall_p50_ms']:8.3f}")  # fmt: skip
     for name, t in r["targets"].items():
         log(f"  {name:46} {t['value']!s:>8} (limit {t['target']}) {'met' if t['met'] else 'NOT MET'}")
