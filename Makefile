@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # The engine's hot modules compiled with mypyc (engine/ops/native.py); rebuilt when one of them changes.
 NATIVE := engine/_native.json
-NATIVE_SRC := $(patsubst %,engine/%.py,logic identity allergy facts evaluate) engine/ops/native.py
+# The compiled modules and what they are compiled against: every module of the engine package.
+NATIVE_SRC := $(wildcard engine/*.py) engine/ops/native.py
 LOCK := requirements.lock
 # The tool that writes the lock; it runs from a throwaway virtualenv, never from .venv.
 UV_VERSION ?= 0.13.8

@@ -58,6 +58,12 @@ def _native_states(here: Path, *, pure: bool) -> dict[str, str]:
     except (OSError, ValueError):
         manifest = {}
     modules = manifest.get("modules", {}) if isinstance(manifest, dict) else {}
+    # The other engine modules the extensions were compiled against (their types are checked at run time).
+    changed = sorted(
+        name
+        for name, digest in (manifest.get("sources", {}) if isinstance(manifest, dict) else {}).items()
+        if not (here / name).is_file() or hashlib.sha256((here / name).read_bytes()).hexdigest() != digest
+    )
     states: dict[str, str] = {}
     # An extension the manifest does not list (left from an earlier build) is never loaded.
     for path in here.glob("*.so"):
@@ -74,6 +80,8 @@ def _native_states(here: Path, *, pure: bool) -> dict[str, str]:
             states[name] = "source (PRANEYA_PURE_PYTHON=1)"
         elif not source.is_file() or hashlib.sha256(source.read_bytes()).hexdigest() != digest:
             states[name] = "source (changed since it was compiled: run `make native`)"
+        elif changed:
+            states[name] = f"source (engine/{changed[0]} changed since the build: run `make native`)"
         else:
             states[name] = "compiled"
     return dict(sorted(states.items()))

@@ -49,6 +49,17 @@ def test_a_compiled_module_is_loaded_only_while_its_source_is_unchanged(tmp_path
     assert _native_states(here, pure=False)["same"] == "source (compiled for another Python)"
 
 
+def test_a_change_to_what_they_were_compiled_against_makes_every_extension_stale(tmp_path: Path) -> None:
+    here = _package(tmp_path, {"a": "x = 1\n", "types": "T = int\n"}, ["a"], {"a": _sha("x = 1\n")})
+    doc = json.loads((here / "_native.json").read_text())
+    doc["sources"] = {"a.py": _sha("x = 1\n"), "types.py": _sha("T = int\n")}
+    (here / "_native.json").write_text(json.dumps(doc))
+    assert _native_states(here, pure=False) == {"a": "compiled"}
+    (here / "types.py").write_text("T = str\n")
+    stale = "source (engine/types.py changed since the build: run `make native`)"
+    assert _native_states(here, pure=False) == {"a": stale}
+
+
 def test_no_manifest_means_no_compiled_module_is_loaded(tmp_path: Path) -> None:
     here = _package(tmp_path, {"a": "x = 1\n"}, ["a"], None)
     assert _native_states(here, pure=False) == {"a": "source (its compiled module is not in the manifest)"}

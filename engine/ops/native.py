@@ -9,9 +9,10 @@ annotations checked at run time. Measured on the shipped rules and knowledge, en
 evaluation (engine.evaluate.evaluate alone): 15 medications 3.9 -> 1.5-2.6 ms, 40 medications 9.3 ->
 5.3-6.4 ms (README, "Performance").
 
-The manifest (engine/_native.json) records the SHA-256 of each source as compiled. engine/__init__.py
-loads a compiled module only while its source is unchanged: a module edited since it was compiled is
-imported from its source (until the next build), so a stale extension never runs. PRANEYA_PURE_PYTHON=1
+The manifest (engine/_native.json) records the SHA-256 of each source as compiled, and of every other
+module of the engine package it was compiled against. engine/__init__.py loads a compiled module only
+while all of them are unchanged: after an edit the engine runs from its source (until the next build),
+so a stale extension never runs. PRANEYA_PURE_PYTHON=1
 imports every module from its source.
 """
 
@@ -63,6 +64,9 @@ def build() -> None:
 
     clean()
     digests = {name: _digest(ENGINE / f"{name}.py") for name in MODULES}  # what is compiled
+    # And what it was compiled against: mypyc checks at run time the types the other engine modules
+    # declared at build time, so a change to any of them makes every extension stale.
+    against = {path.name: _digest(path) for path in sorted(ENGINE.glob("*.py"))}
     started = time.perf_counter()
     cwd = os.getcwd()
     os.chdir(ROOT)  # mypyc names the modules by their path relative to here
@@ -78,7 +82,8 @@ def build() -> None:
     if missing:
         raise SystemExit(f"mypyc built no extension for: {', '.join(missing)}")
     MANIFEST.write_text(
-        json.dumps({"python": sys.implementation.cache_tag, "modules": digests}, indent=2, sort_keys=True) + "\n"
+        json.dumps({"python": sys.implementation.cache_tag, "modules": digests, "sources": against}, indent=2,
+                   sort_keys=True) + "\n"
     )
     print(f"compiled {len(MODULES)} engine modules with mypyc in {time.perf_counter() - started:.0f} s")
 
