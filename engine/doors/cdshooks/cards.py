@@ -201,7 +201,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
     """`text` on one line, at most `limit` characters: cut at the last word that fits, then "…"."""
-    text = " ".join(_CONTROL.sub(" ", text).split())
+    # Printable ASCII with single spaces inside is already one line (most alert texts): kept as is.
+    if not (text.isascii() and text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
+        text = " ".join(_CONTROL.sub(" ", text).split())
     if len(text) <= limit:
         return text
     head = text[: limit - 1]
@@ -228,7 +230,10 @@ def _md(text: str, limit: int | None = None) -> str:
             escaped = escaped.replace(c, "\\" + c)
     # A line that starts like a list item or a setext underline ("- x", "1. x", "= x"): escape the
     # punctuation (a backslash before a digit is not an escape in CommonMark).
-    return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
+    # (`shorten` left no space at the start: only a first digit or one of -=+.) can begin one.)
+    if escaped[:1].isdigit() or escaped[:1] in ("-", "=", "+", ".", ")"):
+        return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
+    return escaped
 
 
 def _code(text: str) -> str:
