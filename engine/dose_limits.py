@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from engine import _yaml
+import engine._yaml as _yaml
 from engine.demographics import demographics
 from engine.dose import Amount, Dose, Strength, parse_dose, parse_strengths
 from engine.identity import fold, parse_drug_text

@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from engine import _yaml
+import engine._yaml as _yaml
 from engine.dose_limits import DoseKnowledge, Vocabulary
 from engine.identity import fold
 from engine.model import Alert, AlertKind, EvidenceLevel, PatientSnapshot, RuleError, Severity

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
-from engine import _yaml
+import engine._yaml as _yaml
 from engine.allergy_knowledge import (
     ALLERGY_FILE,
     MEMBERSHIP_FILE,

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from engine import _yaml
+import engine._yaml as _yaml
 from engine.dose import parse_dose
 from engine.dose_limits import DoseKnowledge, Vocabulary, medication_dose
 from engine.identity import fold
