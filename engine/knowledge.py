@@ -1848,21 +1848,31 @@ def merge_condition_document(
 def _with_conditions(directory: Path, doc: Mapping[str, Any], digest: Any) -> Mapping[str, Any]:
     """The vocabulary document with conditions.yaml and condition_codes.tsv folded in; unchanged when
     the folder has neither. Both go together: a code table without its definitions is refused."""
-    spec_path, table_path = directory / CONDITIONS_FILE, directory / CONDITION_CODES_FILE
-    if not spec_path.is_file() and not table_path.is_file():
+    pair = _paired_files(directory, CONDITIONS_FILE, CONDITION_CODES_FILE, digest)
+    if pair is None:
         return doc
+    spec, table_text = pair
+    codes = parse_condition_codes(table_text, where=str(directory / CONDITION_CODES_FILE))
+    return merge_condition_document(doc, _mapping(spec, CONDITIONS_FILE), codes)
+
+
+def _paired_files(directory: Path, spec_name: str, table_name: str, digest: Any) -> tuple[Any, str] | None:
+    """A YAML spec and the table that goes with it, both counted in `digest`: (the parsed spec, the
+    table's text), None when the folder has neither. One without the other is refused rather than
+    half-loaded."""
+    spec_path, table_path = directory / spec_name, directory / table_name
+    if not spec_path.is_file() and not table_path.is_file():
+        return None
     for path in (spec_path, table_path):
         if not path.is_file():
-            raise KnowledgeFileError(f"{path}: not found ({CONDITIONS_FILE} and {CONDITION_CODES_FILE} go together)")
+            raise KnowledgeFileError(f"{path}: not found ({spec_name} and {table_name} go together)")
     spec_text, table_text = spec_path.read_text(encoding="utf-8"), table_path.read_text(encoding="utf-8")
     digest.update(spec_text.encode())
     digest.update(table_text.encode())
     try:
-        spec = _yaml.safe_load(spec_text)
+        return _yaml.safe_load(spec_text), table_text
     except yaml.YAMLError as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None
-    codes = parse_condition_codes(table_text, where=str(table_path))
-    return merge_condition_document(doc, _mapping(spec, CONDITIONS_FILE), codes)
 
 
 PHARM_CLASS_FILE = "pharm_classes.tsv"
@@ -1926,21 +1936,13 @@ def _with_allergy_classes(directory: Path, doc: Mapping[str, Any], digest: Any) 
     """The vocabulary document with the folder's allergy classes folded in (engine.allergy_knowledge);
     unchanged when the folder has none. Both files must be there together: a class table without
     its definitions, or the reverse, is refused rather than half-loaded."""
-    spec_path, table_path = directory / ALLERGY_FILE, directory / MEMBERSHIP_FILE
-    if not spec_path.is_file() and not table_path.is_file():
+    pair = _paired_files(directory, ALLERGY_FILE, MEMBERSHIP_FILE, digest)
+    if pair is None:
         return doc
-    for path in (spec_path, table_path):
-        if not path.is_file():
-            raise KnowledgeFileError(f"{path}: not found (allergy.yaml and allergy_classes.tsv go together)")
-    spec_text, table_text = spec_path.read_text(encoding="utf-8"), table_path.read_text(encoding="utf-8")
-    digest.update(spec_text.encode())
-    digest.update(table_text.encode())
+    spec, table_text = pair
+    spec_path = directory / ALLERGY_FILE
     try:
-        spec = _yaml.safe_load(spec_text)
-    except yaml.YAMLError as exc:
-        raise KnowledgeFileError(f"{spec_path}: {exc}") from None
-    try:
-        memberships = parse_memberships(table_text, where=str(table_path))
+        memberships = parse_memberships(table_text, where=str(directory / MEMBERSHIP_FILE))
         return merge_allergy_document(doc, _mapping(spec, "allergy"), memberships)
     except (AllergyFileError, KnowledgeFileError) as exc:
         raise KnowledgeFileError(f"{spec_path}: {exc}") from None

@@ -217,3 +217,16 @@ def test_every_rule_case_code_comes_from_the_table_or_the_icd10cm_categories() -
             system, code = match.groups()
             if system == "snomed":
                 assert code in known["snomed"], (path.name, code)
+
+
+@pytest.mark.parametrize(("present", "missing"), [("conditions.yaml", "condition_codes.tsv"),
+                                                  ("allergy_classes.tsv", "allergy.yaml")])  # fmt: skip
+def test_a_spec_without_its_table_or_the_reverse_is_refused(tmp_path: Path, present: str, missing: str) -> None:
+    # The shipped folder less one file of a pair: refused, naming the missing file, never half-loaded.
+    import shutil
+
+    folder = tmp_path / "knowledge"
+    shutil.copytree(KNOWLEDGE_DIR, folder)
+    (folder / missing).unlink()
+    with pytest.raises(KnowledgeFileError, match=rf"{missing}: not found \(.* go together\)"):
+        load_knowledge_files(folder)
